@@ -1,0 +1,31 @@
+"""gendist: distances and geodesics between data points according to a generative model."""
+
+from .densities import (
+    CallableDensity,
+    Density,
+    GaussianMixtureDensity,
+    SklearnDensity,
+    TorchDensity,
+    as_density,
+)
+from .estimator import GenerativeDistance, generative_distances
+from .graph import GraphTooLargeError
+from .metric import ConformalMetric
+from .paths import Geodesic
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GenerativeDistance",
+    "generative_distances",
+    "Geodesic",
+    "ConformalMetric",
+    "Density",
+    "CallableDensity",
+    "SklearnDensity",
+    "TorchDensity",
+    "GaussianMixtureDensity",
+    "as_density",
+    "GraphTooLargeError",
+    "__version__",
+]

@@ -1,0 +1,449 @@
+"""The scikit-learn estimator: :class:`GenerativeDistance`, and :func:`generative_distances`."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+from scipy import sparse
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.mixture import GaussianMixture
+from sklearn.neighbors import NearestNeighbors
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._validation import check_int, check_points, check_positive
+from .densities import as_density, evaluate_log_density
+from .graph import auto_radius, build_edges, component_report, join_edges, symmetric_csr
+from .metric import ConformalMetric, resolve_lambda
+from .paths import (
+    Geodesic,
+    default_memory_limit,
+    reconstruct_path,
+    shortest_path_tree,
+    shortest_paths,
+)
+
+__all__ = ["GenerativeDistance", "generative_distances"]
+
+_VERTEX_MODES = ("data", "samples", "both")
+
+
+class GenerativeDistance(TransformerMixin, BaseEstimator):
+    """Generative distances and geodesics between points, under a density model.
+
+    The density ``p`` defines the conformal metric with length factor
+    ``h(x) = ((p0 + lam) / (p(x) + lam)) ** beta``: paths through high density are short,
+    paths across low-density gaps are long. :meth:`fit` builds a neighbourhood graph on the
+    vertices (the training points, samples drawn from the density, or both) and weights each
+    edge by its length under the metric (trapezoidal rule on ``n_quad`` nodes, in log space);
+    distances are shortest paths in that graph, and geodesics are the paths themselves.
+
+    Parameters
+    ----------
+    density : callable, estimator, torch model or Density, default=None
+        The model, evaluated only through its log-density: a callable mapping an (n, d) array
+        to n log-densities; a scikit-learn estimator with ``score_samples`` (fitted, or
+        unfitted: a clone is then fitted on X); a torch module or distribution with
+        ``log_prob``; or a :class:`gendist.densities.Density`. ``None`` fits a
+        ``GaussianMixture`` with ``min(8, n_samples)`` full-covariance components on X.
+    lam : float or str, default="quantile:0.1"
+        Regulariser lambda > 0 of the metric, in units of density. ``"quantile:q"`` sets it to
+        the q-quantile of ``p`` over the vertices, which is how to choose it in high dimension.
+        Small lambda: strong contrast between dense and sparse regions; lambda -> inf:
+        Euclidean graph distances.
+    beta : float, default=1.0
+        Exponent of the length factor (> 0); larger sharpens the contrast.
+    p0 : float, default=0.0
+        Reference density (>= 0): the metric is exactly Euclidean where ``p = p0``.
+    radius : float or "auto", default=None
+        Join vertices closer than ``radius`` (epsilon-graph). ``"auto"`` picks a radius that
+        makes the graph connected. ``None`` means ``"auto"`` unless ``n_neighbors`` is given.
+    n_neighbors : int, default=None
+        Join each vertex to its k nearest neighbours (symmetrised). With ``radius`` as well,
+        the graph is the adaptive epsilon-graph: every vertex keeps at least k neighbours.
+    n_quad : int, default=8
+        Trapezoidal nodes per edge, endpoints included (>= 2). Error falls like 1/n_quad^2.
+    vertices : {"data", "samples", "both"}, default="data"
+        Graph vertices: the training points, ``n_vertex_samples`` points drawn from the
+        density (the training points then join the sample graph through their neighbours),
+        or both.
+    n_vertex_samples : int, default=None
+        Number of vertices to sample for ``vertices="samples"`` or ``"both"``.
+    backend : str, default="auto"
+        Shortest-path backend (see :data:`gendist.paths.BACKENDS`).
+    n_jobs : int, default=None
+        Processes for many-source shortest paths (joblib semantics).
+    dtype : {"float64", "float32"}, default="float64"
+        Dtype of returned distance matrices; float32 halves their memory.
+    memory_limit : int, default=None
+        Bytes allowed for a distance matrix or the graph (default: half the physical memory).
+    batch_size : int, default=65536
+        Points per call to the density.
+    random_state : int, RandomState or None, default=None
+        Seeds the default density and vertex sampling.
+    verbose : bool, default=False
+        Show progress bars.
+
+    Attributes
+    ----------
+    n_features_in_ : int
+    vertices_ : ndarray of shape (n_vertices, n_features)
+        Graph vertices; the training points come first (``data_index_``).
+    data_index_ : ndarray of shape (n_samples,)
+        Vertex index of each training point.
+    log_prob_ : ndarray of shape (n_vertices,)
+        Log-density of each vertex.
+    density_ : Density
+        The fitted density adapter.
+    lam_ : float
+        The absolute lambda in use.
+    metric_ : ConformalMetric
+        The metric; ``metric_.curve_length(points)`` measures any polyline.
+    radius_ : float or None
+        The radius in use.
+    graph_ : scipy.sparse.csr_matrix of shape (n_vertices, n_vertices)
+        Symmetric edge weights (explicit zeros join duplicate points).
+    n_components_ : int
+        Connected components of the graph; more than one means some distances are inf.
+    component_labels_ : ndarray of shape (n_vertices,)
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_moons
+    >>> from sklearn.mixture import GaussianMixture
+    >>> from gendist import GenerativeDistance
+    >>> X, _ = make_moons(300, noise=0.05, random_state=0)
+    >>> est = GenerativeDistance(GaussianMixture(10, random_state=0), n_neighbors=10)
+    >>> D = est.fit_transform(X)
+    >>> D.shape
+    (300, 300)
+    """
+
+    def __init__(
+        self,
+        density=None,
+        *,
+        lam="quantile:0.1",
+        beta=1.0,
+        p0=0.0,
+        radius=None,
+        n_neighbors=None,
+        n_quad=8,
+        vertices="data",
+        n_vertex_samples=None,
+        backend="auto",
+        n_jobs=None,
+        dtype="float64",
+        memory_limit=None,
+        batch_size=65536,
+        random_state=None,
+        verbose=False,
+    ):
+        self.density = density
+        self.lam = lam
+        self.beta = beta
+        self.p0 = p0
+        self.radius = radius
+        self.n_neighbors = n_neighbors
+        self.n_quad = n_quad
+        self.vertices = vertices
+        self.n_vertex_samples = n_vertex_samples
+        self.backend = backend
+        self.n_jobs = n_jobs
+        self.dtype = dtype
+        self.memory_limit = memory_limit
+        self.batch_size = batch_size
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ fitting
+    def _check_params(self):
+        check_positive(self.beta, "beta")
+        check_positive(self.p0, "p0", allow_zero=True)
+        if not isinstance(self.lam, str):
+            check_positive(self.lam, "lam")
+        check_int(self.n_quad, "n_quad", minimum=2)
+        check_int(self.batch_size, "batch_size")
+        if self.n_neighbors is not None:
+            check_int(self.n_neighbors, "n_neighbors")
+        if self.radius is not None and not (isinstance(self.radius, str) and self.radius == "auto"):
+            check_positive(self.radius, "radius")
+        if self.vertices not in _VERTEX_MODES:
+            raise ValueError(f"vertices must be one of {_VERTEX_MODES}, got {self.vertices!r}.")
+        if self.vertices != "data":
+            if self.n_vertex_samples is None:
+                raise ValueError(f"vertices={self.vertices!r} needs n_vertex_samples.")
+            check_int(self.n_vertex_samples, "n_vertex_samples")
+        if str(np.dtype(self.dtype)) not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}.")
+        if self.memory_limit is not None:
+            check_int(self.memory_limit, "memory_limit")
+
+    def _memory_limit(self) -> int:
+        return default_memory_limit() if self.memory_limit is None else self.memory_limit
+
+    def _make_density(self, X):
+        density = self.density
+        if density is None:
+            density = GaussianMixture(
+                n_components=min(8, X.shape[0]),
+                covariance_type="full",
+                random_state=self.random_state,
+            )
+        density = as_density(density)
+        return density.fit(X) if density.requires_fit else density
+
+    def _sample_vertices(self, density, n_features):
+        S = density.sample(self.n_vertex_samples, random_state=self.random_state)
+        S = check_points(S, "samples drawn from the density")
+        if S.shape != (self.n_vertex_samples, n_features):
+            raise ValueError(
+                f"the density sampled an array of shape {S.shape}; expected "
+                f"({self.n_vertex_samples}, {n_features})."
+            )
+        return S
+
+    def fit(self, X, y=None):
+        """Build the graph on the vertices and weight its edges under the metric.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training points.
+        y : ignored
+
+        Returns
+        -------
+        self
+        """
+        X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2)
+        self._check_params()
+        n = X.shape[0]
+        progress = bool(self.verbose)
+        self.density_ = self._make_density(X)
+
+        if self.vertices == "data":
+            V = X
+        else:
+            S = self._sample_vertices(self.density_, X.shape[1])
+            V = np.vstack([X, S])
+        self.vertices_ = V
+        self.data_index_ = np.arange(n)
+        self.log_prob_ = evaluate_log_density(self.density_, V, self.batch_size, progress)
+        self.lam_ = float(np.exp(resolve_lambda(self.lam, self.log_prob_)))
+        self.metric_ = ConformalMetric(
+            self.density_,
+            float(np.log(self.lam_)),
+            float(self.beta),
+            float(self.p0),
+            int(self.n_quad),
+        )
+
+        graph_points = V if self.vertices != "samples" else V[n:]
+        offset = 0 if self.vertices != "samples" else n
+        self.nn_ = NearestNeighbors().fit(graph_points)
+        radius = self.radius
+        if radius is None and self.n_neighbors is None:
+            radius = "auto"
+        if isinstance(radius, str):
+            radius = auto_radius(graph_points, nn=self.nn_)
+        self.radius_ = radius
+        rows, cols, _ = build_edges(
+            graph_points,
+            radius,
+            self.n_neighbors,
+            nn=self.nn_,
+            max_edges=self._memory_limit() // 64,
+        )
+        rows, cols = rows + offset, cols + offset
+        if self.vertices == "samples":
+            # the training points join the sample graph through their neighbours
+            jr, jc, _ = join_edges(self.nn_, graph_points, X, radius, self.n_neighbors)
+            rows, cols = np.concatenate([rows, jr]), np.concatenate([cols, jc + offset])
+            self.nn_ = NearestNeighbors().fit(V)
+        log_w = self.metric_.edge_log_weights(V, rows, cols, self.log_prob_, progress)
+        self.graph_ = symmetric_csr(V.shape[0], rows, cols, np.exp(log_w))
+        self.n_components_, self.component_labels_ = component_report(self.graph_)
+        return self
+
+    # ------------------------------------------------------------------ queries
+    def _shortest_paths(self, graph, sources, columns=None, limit=np.inf, dtype=None):
+        return shortest_paths(
+            graph,
+            sources,
+            columns=columns,
+            limit=limit,
+            dtype=self.dtype if dtype is None else dtype,
+            backend=self.backend,
+            n_jobs=self.n_jobs,
+            memory_limit=self._memory_limit(),
+            progress=bool(self.verbose),
+        )
+
+    def fit_transform(self, X, y=None):
+        """Fit, then return the generative distances among the training points.
+
+        Returns
+        -------
+        D : ndarray of shape (n_samples, n_samples)
+            Symmetric, zero diagonal; inf between disconnected components.
+        """
+        self.fit(X)
+        idx = self.data_index_
+        return self._shortest_paths(self.graph_, idx, columns=idx)
+
+    def _join(self, Y):
+        """Edges (row of Y, vertex, weight) joining new points to the fitted graph."""
+        rows, cols, _ = join_edges(self.nn_, self.vertices_, Y, self.radius_, self.n_neighbors)
+        log_p_Y = evaluate_log_density(self.density_, Y, self.batch_size)
+        log_w = self.metric_.log_segment_lengths(
+            Y[rows], self.vertices_[cols], log_p_Y[rows], self.log_prob_[cols]
+        )
+        return rows, cols, np.exp(log_w)
+
+    def _augmented_graph(self, Y):
+        """The fitted graph plus one node per new point, with edges out of the new nodes only.
+
+        A new node has no incoming edge, so no path passes through it: the distances from it
+        are ``min_u w(y, u) + D(u, v)`` over its neighbours u, and the fitted graph's own
+        distances are unchanged.
+        """
+        rows, cols, w = self._join(Y)
+        G, m = self.graph_, Y.shape[0]
+        N = G.shape[0]
+        counts = np.bincount(rows, minlength=m)
+        indptr = np.concatenate([G.indptr, G.nnz + np.cumsum(counts)])
+        order = np.lexsort((cols, rows))
+        aug = sparse.csr_matrix(
+            (
+                np.concatenate([G.data, w[order]]),
+                np.concatenate([G.indices, cols[order]]).astype(np.int64),
+                indptr.astype(np.int64),
+            ),
+            shape=(N + m, N + m),
+        )
+        return aug, N
+
+    def transform(self, X):
+        """Generative distances from new points to the training points.
+
+        New points join the fitted graph through their neighbours (by the graph's own radius /
+        kNN rule) with exact segment costs; the fitted graph is not changed, and new points do
+        not join each other.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+
+        Returns
+        -------
+        D : ndarray of shape (n_queries, n_samples)
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        aug, N = self._augmented_graph(X)
+        return self._shortest_paths(aug, N + np.arange(X.shape[0]), columns=self.data_index_)
+
+    def distances(self, sources=None, *, limit=np.inf, dtype=None):
+        """Rows of the vertex distance matrix.
+
+        Parameters
+        ----------
+        sources : array-like of int, optional
+            Vertex indices (default: all vertices). Compute a large matrix in blocks of rows.
+        limit : float, default=inf
+            Stop searching beyond this distance; farther vertices get inf.
+        dtype : {"float64", "float32"}, optional
+            Defaults to the estimator's ``dtype``.
+
+        Returns
+        -------
+        D : ndarray of shape (n_sources, n_vertices)
+        """
+        check_is_fitted(self)
+        N = self.graph_.shape[0]
+        sources = np.arange(N) if sources is None else _check_indices(sources, N, "sources")
+        return self._shortest_paths(self.graph_, sources, limit=limit, dtype=dtype)
+
+    def _endpoint(self, a, name):
+        """A vertex index, or a point (as a (1, d) array), from what the user passed."""
+        if isinstance(a, numbers.Integral) and not isinstance(a, bool):
+            return int(_check_indices([a], self.graph_.shape[0], name)[0]), None
+        point = check_points(
+            np.asarray(a, dtype=float).reshape(1, -1), name, n_features=self.n_features_in_
+        )
+        return None, point
+
+    def geodesic(self, a, b) -> Geodesic:
+        """The graph geodesic between two vertices or points.
+
+        Parameters
+        ----------
+        a, b : int or array-like of shape (n_features,)
+            A vertex index, or a point (which joins the graph through its neighbours).
+
+        Returns
+        -------
+        Geodesic
+            ``points`` (k, d) from a to b, ``indices`` (vertex index, -1 for a new point),
+            and ``length``, its length under the metric.
+        """
+        check_is_fitted(self)
+        ia, pa = self._endpoint(a, "a")
+        ib, pb = self._endpoint(b, "b")
+        if pa is not None:
+            graph, source = self._augmented_graph(pa)
+        else:
+            graph, source = self.graph_, ia
+        dist, pred = shortest_path_tree(graph, source, backend=self.backend)
+        if pb is None:
+            last, length = ib, dist[ib]
+        else:
+            _, cols, w = self._join(pb)
+            total = dist[cols] + w
+            best = int(np.argmin(total))
+            last, length = int(cols[best]), float(total[best])
+        if not np.isfinite(length):
+            raise ValueError(
+                f"a and b lie in different connected components of the graph "
+                f"({self.n_components_} components); there is no geodesic between them."
+            )
+        path = reconstruct_path(pred, source, last)
+        indices = np.where(path >= self.graph_.shape[0], -1, path)
+        points = np.vstack([pa if i < 0 else self.vertices_[i : i + 1] for i in indices])
+        if pb is not None:
+            points = np.vstack([points, pb])
+            indices = np.append(indices, -1)
+        return Geodesic(points=points, indices=indices, length=float(length))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64"]
+        return tags
+
+
+def _check_indices(indices, n, name):
+    indices = np.asarray(indices).reshape(-1)
+    if indices.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be vertex indices (integers), got dtype {indices.dtype}.")
+    if np.any((indices < 0) | (indices >= n)):
+        raise IndexError(f"{name} must be vertex indices in [0, {n}).")
+    return indices.astype(np.int64)
+
+
+def generative_distances(X, density=None, **params) -> np.ndarray:
+    """Generative distance matrix among the points of ``X`` in one call.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    density : callable, estimator, torch model or Density
+        See :class:`GenerativeDistance`; a callable ``log_prob(X) -> (n,)`` is the simplest.
+    **params
+        Any other parameter of :class:`GenerativeDistance` (lam, beta, radius, n_neighbors...).
+
+    Returns
+    -------
+    D : ndarray of shape (n_samples, n_samples)
+    """
+    return GenerativeDistance(density, **params).fit_transform(X)

@@ -1,0 +1,279 @@
+"""Neighbourhood graphs on the vertices: epsilon (radius), symmetrised kNN and adaptive epsilon.
+
+Edges are returned once, as pairs ``i < j`` with their exact Euclidean lengths, and become a
+symmetric CSR matrix in :func:`symmetric_csr`. Coincident points (duplicates) are joined by
+zero-length edges, which are kept as explicit zeros: scipy's shortest paths treat an explicit
+zero in a sparse matrix as an edge of weight 0, so duplicates stay at distance 0 instead of
+falling apart into separate components.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from scipy import sparse
+from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
+from sklearn.neighbors import NearestNeighbors
+
+from ._validation import check_int, check_positive
+
+__all__ = [
+    "build_edges",
+    "radius_edges",
+    "knn_edges",
+    "auto_radius",
+    "symmetric_csr",
+    "component_report",
+    "join_edges",
+    "GraphTooLargeError",
+]
+
+
+class GraphTooLargeError(MemoryError):
+    """Raised when a graph or a distance matrix would not fit the memory budget."""
+
+
+def _pair_lengths(X: np.ndarray, rows: np.ndarray, cols: np.ndarray, Y=None) -> np.ndarray:
+    """Exact ``|X[rows] - Y[cols]|`` (Y defaults to X), in chunks.
+
+    The tree and brute-force neighbour searches use the expanded form
+    ``|x|^2 - 2 x.y + |y|^2``, which loses all precision for near-duplicates.
+    """
+    Y = X if Y is None else Y
+    out = np.empty(len(rows))
+    step = max(1, (1 << 24) // max(1, X.shape[1]))
+    for s in range(0, len(rows), step):
+        diff = X[rows[s : s + step]] - Y[cols[s : s + step]]
+        out[s : s + step] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+    return out
+
+
+def _unique_pairs(rows, cols, n):
+    """Upper-triangle (i < j) unique pairs from possibly repeated, unordered pairs."""
+    keep = rows != cols
+    lo = np.minimum(rows[keep], cols[keep]).astype(np.int64)
+    hi = np.maximum(rows[keep], cols[keep]).astype(np.int64)
+    key = np.unique(lo * n + hi)
+    return key // n, key % n
+
+
+def _too_many(n_edges: int, max_edges: int | None, what: str):
+    if max_edges is not None and n_edges > max_edges:
+        raise GraphTooLargeError(
+            f"the {what} has more than {max_edges:,} edges, over the memory budget. Use a "
+            "smaller radius, n_neighbors (a kNN graph has at most n*k edges), fewer vertices, "
+            "or raise memory_limit."
+        )
+
+
+def radius_edges(X, radius: float, nn: NearestNeighbors | None = None, max_edges=None):
+    """Pairs ``i < j`` with ``|x_i - x_j| <= radius`` (duplicates included, at length 0).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+    radius : float
+    nn : NearestNeighbors, optional
+        Already fitted on ``X``.
+    max_edges : int, optional
+        Refuse (GraphTooLargeError) before building more edges than this.
+
+    Returns
+    -------
+    rows, cols : ndarray of shape (E,), int64, with ``rows < cols``
+    lengths : ndarray of shape (E,), Euclidean lengths
+    """
+    n = X.shape[0]
+    nn = nn if nn is not None else NearestNeighbors().fit(X)
+    rows, cols, total = [], [], 0
+    step = 2048
+    for s in range(0, n, step):
+        ind = nn.radius_neighbors(X[s : s + step], radius, return_distance=False)
+        counts = np.fromiter((len(a) for a in ind), dtype=np.int64, count=len(ind))
+        r = np.repeat(np.arange(s, s + len(ind)), counts)
+        c = np.concatenate(ind) if len(ind) else np.empty(0, np.int64)
+        upper = r < c
+        rows.append(r[upper])
+        cols.append(c[upper])
+        total += int(upper.sum())
+        _too_many(total, max_edges, f"radius graph (radius={radius:.4g})")
+    rows = np.concatenate(rows).astype(np.int64)
+    cols = np.concatenate(cols).astype(np.int64)
+    return rows, cols, _pair_lengths(X, rows, cols)
+
+
+def knn_edges(X, n_neighbors: int, nn: NearestNeighbors | None = None):
+    """Symmetrised k-nearest-neighbour pairs ``i < j``: i is among j's k nearest, or j among i's.
+
+    Returns
+    -------
+    rows, cols, lengths : as in :func:`radius_edges`
+    """
+    n = X.shape[0]
+    k = min(check_int(n_neighbors, "n_neighbors"), n - 1)
+    nn = nn if nn is not None else NearestNeighbors().fit(X)
+    ind = nn.kneighbors(None, k, return_distance=False)
+    rows, cols = _unique_pairs(np.repeat(np.arange(n), k), ind.ravel(), n)
+    return rows, cols, _pair_lengths(X, rows, cols)
+
+
+def build_edges(X, radius=None, n_neighbors=None, nn=None, max_edges=None):
+    """Edges of the epsilon-, kNN or adaptive-epsilon graph.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+    radius : float, optional
+        Join points closer than ``radius``.
+    n_neighbors : int, optional
+        Join every point to its k nearest neighbours (symmetrised). Given together with
+        ``radius``, the graph is the adaptive epsilon-graph: the union of both, so that every
+        vertex keeps at least k neighbours.
+    nn : NearestNeighbors, optional
+        Already fitted on ``X``.
+    max_edges : int, optional
+        Memory guard for the radius graph.
+
+    Returns
+    -------
+    rows, cols, lengths : ndarray of shape (E,), with ``rows < cols``
+    """
+    if radius is None and n_neighbors is None:
+        raise ValueError("give radius, n_neighbors, or both (adaptive epsilon).")
+    nn = nn if nn is not None else NearestNeighbors().fit(X)
+    parts = []
+    if radius is not None:
+        parts.append(radius_edges(X, radius, nn=nn, max_edges=max_edges))
+    if n_neighbors is not None:
+        parts.append(knn_edges(X, n_neighbors, nn=nn))
+    if len(parts) == 1:
+        return parts[0]
+    n = X.shape[0]
+    rows, cols = _unique_pairs(
+        np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), n
+    )
+    return rows, cols, _pair_lengths(X, rows, cols)
+
+
+def auto_radius(X, n_neighbors: int = 10, nn: NearestNeighbors | None = None) -> float:
+    """A radius whose epsilon-graph is connected: the longest edge of a spanning tree.
+
+    The spanning tree is the minimum spanning tree of the kNN graph, completed (when the kNN
+    graph falls apart) by the shortest edge from each component to the rest, Boruvka-style.
+    Every tree edge is then no longer than the radius, so the radius graph contains the tree
+    and is connected. On a kNN graph that is already connected this is the smallest radius
+    that the kNN edges can certify; the exact minimum (the bottleneck of the Euclidean MST) can
+    only be smaller.
+
+    Returns
+    -------
+    radius : float
+    """
+    n = X.shape[0]
+    if n < 2:
+        raise ValueError("a graph needs at least 2 points.")
+    nn = nn if nn is not None else NearestNeighbors().fit(X)
+    rows, cols, lengths = knn_edges(X, min(n_neighbors, n - 1), nn=nn)
+    while True:
+        # MST ignores explicit zeros: lift zero lengths (duplicates) to the smallest positive
+        weights = np.maximum(lengths, np.finfo(float).tiny)
+        tree = minimum_spanning_tree(sparse.csr_matrix((weights, (rows, cols)), shape=(n, n)))
+        n_comp, labels = connected_components(tree, directed=False)
+        if n_comp == 1:
+            return float(tree.data.max()) * (1 + 1e-9) if tree.nnz else 0.0
+        extra = [_nearest_outside(X, labels, c) for c in range(n_comp)]
+        rows = np.concatenate([rows, [e[0] for e in extra]]).astype(np.int64)
+        cols = np.concatenate([cols, [e[1] for e in extra]]).astype(np.int64)
+        lengths = np.concatenate([lengths, [e[2] for e in extra]])
+
+
+def _nearest_outside(X, labels, component):
+    """Shortest edge (i, j, length) from a point of ``component`` to a point outside it."""
+    inside = np.flatnonzero(labels == component)
+    outside = np.flatnonzero(labels != component)
+    nn = NearestNeighbors(n_neighbors=1).fit(X[outside])
+    dist, ind = nn.kneighbors(X[inside])
+    best = int(np.argmin(dist[:, 0]))
+    i, j = inside[best], outside[ind[best, 0]]
+    return i, j, float(np.linalg.norm(X[i] - X[j]))
+
+
+def symmetric_csr(n: int, rows, cols, weights) -> sparse.csr_matrix:
+    """Symmetric CSR adjacency from pairs ``i < j``; zero weights stay as explicit entries.
+
+    Each pair appears once in ``rows, cols``, so writing both (i, j) and (j, i) creates no
+    duplicate entries (summing duplicates would double weights).
+    """
+    r = np.concatenate([rows, cols])
+    c = np.concatenate([cols, rows])
+    w = np.concatenate([weights, weights]).astype(np.float64)
+    order = np.lexsort((c, r))
+    r, c, w = r[order], c[order], w[order]
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(r, minlength=n), out=indptr[1:])
+    idx_dtype = np.int32 if max(n, len(w)) < 2**31 - 1 else np.int64
+    return sparse.csr_matrix((w, c.astype(idx_dtype), indptr.astype(idx_dtype)), shape=(n, n))
+
+
+def component_report(graph: sparse.csr_matrix, warn: bool = True):
+    """Connected components of the graph, with a warning when there is more than one.
+
+    Returns
+    -------
+    n_components : int
+    labels : ndarray of shape (n,)
+    """
+    n_comp, labels = connected_components(graph, directed=False)
+    if warn and n_comp > 1:
+        sizes = np.bincount(labels)
+        warnings.warn(
+            f"the graph has {n_comp} connected components (largest {sizes.max()} of "
+            f"{len(labels)} vertices); distances between components are inf. Use a larger "
+            "radius, radius='auto', or n_neighbors.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return n_comp, labels
+
+
+def join_edges(nn: NearestNeighbors, vertices, Y, radius=None, n_neighbors=None):
+    """Edges that join new points ``Y`` to the fitted vertices, by the graph's own rule.
+
+    A new point is joined to the vertices within ``radius`` and/or to its ``n_neighbors``
+    nearest vertices. A point with no vertex within ``radius`` (and no kNN rule) is joined to
+    its nearest vertex, with a warning that counts such points.
+
+    Returns
+    -------
+    rows : ndarray of shape (E,), index into ``Y``
+    cols : ndarray of shape (E,), index into ``vertices``
+    lengths : ndarray of shape (E,)
+    """
+    m = Y.shape[0]
+    rows, cols = [], []
+    if radius is not None:
+        ind = nn.radius_neighbors(Y, check_positive(radius, "radius"), return_distance=False)
+        counts = np.fromiter((len(a) for a in ind), dtype=np.int64, count=m)
+        rows.append(np.repeat(np.arange(m), counts))
+        cols.append(np.concatenate(ind).astype(np.int64) if m else np.empty(0, np.int64))
+        lonely = np.flatnonzero(counts == 0)
+        if n_neighbors is None and len(lonely):
+            warnings.warn(
+                f"{len(lonely)} of {m} new points have no vertex within radius={radius:.4g}; "
+                "each is joined to its nearest vertex instead.",
+                UserWarning,
+                stacklevel=3,
+            )
+            rows.append(lonely)
+            cols.append(nn.kneighbors(Y[lonely], 1, return_distance=False)[:, 0])
+    if n_neighbors is not None:
+        k = min(n_neighbors, vertices.shape[0])
+        ind = nn.kneighbors(Y, k, return_distance=False)
+        rows.append(np.repeat(np.arange(m), k))
+        cols.append(ind.ravel())
+    rows = np.concatenate(rows).astype(np.int64)
+    cols = np.concatenate(cols).astype(np.int64)
+    key = np.unique(rows * vertices.shape[0] + cols)
+    rows, cols = key // vertices.shape[0], key % vertices.shape[0]
+    return rows, cols, _pair_lengths(Y, rows, cols, vertices)

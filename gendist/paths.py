@@ -1,0 +1,206 @@
+"""Shortest paths on the weighted graph: many sources at once, in row blocks, over processes.
+
+A backend is a function ``(graph, sources, limit, return_predecessors) -> dist[, pred]`` with
+``dist`` of shape (len(sources), n) in float64; :data:`BACKENDS` maps names to backends, so
+GPU implementations can join without touching the callers. The scipy backend runs
+:func:`scipy.sparse.csgraph.dijkstra` on the symmetric CSR with ``directed=True``, which gives
+the undirected distances 1.2-1.7x faster than ``directed=False``. scipy's Dijkstra holds the
+GIL, so source blocks are spread over processes with joblib (whose backends also bring
+dask.distributed and Ray).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+from joblib import Parallel, delayed, effective_n_jobs
+from scipy.sparse.csgraph import dijkstra
+from tqdm.auto import tqdm
+
+from .graph import GraphTooLargeError
+
+__all__ = [
+    "BACKENDS",
+    "Geodesic",
+    "shortest_paths",
+    "shortest_path_tree",
+    "reconstruct_path",
+    "check_memory",
+    "default_memory_limit",
+]
+
+
+def _scipy_dijkstra(graph, sources, limit=np.inf, return_predecessors=False):
+    return dijkstra(
+        graph,
+        directed=True,
+        indices=sources,
+        limit=limit,
+        return_predecessors=return_predecessors,
+    )
+
+
+BACKENDS = {"scipy": _scipy_dijkstra}
+
+
+def _get_backend(name: str):
+    if name == "auto":
+        return BACKENDS["scipy"]
+    if name not in BACKENDS:
+        raise ValueError(f"backend must be 'auto' or one of {sorted(BACKENDS)}, got {name!r}.")
+    return BACKENDS[name]
+
+
+def default_memory_limit() -> int:
+    """Half of the physical memory, in bytes (8 GiB when it cannot be read)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+def check_memory(n_rows: int, n_cols: int, dtype, memory_limit: int | None = None) -> None:
+    """Refuse a (n_rows, n_cols) result that would exceed ``memory_limit`` bytes.
+
+    Raises
+    ------
+    GraphTooLargeError
+        With the alternatives: row blocks, landmarks, ``limit``, float32.
+    """
+    limit = default_memory_limit() if memory_limit is None else memory_limit
+    need = n_rows * n_cols * np.dtype(dtype).itemsize
+    if need > limit:
+        raise GraphTooLargeError(
+            f"a {n_rows:,} x {n_cols:,} {np.dtype(dtype).name} distance matrix needs "
+            f"{need / 2**30:.1f} GiB, over the memory limit of {limit / 2**30:.1f} GiB. "
+            "Compute rows in blocks with distances(sources=...), use a few landmark sources "
+            "instead of all pairs, bound the search with limit=..., or use dtype='float32' "
+            "(half the memory); memory_limit=... raises the budget."
+        )
+
+
+def _block(graph, sources, limit, dtype, backend, columns):
+    dist = _get_backend(backend)(graph, sources, limit)
+    if columns is not None:
+        dist = dist[:, columns]
+    return dist.astype(dtype, copy=False)
+
+
+def shortest_paths(
+    graph,
+    sources,
+    *,
+    columns=None,
+    limit: float = np.inf,
+    dtype=np.float64,
+    backend: str = "auto",
+    n_jobs: int | None = None,
+    memory_limit: int | None = None,
+    progress: bool = False,
+) -> np.ndarray:
+    """Graph distances from ``sources`` to every vertex (or to ``columns``).
+
+    Parameters
+    ----------
+    graph : scipy.sparse.csr_matrix of shape (n, n)
+        Symmetric, non-negative edge weights; explicit zeros are zero-weight edges.
+    sources : array-like of int, shape (B,)
+    columns : array-like of int, optional
+        Keep only these target vertices (saves memory when only data columns are wanted).
+    limit : float
+        Do not search beyond this distance; farther vertices get inf.
+    dtype : {float64, float32}
+        Dtype of the result; float32 halves its memory.
+    backend : str
+        A key of :data:`BACKENDS`, or ``"auto"``.
+    n_jobs : int, optional
+        Processes for source blocks (joblib semantics: -1 = all cores).
+    memory_limit : int, optional
+        Bytes allowed for the result (default: half the physical memory).
+    progress : bool
+        Show a progress bar over blocks.
+
+    Returns
+    -------
+    dist : ndarray of shape (B, n) or (B, len(columns))
+        inf for unreachable vertices (and beyond ``limit``).
+    """
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype}.")
+    _get_backend(backend)
+    n = graph.shape[0]
+    sources = np.asarray(sources, dtype=np.int64).reshape(-1)
+    if np.any((sources < 0) | (sources >= n)):
+        raise IndexError(f"sources must be vertex indices in [0, {n}).")
+    n_cols = n if columns is None else len(columns)
+    check_memory(len(sources), n_cols, dtype, memory_limit)
+    workers = effective_n_jobs(n_jobs)
+    # blocks: bounded float64 working memory (~256 MiB), and a few per worker
+    rows_per_block = max(1, min((1 << 25) // max(n, 1), -(-len(sources) // (4 * workers))))
+    blocks = [sources[s : s + rows_per_block] for s in range(0, len(sources), rows_per_block)]
+    out = np.empty((len(sources), n_cols), dtype=dtype)
+    bar = tqdm(total=len(sources), desc="shortest paths", disable=not progress, leave=False)
+    if workers == 1 or len(blocks) == 1:
+        results = (_block(graph, b, limit, dtype, backend, columns) for b in blocks)
+    else:
+        results = Parallel(n_jobs=n_jobs, return_as="generator")(
+            delayed(_block)(graph, b, limit, dtype, backend, columns) for b in blocks
+        )
+    start = 0
+    for res in results:
+        out[start : start + len(res)] = res
+        start += len(res)
+        bar.update(len(res))
+    bar.close()
+    return out
+
+
+def shortest_path_tree(graph, source: int, limit: float = np.inf, backend: str = "auto"):
+    """Distances and predecessors from one source.
+
+    Returns
+    -------
+    dist : ndarray of shape (n,)
+    predecessors : ndarray of shape (n,), -9999 where there is none
+    """
+    dist, pred = _get_backend(backend)(graph, [int(source)], limit, True)
+    return dist[0], pred[0]
+
+
+def reconstruct_path(predecessors: np.ndarray, source: int, target: int) -> np.ndarray:
+    """Vertex indices of the path ``source -> target`` from a predecessor array.
+
+    Raises
+    ------
+    ValueError
+        If ``target`` is not reachable from ``source``.
+    """
+    path = [int(target)]
+    while path[-1] != source:
+        prev = int(predecessors[path[-1]])
+        if prev < 0:
+            raise ValueError(f"vertex {target} is not reachable from vertex {source}.")
+        path.append(prev)
+    return np.array(path[::-1], dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class Geodesic:
+    """A graph geodesic.
+
+    Attributes
+    ----------
+    points : ndarray of shape (k, d)
+        The polyline, from the first endpoint to the second.
+    indices : ndarray of shape (k,)
+        Vertex index of each point; -1 for an endpoint that is not a vertex.
+    length : float
+        Its length under the metric (the generative distance between the endpoints).
+    """
+
+    points: np.ndarray
+    indices: np.ndarray
+    length: float
