@@ -95,8 +95,11 @@ class GenerativeDistance(TransformerMixin, BaseEstimator):
         Log-density of each vertex.
     density_ : Density
         The fitted density adapter.
+    log_lam_ : float
+        Natural log of the lambda in use.
     lam_ : float
-        The absolute lambda in use.
+        The absolute lambda in use (inf when it overflows float64, as in high dimension;
+        ``log_lam_`` is exact).
     metric_ : ConformalMetric
         The metric; ``metric_.curve_length(points)`` measures any polyline.
     radius_ : float or None
@@ -230,10 +233,12 @@ class GenerativeDistance(TransformerMixin, BaseEstimator):
         self.vertices_ = V
         self.data_index_ = np.arange(n)
         self.log_prob_ = evaluate_log_density(self.density_, V, self.batch_size, progress)
-        self.lam_ = float(np.exp(resolve_lambda(self.lam, self.log_prob_)))
+        self.log_lam_ = resolve_lambda(self.lam, self.log_prob_)
+        with np.errstate(over="ignore"):
+            self.lam_ = float(np.exp(self.log_lam_))
         self.metric_ = ConformalMetric(
             self.density_,
-            float(np.log(self.lam_)),
+            self.log_lam_,
             float(self.beta),
             float(self.p0),
             int(self.n_quad),

@@ -53,7 +53,8 @@ def resolve_lambda(lam, log_p: np.ndarray | None = None) -> float:
             raise ValueError(f"the quantile in lam={lam!r} must lie strictly between 0 and 1.")
         if log_p is None or len(log_p) == 0:
             raise ValueError("lam given as a quantile needs the log-densities of the vertices.")
-        log_lam = float(np.quantile(log_p, q))
+        with np.errstate(invalid="ignore"):  # -inf entries (p = 0) are valid
+            log_lam = float(np.quantile(log_p, q))
         if not np.isfinite(log_lam):
             raise ValueError(
                 f"lam={lam!r} resolved to p = 0: at least a fraction {q} of the vertices have zero "

@@ -1,0 +1,163 @@
+import numpy as np
+import pytest
+import torch
+from sklearn.mixture import BayesianGaussianMixture, GaussianMixture
+from sklearn.neighbors import KernelDensity
+
+from gendist import (
+    CallableDensity,
+    GaussianMixtureDensity,
+    SklearnDensity,
+    TorchDensity,
+    as_density,
+)
+from gendist.densities import evaluate_log_density
+
+from .conftest import mixture_log_prob_reference
+
+
+@pytest.fixture
+def fitted_gmm(rng):
+    X = np.vstack([rng.normal(size=(200, 3)) + 3, rng.normal(size=(200, 3)) * 0.5 - 2])
+    return GaussianMixture(3, covariance_type="full", random_state=0).fit(X), X
+
+
+def test_all_adapters_agree_on_the_same_mixture(fitted_gmm, rng):
+    gm, X = fitted_gmm
+    Q = rng.normal(size=(300, 3)) * 3
+    reference = mixture_log_prob_reference(Q, gm.weights_, gm.means_, gm.covariances_)
+
+    ours = GaussianMixtureDensity.from_sklearn(gm)
+    torch_dist = torch.distributions.MixtureSameFamily(
+        torch.distributions.Categorical(probs=torch.tensor(gm.weights_)),
+        torch.distributions.MultivariateNormal(
+            torch.tensor(gm.means_), covariance_matrix=torch.tensor(gm.covariances_)
+        ),
+    )
+    adapters = {
+        "sklearn": as_density(gm),
+        "ours": ours,
+        "torch": as_density(torch_dist),
+        "callable": as_density(lambda A: mixture_log_prob_reference(A, gm.weights_, gm.means_,
+                                                                    gm.covariances_)),
+    }
+    assert isinstance(adapters["sklearn"], SklearnDensity)
+    assert isinstance(adapters["torch"], TorchDensity)
+    assert isinstance(adapters["callable"], CallableDensity)
+    for name, dens in adapters.items():
+        got = evaluate_log_density(dens, Q)
+        np.testing.assert_allclose(got, reference, rtol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_mixture_matches_scipy_for_every_covariance_type(covariance_type, rng):
+    X = rng.normal(size=(400, 4)) * [1, 2, 0.5, 1]
+    gm = GaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(X)
+    ours = GaussianMixtureDensity.from_sklearn(gm)
+    cov = gm.covariances_
+    full = {
+        "full": lambda: cov,
+        "tied": lambda: np.repeat(cov[None], 3, 0),
+        "diag": lambda: np.array([np.diag(c) for c in cov]),
+        "spherical": lambda: np.array([np.eye(4) * c for c in cov]),
+    }[covariance_type]()
+    Q = rng.normal(size=(100, 4)) * 2
+    reference = mixture_log_prob_reference(Q, gm.weights_, gm.means_, full)
+    np.testing.assert_allclose(ours.log_prob(Q), reference, rtol=1e-10)
+    np.testing.assert_allclose(ours.log_prob(Q), gm.score_samples(Q), rtol=1e-10)
+    # the torch path of the same code, on a tensor, answers a tensor
+    got = ours.log_prob(torch.tensor(Q))
+    assert isinstance(got, torch.Tensor)
+    np.testing.assert_allclose(got.numpy(), reference, rtol=1e-10)
+
+
+def test_isotropic_mixture_in_784_dimensions_matches_direct_formula(rng):
+    means = rng.uniform(0, 1, size=(50, 784))
+    var = 0.01
+    dens = GaussianMixtureDensity.isotropic(means, var)
+    Q = means[:5] + rng.normal(scale=0.05, size=(5, 784))
+    sq = ((Q[:, None, :] - means[None]) ** 2).sum(-1)  # direct, no expansion
+    comp = np.log(1 / 50) - 0.5 * 784 * np.log(2 * np.pi * var) - 0.5 * sq / var
+    reference = np.logaddexp.reduce(comp, axis=1)
+    assert np.all(reference > 710)  # p itself overflows float64
+    np.testing.assert_allclose(dens.log_prob(Q), reference, rtol=1e-10)
+
+
+def test_mixture_samples_have_the_mixture_moments(gap_mixture):
+    w, m, c = gap_mixture
+    dens = GaussianMixtureDensity(w, m, c)
+    S = dens.sample(40000, random_state=0)
+    mean = (w[:, None] * m).sum(0)
+    cov = sum(wk * (ck + np.outer(mk - mean, mk - mean)) for wk, mk, ck in zip(w, m, c))
+    np.testing.assert_allclose(S.mean(0), mean, atol=0.03)
+    np.testing.assert_allclose(np.cov(S.T), cov, atol=0.05)
+
+
+def test_sklearn_adapters(rng):
+    X = rng.normal(size=(100, 2))
+    kde = KernelDensity(bandwidth=0.3).fit(X)
+    np.testing.assert_array_equal(as_density(kde).log_prob(X), kde.score_samples(X))
+
+    unfitted = BayesianGaussianMixture(n_components=2, random_state=0)
+    adapter = as_density(unfitted)
+    assert adapter.requires_fit
+    fitted = adapter.fit(X)
+    assert not hasattr(unfitted, "weights_")  # the user's estimator is not modified
+    np.testing.assert_allclose(
+        fitted.log_prob(X), BayesianGaussianMixture(n_components=2, random_state=0).fit(X)
+        .score_samples(X)
+    )
+    assert fitted.sample(7, random_state=0).shape == (7, 2)
+    assert as_density(kde).sample(5, random_state=0).shape == (5, 2)
+
+
+def test_torch_module_with_log_prob_float32(rng):
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.loc = torch.nn.Parameter(torch.zeros(2))
+
+        def log_prob(self, x):
+            return torch.distributions.Normal(self.loc, 1.0).log_prob(x).sum(-1)
+
+    dens = as_density(Model())
+    assert dens.dtype == torch.float32
+    X = rng.normal(size=(50, 2))
+    reference = -0.5 * (X**2).sum(1) - np.log(2 * np.pi)
+    got = dens.log_prob(X)
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, reference, rtol=1e-6)
+
+
+def test_model_output_is_checked():
+    X = np.zeros((10, 2))
+
+    def nan_rows(A):
+        out = np.zeros(len(A))
+        out[:3] = np.nan
+        return out
+
+    with pytest.raises(ValueError, match="NaN for 3 and \\+inf for 0 of 10 points"):
+        evaluate_log_density(as_density(nan_rows), X)
+    with pytest.raises(ValueError, match="\\+inf for 10 of 10"):
+        evaluate_log_density(as_density(lambda A: np.full(len(A), np.inf)), X)
+    with pytest.raises(ValueError, match="shape \\(10, 1\\).*squeeze"):
+        evaluate_log_density(as_density(lambda A: np.zeros((len(A), 1))), X)
+    with pytest.raises(ValueError, match="shape \\(9,\\)"):
+        evaluate_log_density(as_density(lambda A: np.zeros(len(A) - 1)), X)
+    # -inf (zero density) is a valid answer
+    assert np.all(evaluate_log_density(as_density(lambda A: np.full(len(A), -np.inf)), X)
+                  == -np.inf)
+
+
+def test_bad_density_objects():
+    with pytest.raises(TypeError, match="density must be"):
+        as_density(3.0)
+    with pytest.raises(ValueError, match="weights"):
+        GaussianMixtureDensity([1, -1], np.zeros((2, 2)), np.ones(2), "spherical")
+    with pytest.raises(ValueError, match="shape"):
+        GaussianMixtureDensity([1, 1], np.zeros((2, 2)), np.ones((3, 2)), "diag")
+    with pytest.raises(ValueError, match="positive definite"):
+        GaussianMixtureDensity([1], np.zeros((1, 2)), -np.eye(2)[None], "full")
+    with pytest.raises(TypeError, match="cannot draw samples"):
+        as_density(lambda A: np.zeros(len(A))).sample(3)

@@ -1,0 +1,116 @@
+import numpy as np
+import pytest
+from scipy.integrate import quad
+from scipy.sparse.csgraph import floyd_warshall
+
+from gendist import ConformalMetric, GaussianMixtureDensity, GenerativeDistance, as_density
+from gendist.metric import log_length_factor, resolve_lambda, trapezoid_log_weights
+
+
+def test_log_length_factor_matches_closed_form(rng):
+    p = rng.uniform(0, 5, 100)
+    lam, beta, p0 = 0.3, 1.7, 0.2
+    expected = ((p0 + lam) / (p + lam)) ** beta
+    with np.errstate(divide="ignore"):
+        got = np.exp(log_length_factor(np.log(p), np.log(lam), beta, p0))
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    # p = 0 (log p = -inf) gives the largest factor, ((p0 + lam) / lam)^beta
+    assert log_length_factor(np.array([-np.inf]), np.log(lam), beta, p0)[0] == pytest.approx(
+        beta * np.log((p0 + lam) / lam)
+    )
+
+
+def test_high_dimension_log_space_where_naive_formula_fails(rng):
+    """784-D isotropic mixture: naive p**-beta under/overflows, log space matches float128."""
+    means = rng.uniform(0, 1, size=(20, 784))
+    dens = GaussianMixtureDensity.isotropic(means, 0.01)
+    Q = means[:6] + rng.normal(scale=0.05, size=(6, 784))
+    log_p = dens.log_prob(Q)
+    assert np.all(log_p > 710)
+    with np.errstate(over="ignore"):
+        lam = np.exp(np.median(log_p))  # absolute lambda overflows too
+        naive = (1.0 / (np.exp(log_p) + lam)) ** 1.0
+    assert not np.isfinite(lam)
+    assert not np.any(naive > 0)  # the naive value is useless
+    log_lam = float(np.median(log_p))
+    ours = log_length_factor(log_p, log_lam, 1.0, 0.0)
+    assert np.all(np.isfinite(ours))
+    # reference in extended precision (long double exponent range reaches 1e4932)
+    p = np.exp(log_p.astype(np.longdouble))
+    lam_ld = np.exp(np.longdouble(log_lam))
+    reference = np.log(lam_ld / (p + lam_ld))
+    np.testing.assert_allclose(ours, reference.astype(float), rtol=1e-12, atol=1e-12)
+
+
+def test_high_dimension_distances_equal_extended_precision_brute_force(rng):
+    """Whole pipeline in 784-D vs an independent long-double quadrature + Floyd-Warshall."""
+    centers = rng.uniform(0, 1, size=(3, 784))
+    X = np.vstack([c + rng.normal(scale=0.03, size=(6, 784)) for c in centers])
+    dens = GaussianMixtureDensity.isotropic(X, 0.01)
+    est = GenerativeDistance(dens, lam="quantile:0.3", radius="auto", n_neighbors=4, n_quad=6)
+    D = est.fit_transform(X)
+    assert np.all(np.isfinite(D))
+
+    # brute force: every pair within the graph's edges, weights in long double
+    log_lam = est.log_lam_
+    t = np.linspace(0, 1, 6)
+    wts = np.full(6, 1 / 5)
+    wts[[0, -1]] /= 2
+    W = np.zeros((len(X), len(X)))
+    rows, cols = est.graph_.nonzero()
+    for i, j in zip(rows, cols):
+        nodes = X[i] + t[:, None] * (X[j] - X[i])
+        p = np.exp(dens.log_prob(nodes).astype(np.longdouble))
+        lam = np.exp(np.longdouble(log_lam))
+        h = lam / (p + lam)
+        W[i, j] = float(np.linalg.norm(X[j] - X[i]) * (wts * h).sum())
+    W[W == 0] = np.inf
+    np.fill_diagonal(W, 0)
+    np.testing.assert_allclose(D, floyd_warshall(W), rtol=1e-9)
+
+
+def test_trapezoid_quadrature_converges_at_second_order():
+    dens = GaussianMixtureDensity([1.0], np.zeros((1, 2)), np.eye(2)[None] * 0.2)
+    metric = ConformalMetric(dens, np.log(0.05), beta=1.0)
+    a, b = np.array([[-1.0, 0.3]]), np.array([[1.2, -0.2]])
+
+    def h(t):
+        x = a[0] + t * (b[0] - a[0])
+        return np.exp(metric.log_factor(dens.log_prob(x[None]))[0])
+
+    exact = np.linalg.norm(b - a) * quad(h, 0, 1, epsabs=1e-13, epsrel=1e-13, limit=200)[0]
+    errors = []
+    for T in (9, 17, 33, 65):
+        m = ConformalMetric(dens, np.log(0.05), n_quad=T)
+        errors.append(abs(np.exp(m.log_segment_lengths(a, b)[0]) - exact) / exact)
+    assert errors[-1] < 1e-3
+    ratios = np.array(errors[:-1]) / np.array(errors[1:])
+    assert np.all((ratios > 3.0) & (ratios < 5.0)), ratios  # halving the step: error / 4
+
+
+def test_trapezoid_weights():
+    w = np.exp(trapezoid_log_weights(5))
+    np.testing.assert_allclose(w, [0.125, 0.25, 0.25, 0.25, 0.125])
+    with pytest.raises(ValueError, match="n_quad"):
+        trapezoid_log_weights(1)
+
+
+def test_lambda_from_quantile(rng):
+    log_p = rng.normal(size=101)
+    assert np.exp(resolve_lambda("quantile:0.5", log_p)) == pytest.approx(
+        np.median(np.exp(log_p)), rel=1e-12
+    )
+    assert resolve_lambda(2.0) == pytest.approx(np.log(2.0))
+    for bad, err in [(0.0, ValueError), (-1, ValueError), (np.nan, ValueError),
+                     ("quantile:1.5", ValueError), ("median", ValueError), (None, TypeError)]:
+        with pytest.raises(err, match="lam"):
+            resolve_lambda(bad, log_p)
+    with pytest.raises(ValueError, match="zero density"):
+        resolve_lambda("quantile:0.5", np.full(5, -np.inf))
+
+
+def test_zero_length_segment_has_zero_length():
+    metric = ConformalMetric(as_density(lambda A: np.zeros(len(A))), 0.0)
+    a = np.ones((1, 3))
+    assert metric.log_segment_lengths(a, a.copy())[0] == -np.inf
+    assert metric.curve_length(np.vstack([a, a])) == 0.0
