@@ -1,0 +1,112 @@
+import numpy as np
+import pytest
+from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
+from scipy.spatial.distance import pdist, squareform
+
+from gendist.graph import (
+    GraphTooLargeError,
+    auto_radius,
+    build_edges,
+    component_report,
+    join_edges,
+    knn_edges,
+    radius_edges,
+    symmetric_csr,
+)
+
+
+def _pairs(rows, cols):
+    return set(zip(rows.tolist(), cols.tolist()))
+
+
+def test_radius_graph_matches_brute_force(rng):
+    X = rng.normal(size=(300, 3))
+    r = 0.6
+    rows, cols, lengths = radius_edges(X, r)
+    D = squareform(pdist(X))
+    i, j = np.nonzero(np.triu(D <= r, k=1))
+    assert _pairs(rows, cols) == _pairs(i, j)
+    np.testing.assert_allclose(lengths, D[rows, cols], rtol=1e-12)
+
+
+def test_knn_graph_is_the_symmetrised_brute_force_knn(rng):
+    X = rng.normal(size=(200, 2))
+    k = 5
+    D = squareform(pdist(X))
+    np.fill_diagonal(D, np.inf)
+    nearest = np.argsort(D, axis=1)[:, :k]
+    expected = {(min(i, j), max(i, j)) for i in range(200) for j in nearest[i]}
+    rows, cols, lengths = knn_edges(X, k)
+    assert _pairs(rows, cols) == expected
+    assert np.all(rows < cols)
+    np.testing.assert_allclose(lengths, D[rows, cols])
+
+
+def test_adaptive_graph_is_the_union_and_keeps_k_neighbours(rng):
+    X = np.vstack([rng.normal(size=(150, 2)) * 0.2, rng.normal(size=(30, 2)) * 3])
+    rows, cols, _ = build_edges(X, radius=0.1, n_neighbors=4)
+    union = _pairs(*radius_edges(X, 0.1)[:2]) | _pairs(*knn_edges(X, 4)[:2])
+    assert _pairs(rows, cols) == union
+    degree = np.bincount(np.concatenate([rows, cols]), minlength=len(X))
+    assert degree.min() >= 4
+
+
+def test_auto_radius_connects_and_is_near_the_mst_bottleneck(rng):
+    X = rng.uniform(size=(400, 2))
+    bottleneck = minimum_spanning_tree(squareform(pdist(X))).data.max()
+    r = auto_radius(X)
+    assert bottleneck <= r <= bottleneck * (1 + 1e-6)
+    rows, cols, _ = radius_edges(X, r)
+    G = symmetric_csr(len(X), rows, cols, np.ones(len(rows)))
+    assert connected_components(G)[0] == 1
+
+
+def test_auto_radius_connects_far_apart_clusters(rng):
+    X = np.vstack([rng.normal(size=(50, 2)) * 0.1, rng.normal(size=(50, 2)) * 0.1 + 10])
+    r = auto_radius(X, n_neighbors=5)  # the kNN graph alone is disconnected
+    bottleneck = minimum_spanning_tree(squareform(pdist(X))).data.max()
+    assert bottleneck <= r <= bottleneck * (1 + 1e-6)
+
+
+def test_duplicates_are_zero_length_edges_kept_explicitly(rng):
+    X = rng.normal(size=(20, 2))
+    X = np.vstack([X, X[:3]])  # three duplicates
+    rows, cols, lengths = radius_edges(X, 0.5)
+    zero = _pairs(rows[lengths == 0], cols[lengths == 0])
+    assert zero == {(0, 20), (1, 21), (2, 22)}
+    G = symmetric_csr(len(X), rows, cols, lengths)
+    assert G.nnz == 2 * len(rows)  # explicit zeros stored
+    assert G[0, 20] == 0 and G.has_canonical_format
+
+
+def test_symmetric_csr_does_not_double_weights(rng):
+    rows, cols = np.array([0, 0, 1]), np.array([1, 2, 2])
+    G = symmetric_csr(3, rows, cols, np.array([1.0, 2.0, 3.0])).toarray()
+    np.testing.assert_array_equal(G, [[0, 1, 2], [1, 0, 3], [2, 3, 0]])
+
+
+def test_component_report_warns_with_the_count(rng):
+    G = symmetric_csr(5, np.array([0, 3]), np.array([1, 4]), np.ones(2))
+    with pytest.warns(UserWarning, match="3 connected components"):
+        n, labels = component_report(G)
+    assert n == 3 and labels[0] == labels[1] != labels[2]
+
+
+def test_radius_graph_memory_guard(rng):
+    X = rng.normal(size=(500, 2))
+    with pytest.raises(GraphTooLargeError, match="n_neighbors"):
+        radius_edges(X, 10.0, max_edges=1000)
+
+
+def test_join_edges_by_radius_with_fallback(rng):
+    from sklearn.neighbors import NearestNeighbors
+
+    V = rng.uniform(size=(100, 2))
+    Y = np.array([[0.5, 0.5], [5.0, 5.0]])
+    nn = NearestNeighbors().fit(V)
+    with pytest.warns(UserWarning, match="1 of 2 new points"):
+        rows, cols, lengths = join_edges(nn, V, Y, radius=0.2)
+    d = np.linalg.norm(V - Y[0], axis=1)
+    assert set(cols[rows == 0].tolist()) == set(np.flatnonzero(d <= 0.2).tolist())
+    assert cols[rows == 1].tolist() == [int(np.argmin(np.linalg.norm(V - Y[1], axis=1)))]
+    np.testing.assert_allclose(lengths, np.linalg.norm(Y[rows] - V[cols], axis=1))

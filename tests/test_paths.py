@@ -1,0 +1,100 @@
+import numpy as np
+import pytest
+from scipy import sparse
+
+from gendist.graph import GraphTooLargeError, symmetric_csr
+from gendist.paths import check_memory, reconstruct_path, shortest_path_tree, shortest_paths
+
+
+def floyd_warshall_brute(W):
+    """Plain numpy Floyd-Warshall on a dense weight matrix (inf = no edge)."""
+    D = W.copy()
+    np.fill_diagonal(D, 0)
+    for k in range(len(D)):
+        D = np.minimum(D, D[:, [k]] + D[[k], :])
+    return D
+
+
+def random_graph(rng, n=40, p=0.08, components=1):
+    W = np.full((n, n), np.inf)
+    rows, cols, w = [], [], []
+    block = np.array_split(np.arange(n), components)
+    for b in block:
+        for i in b:
+            for j in b:
+                if i < j and rng.random() < p:
+                    rows.append(i)
+                    cols.append(j)
+                    w.append(rng.uniform(0, 2) if rng.random() > 0.1 else 0.0)
+    rows, cols, w = map(np.array, (rows, cols, w))
+    W[rows, cols] = w
+    W[cols, rows] = w
+    return symmetric_csr(n, rows, cols, w), W
+
+
+@pytest.mark.parametrize("components", [1, 3])
+def test_shortest_paths_equal_brute_force(rng, components):
+    G, W = random_graph(rng, components=components)
+    expected = floyd_warshall_brute(W)
+    got = shortest_paths(G, np.arange(40))
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    assert np.isinf(got).any() == (components > 1 or np.isinf(expected).any())
+
+
+def test_parallel_blocks_columns_and_float32(rng):
+    G, W = random_graph(rng, n=60, p=0.1)
+    expected = floyd_warshall_brute(W)
+    sources, columns = np.array([5, 1, 7, 30]), np.array([0, 3, 59])
+    got = shortest_paths(G, sources, columns=columns, n_jobs=2)
+    np.testing.assert_allclose(got, expected[np.ix_(sources, columns)], rtol=1e-12)
+    par = shortest_paths(G, np.arange(60), n_jobs=2)
+    np.testing.assert_array_equal(par, shortest_paths(G, np.arange(60), n_jobs=1))
+    f32 = shortest_paths(G, np.arange(60), dtype=np.float32)
+    assert f32.dtype == np.float32
+    np.testing.assert_allclose(f32, expected, rtol=1e-6)
+
+
+def test_limit_cuts_off_far_vertices(rng):
+    G, W = random_graph(rng, n=50, p=0.1)
+    expected = floyd_warshall_brute(W)
+    got = shortest_paths(G, np.arange(50), limit=1.0)
+    near = expected <= 1.0
+    np.testing.assert_allclose(got[near], expected[near])
+    assert np.all(np.isinf(got[~near]))
+
+
+def test_predecessors_give_paths_of_the_right_length(rng):
+    G, W = random_graph(rng, n=50, p=0.12)
+    expected = floyd_warshall_brute(W)
+    dist, pred = shortest_path_tree(G, 3)
+    for target in np.flatnonzero(np.isfinite(expected[3])):
+        path = reconstruct_path(pred, 3, target)
+        assert path[0] == 3 and path[-1] == target
+        length = sum(W[a, b] for a, b in zip(path[:-1], path[1:]))
+        assert length == pytest.approx(expected[3, target], rel=1e-12, abs=1e-12)
+    unreachable = np.flatnonzero(np.isinf(expected[3]))
+    if len(unreachable):
+        with pytest.raises(ValueError, match="not reachable"):
+            reconstruct_path(pred, 3, unreachable[0])
+
+
+def test_memory_guard_names_the_alternatives():
+    with pytest.raises(GraphTooLargeError) as info:
+        check_memory(100_000, 100_000, np.float64, memory_limit=2**30)
+    msg = str(info.value)
+    for word in ("74.5 GiB", "blocks", "landmark", "limit=", "float32"):
+        assert word in msg
+    check_memory(1000, 1000, np.float32, memory_limit=2**30)  # fits: no error
+    G = sparse.csr_matrix((3, 3))
+    with pytest.raises(GraphTooLargeError):
+        shortest_paths(G, [0, 1, 2], memory_limit=10)
+
+
+def test_bad_arguments(rng):
+    G, _ = random_graph(rng, n=10)
+    with pytest.raises(ValueError, match="backend"):
+        shortest_paths(G, [0], backend="nope")
+    with pytest.raises(IndexError, match="sources"):
+        shortest_paths(G, [10])
+    with pytest.raises(ValueError, match="dtype"):
+        shortest_paths(G, [0], dtype=np.int32)
