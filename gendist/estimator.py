@@ -244,8 +244,10 @@ class GenerativeDistance(TransformerMixin, BaseEstimator):
             int(self.n_quad),
         )
 
-        graph_points = V if self.vertices != "samples" else V[n:]
-        offset = 0 if self.vertices != "samples" else n
+        # in "samples" mode the graph is built on the samples, and the training points (like
+        # any new point later) join it through their neighbours among the samples only
+        self._join_offset = n if self.vertices == "samples" else 0
+        graph_points = V[self._join_offset :]
         self.nn_ = NearestNeighbors().fit(graph_points)
         radius = self.radius
         if radius is None and self.n_neighbors is None:
@@ -260,12 +262,12 @@ class GenerativeDistance(TransformerMixin, BaseEstimator):
             nn=self.nn_,
             max_edges=self._memory_limit() // 64,
         )
-        rows, cols = rows + offset, cols + offset
+        rows, cols = rows + self._join_offset, cols + self._join_offset
         if self.vertices == "samples":
-            # the training points join the sample graph through their neighbours
-            jr, jc, _ = join_edges(self.nn_, graph_points, X, radius, self.n_neighbors)
-            rows, cols = np.concatenate([rows, jr]), np.concatenate([cols, jc + offset])
-            self.nn_ = NearestNeighbors().fit(V)
+            self._nn_data = NearestNeighbors().fit(X)
+            jr, jc = self._join_edges(X)
+            keep = (jc >= n) | (jr < jc)  # coincident training points: each pair once
+            rows, cols = np.concatenate([rows, jr[keep]]), np.concatenate([cols, jc[keep]])
         log_w = self.metric_.edge_log_weights(V, rows, cols, self.log_prob_, progress)
         self.graph_ = symmetric_csr(V.shape[0], rows, cols, np.exp(log_w))
         self.n_components_, self.component_labels_ = component_report(self.graph_)
@@ -297,9 +299,22 @@ class GenerativeDistance(TransformerMixin, BaseEstimator):
         idx = self.data_index_
         return self._shortest_paths(self.graph_, idx, columns=idx)
 
+    def _join_edges(self, Y):
+        """(row of Y, vertex index) pairs joining points to the graph by its own rule."""
+        graph_points = self.vertices_[self._join_offset :]
+        rows, cols, _ = join_edges(self.nn_, graph_points, Y, self.radius_, self.n_neighbors)
+        cols = cols + self._join_offset
+        if self._join_offset:
+            # a point that coincides with a training point is that point (distance 0)
+            same = self._nn_data.radius_neighbors(Y, 0.0, return_distance=False)
+            counts = [len(a) for a in same]
+            rows = np.concatenate([rows, np.repeat(np.arange(len(Y)), counts)])
+            cols = np.concatenate([cols, np.concatenate(same).astype(np.int64)])
+        return rows, cols
+
     def _join(self, Y):
         """Edges (row of Y, vertex, weight) joining new points to the fitted graph."""
-        rows, cols, _ = join_edges(self.nn_, self.vertices_, Y, self.radius_, self.n_neighbors)
+        rows, cols = self._join_edges(Y)
         log_p_Y = evaluate_log_density(self.density_, Y, self.batch_size)
         log_w = self.metric_.log_segment_lengths(
             Y[rows], self.vertices_[cols], log_p_Y[rows], self.log_prob_[cols]
