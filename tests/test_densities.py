@@ -38,8 +38,9 @@ def test_all_adapters_agree_on_the_same_mixture(fitted_gmm, rng):
         "sklearn": as_density(gm),
         "ours": ours,
         "torch": as_density(torch_dist),
-        "callable": as_density(lambda A: mixture_log_prob_reference(A, gm.weights_, gm.means_,
-                                                                    gm.covariances_)),
+        "callable": as_density(
+            lambda A: mixture_log_prob_reference(A, gm.weights_, gm.means_, gm.covariances_)
+        ),
     }
     assert isinstance(adapters["sklearn"], SklearnDensity)
     assert isinstance(adapters["torch"], TorchDensity)
@@ -104,8 +105,8 @@ def test_sklearn_adapters(rng):
     fitted = adapter.fit(X)
     assert not hasattr(unfitted, "weights_")  # the user's estimator is not modified
     np.testing.assert_allclose(
-        fitted.log_prob(X), BayesianGaussianMixture(n_components=2, random_state=0).fit(X)
-        .score_samples(X)
+        fitted.log_prob(X),
+        BayesianGaussianMixture(n_components=2, random_state=0).fit(X).score_samples(X),
     )
     assert fitted.sample(7, random_state=0).shape == (7, 2)
     assert as_density(kde).sample(5, random_state=0).shape == (5, 2)
@@ -146,8 +147,9 @@ def test_model_output_is_checked():
     with pytest.raises(ValueError, match="shape \\(9,\\)"):
         evaluate_log_density(as_density(lambda A: np.zeros(len(A) - 1)), X)
     # -inf (zero density) is a valid answer
-    assert np.all(evaluate_log_density(as_density(lambda A: np.full(len(A), -np.inf)), X)
-                  == -np.inf)
+    assert np.all(
+        evaluate_log_density(as_density(lambda A: np.full(len(A), -np.inf)), X) == -np.inf
+    )
 
 
 def test_bad_density_objects():

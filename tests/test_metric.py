@@ -101,8 +101,14 @@ def test_lambda_from_quantile(rng):
         np.median(np.exp(log_p)), rel=1e-12
     )
     assert resolve_lambda(2.0) == pytest.approx(np.log(2.0))
-    for bad, err in [(0.0, ValueError), (-1, ValueError), (np.nan, ValueError),
-                     ("quantile:1.5", ValueError), ("median", ValueError), (None, TypeError)]:
+    for bad, err in [
+        (0.0, ValueError),
+        (-1, ValueError),
+        (np.nan, ValueError),
+        ("quantile:1.5", ValueError),
+        ("median", ValueError),
+        (None, TypeError),
+    ]:
         with pytest.raises(err, match="lam"):
             resolve_lambda(bad, log_p)
     with pytest.raises(ValueError, match="zero density"):
