@@ -268,7 +268,7 @@ class GenerativeDistance(TransformerMixin, BaseEstimator):
             jr, jc = self._join_edges(X)
             keep = (jc >= n) | (jr < jc)  # coincident training points: each pair once
             rows, cols = np.concatenate([rows, jr[keep]]), np.concatenate([cols, jc[keep]])
-        log_w = self.metric_.edge_log_weights(V, rows, cols, self.log_prob_, progress)
+        log_w = self.metric_.edge_log_weights(V, rows, cols, self.log_prob_, progress=progress)
         self.graph_ = symmetric_csr(V.shape[0], rows, cols, np.exp(log_w))
         self.n_components_, self.component_labels_ = component_report(self.graph_)
         return self
@@ -316,8 +316,8 @@ class GenerativeDistance(TransformerMixin, BaseEstimator):
         """Edges (row of Y, vertex, weight) joining new points to the fitted graph."""
         rows, cols = self._join_edges(Y)
         log_p_Y = evaluate_log_density(self.density_, Y, self.batch_size)
-        log_w = self.metric_.log_segment_lengths(
-            Y[rows], self.vertices_[cols], log_p_Y[rows], self.log_prob_[cols]
+        log_w = self.metric_.edge_log_weights(
+            Y, rows, cols, log_p_Y, self.vertices_, self.log_prob_, progress=bool(self.verbose)
         )
         return rows, cols, np.exp(log_w)
 

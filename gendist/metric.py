@@ -128,6 +128,9 @@ class ConformalMetric:
         """``log h`` from ``log p`` (array of any shape)."""
         return log_length_factor(log_p, self.log_lam, self.beta, self.p0)
 
+    def _segments_per_chunk(self, n_features: int) -> int:
+        return max(1, self.chunk_bytes // (max(1, self.n_quad - 2) * n_features * 8))
+
     def log_segment_lengths(
         self,
         A: np.ndarray,
@@ -138,7 +141,8 @@ class ConformalMetric:
         """Log-length of the straight segments ``A[e] -> B[e]`` under the metric.
 
         ``log L_e = log |B_e - A_e| + logsumexp_k (log w_k + log h(A_e + t_k (B_e - A_e)))``
-        with the equispaced trapezoidal rule. Zero-length segments get ``-inf``.
+        with the equispaced trapezoidal rule. Zero-length segments get ``-inf``. The interior
+        nodes are generated and evaluated in chunks of at most ``chunk_bytes``.
 
         Parameters
         ----------
@@ -152,12 +156,23 @@ class ConformalMetric:
         log_length : ndarray of shape (E,)
         """
         E, d = A.shape
-        if E == 0:
-            return np.empty(0)
         if log_p_A is None:
             log_p_A = evaluate_log_density(self.density, A)
         if log_p_B is None:
             log_p_B = evaluate_log_density(self.density, B)
+        step = self._segments_per_chunk(d)
+        if E > step:
+            return np.concatenate(
+                [
+                    self.log_segment_lengths(
+                        A[s : s + step],
+                        B[s : s + step],
+                        log_p_A[s : s + step],
+                        log_p_B[s : s + step],
+                    )
+                    for s in range(0, E, step)
+                ]
+            )
         T = self.n_quad
         log_w = trapezoid_log_weights(T)
         delta = B - A
@@ -166,7 +181,7 @@ class ConformalMetric:
         acc = np.empty((E, T))
         acc[:, 0] = self.log_factor(log_p_A)
         acc[:, -1] = self.log_factor(log_p_B)
-        if T > 2:
+        if T > 2 and E:
             t = np.linspace(0.0, 1.0, T)[1:-1]
             nodes = A[:, None, :] + t[None, :, None] * delta[:, None, :]
             log_p = evaluate_log_density(self.density, nodes.reshape(-1, d))
@@ -179,18 +194,22 @@ class ConformalMetric:
         rows: np.ndarray,
         cols: np.ndarray,
         log_p: np.ndarray,
+        Y: np.ndarray | None = None,
+        log_p_Y: np.ndarray | None = None,
         progress: bool = False,
     ) -> np.ndarray:
-        """Log-lengths of the edges ``X[rows[e]] -> X[cols[e]]``, in memory-bounded chunks.
+        """Log-lengths of the edges ``X[rows[e]] -> Y[cols[e]]``, in memory-bounded chunks.
 
         Parameters
         ----------
         X : ndarray of shape (n, d)
             Vertices.
         rows, cols : ndarray of shape (E,), int
-            Edge endpoints (indices into ``X``).
+            Edge endpoints (indices into ``X`` and ``Y``).
         log_p : ndarray of shape (n,)
             Log-density of every vertex, evaluated once and reused by every edge.
+        Y, log_p_Y : optional
+            A second point set for the edges' other ends (default: ``X``, ``log_p``).
         progress : bool
             Show a progress bar over chunks.
 
@@ -198,14 +217,14 @@ class ConformalMetric:
         -------
         log_weight : ndarray of shape (E,)
         """
-        E, d = len(rows), X.shape[1]
-        per_edge = max(1, self.n_quad - 2) * d * 8
-        step = max(1, self.chunk_bytes // per_edge)
-        out = np.empty(E)
-        starts = range(0, E, step)
+        if Y is None:
+            Y, log_p_Y = X, log_p
+        step = self._segments_per_chunk(X.shape[1])
+        out = np.empty(len(rows))
+        starts = range(0, len(rows), step)
         for s in tqdm(starts, desc="edge weights", disable=not progress, leave=False):
             r, c = rows[s : s + step], cols[s : s + step]
-            out[s : s + len(r)] = self.log_segment_lengths(X[r], X[c], log_p[r], log_p[c])
+            out[s : s + len(r)] = self.log_segment_lengths(X[r], Y[c], log_p[r], log_p_Y[c])
         return out
 
     def curve_length(self, points: np.ndarray) -> float:

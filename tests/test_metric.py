@@ -120,3 +120,17 @@ def test_zero_length_segment_has_zero_length():
     a = np.ones((1, 3))
     assert metric.log_segment_lengths(a, a.copy())[0] == -np.inf
     assert metric.curve_length(np.vstack([a, a])) == 0.0
+
+
+def test_chunked_quadrature_equals_one_pass(rng, gap_mixture):
+    w, m, c = gap_mixture
+    dens = GaussianMixtureDensity(w, m, c)
+    X = rng.normal(size=(300, 2))
+    rows, cols = rng.integers(0, 300, 500), rng.integers(0, 300, 500)
+    log_p = dens.log_prob(X)
+    one = ConformalMetric(dens, -2.0, n_quad=9)
+    tiny = ConformalMetric(dens, -2.0, n_quad=9, chunk_bytes=1000)  # ~9 segments per chunk
+    assert tiny._segments_per_chunk(2) < 10
+    expected = one.log_segment_lengths(X[rows], X[cols])
+    np.testing.assert_allclose(tiny.edge_log_weights(X, rows, cols, log_p), expected, rtol=1e-14)
+    np.testing.assert_allclose(tiny.log_segment_lengths(X[rows], X[cols]), expected, rtol=1e-14)
