@@ -10,14 +10,38 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["main", "run_demo"]
+from .config import load_config
+
+__all__ = ["main", "run_demo", "DEMO_DEFAULTS"]
+
+#: Parameters of ``gendist demo`` (override with ``--config FILE`` and ``--set key=value``).
+DEMO_DEFAULTS = {
+    "n_samples": 400,
+    "noise": 0.08,
+    "seed": 0,
+    "n_components": 12,
+    "n_neighbors": 10,
+    "lam": "quantile:0.1",
+    "beta": 1.0,
+    "n_quad": 8,
+    "relative_taus": [0.003, 0.01, 0.03, 0.1, 0.3, 1.0],
+    "n_jobs": None,
+}
 
 
-def run_demo(out: Path, n_samples: int = 400, seed: int = 0, n_jobs: int | None = None) -> dict:
+def run_demo(out: Path, config: dict | None = None) -> dict:
     """Two moons: fit a mixture, compute generative distances, cluster, draw geodesics.
 
     Writes ``demo.png`` (geodesics over the density and the clusterings) and ``demo.csv``
-    (spectral-clustering NMI of geodesic vs Euclidean affinity over a tau sweep) to ``out``.
+    (spectral-clustering NMI of geodesic vs Euclidean affinity over a tau sweep, tau relative
+    to the median squared distance of each metric) to ``out``.
+
+    Parameters
+    ----------
+    out : Path
+        Output folder (created).
+    config : dict, optional
+        Keys of :data:`DEMO_DEFAULTS`; missing keys take their defaults.
 
     Returns
     -------
@@ -33,19 +57,27 @@ def run_demo(out: Path, n_samples: int = 400, seed: int = 0, n_jobs: int | None 
     from .affinity import distance_affinity
     from .estimator import GenerativeDistance
 
+    cfg = {**DEMO_DEFAULTS, **(config or {})}
+    seed = cfg["seed"]
     out.mkdir(parents=True, exist_ok=True)
-    X, y = make_moons(n_samples, noise=0.08, random_state=seed)
+    X, y = make_moons(cfg["n_samples"], noise=cfg["noise"], random_state=seed)
     t0 = time.perf_counter()
-    density = GaussianMixture(n_components=12, covariance_type="full", random_state=seed)
+    density = GaussianMixture(cfg["n_components"], covariance_type="full", random_state=seed)
     est = GenerativeDistance(
-        density, n_neighbors=10, lam="quantile:0.1", n_quad=8, n_jobs=n_jobs, random_state=seed
+        density,
+        n_neighbors=cfg["n_neighbors"],
+        lam=cfg["lam"],
+        beta=cfg["beta"],
+        n_quad=cfg["n_quad"],
+        n_jobs=cfg["n_jobs"],
+        random_state=seed,
     )
     D_gen = est.fit_transform(X)
     t_dist = time.perf_counter() - t0
     D_euc = cdist(X, X)
 
     rows = []
-    for rel_tau in (0.003, 0.01, 0.03, 0.1, 0.3, 1.0):
+    for rel_tau in cfg["relative_taus"]:
         row = {"tau / median(d^2)": rel_tau}
         for name, D in (("geodesic", D_gen), ("euclidean", D_euc)):
             tau = rel_tau * np.median(D[np.isfinite(D)] ** 2)
@@ -138,15 +170,25 @@ def main(argv=None) -> int:
         default=Path("gendist-output/demo"),
         help="output folder (default: gendist-output/demo)",
     )
-    demo.add_argument("--n-samples", type=int, default=400)
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--n-jobs", type=int, default=None)
-    demo.add_argument("--quick", action="store_true", help="200 points")
+    demo.add_argument("--config", type=Path, help="YAML file of parameters (configs/demo.yaml)")
+    demo.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a parameter; keys: {', '.join(DEMO_DEFAULTS)}",
+    )
+    demo.add_argument("--quick", action="store_true", help="200 points (n_samples=200)")
     args = parser.parse_args(argv)
 
     if args.command == "demo":
-        n = 200 if args.quick else args.n_samples
-        res = run_demo(args.out, n_samples=n, seed=args.seed, n_jobs=args.n_jobs)
+        overrides = (["n_samples=200"] if args.quick else []) + args.set
+        try:
+            config = load_config(DEMO_DEFAULTS, args.config, overrides)
+        except (OSError, ValueError) as exc:
+            parser.error(str(exc))
+        n = config["n_samples"]
+        res = run_demo(args.out, config)
         print(
             f"two moons, n = {n}: generative distances ({res['n_edges']} edges) "
             f"in {res['seconds']:.2f} s\n"

@@ -31,3 +31,24 @@ def test_distance_affinity():
         distance_affinity(D, 0.0)
     with pytest.raises(ValueError, match="non-negative"):
         distance_affinity(-D, 1.0)
+
+
+def test_config_file_and_overrides(tmp_path):
+    from gendist.cli import DEMO_DEFAULTS
+    from gendist.config import load_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text("n_samples: 123\nlam: 'quantile:0.2'\n")
+    cfg = load_config(DEMO_DEFAULTS, path, ["n_quad=16", "beta=2.5", "relative_taus=[0.1, 1]"])
+    assert cfg["n_samples"] == 123 and cfg["lam"] == "quantile:0.2"
+    assert cfg["n_quad"] == 16 and cfg["beta"] == 2.5 and cfg["relative_taus"] == [0.1, 1]
+    assert cfg["seed"] == DEMO_DEFAULTS["seed"]
+    with pytest.raises(ValueError, match="unknown parameter"):
+        load_config(DEMO_DEFAULTS, None, ["n_sample=3"])
+    with pytest.raises(ValueError, match="key=value"):
+        load_config(DEMO_DEFAULTS, None, ["n_samples"])
+    # the shipped config is the defaults
+    from pathlib import Path
+
+    shipped = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+    assert load_config(DEMO_DEFAULTS, shipped) == DEMO_DEFAULTS
