@@ -323,7 +323,9 @@ class GaussianMixtureDensity(Density):
             eye = np.broadcast_to(np.eye(d), covs.shape)
             # P_k = L_k^{-T}, so that (x - mu)^T Sigma^{-1} (x - mu) = ||(x - mu)^T P_k||^2
             prec = np.swapaxes(np.linalg.solve(chol, eye), -1, -2)
-            self._prec_chol = prec
+            prec_k = prec if ct == "full" else np.broadcast_to(prec, (self.n_components, d, d))
+            self._proj = np.concatenate(list(prec_k), axis=1)  # (d, K*d)
+            self._shift = np.einsum("kd,kde->ke", self.means, prec_k).reshape(1, -1)
             log_det_prec = np.log(np.diagonal(prec, axis1=-2, axis2=-1)).sum(-1)
         else:
             if np.any(cov <= 0):
@@ -338,11 +340,10 @@ class GaussianMixtureDensity(Density):
     def _params(self, xp, like):
         """Parameters as arrays of ``like``'s kind, dtype and device (cached for torch)."""
         if xp.name == "numpy":
-            names = (
-                "means",
-                "_log_norm",
-                "_prec_chol" if hasattr(self, "_prec_chol") else "_inv_var",
-            )
+            if hasattr(self, "_proj"):
+                names = ("means", "_log_norm", "_proj", "_shift")
+            else:
+                names = ("means", "_log_norm", "_inv_var")
             return {n: getattr(self, n) for n in names}
         key = (str(like.device), like.dtype)
         if key not in self._torch_cache:
@@ -356,13 +357,10 @@ class GaussianMixtureDensity(Density):
         p = self._params(xp, X)
         means, ct = p["means"], self.covariance_type
         if ct in ("full", "tied"):
-            prec = p["_prec_chol"]
-            cols = []
-            for k in range(self.n_components):
-                P = prec[k] if ct == "full" else prec[0]
-                y = X @ P - means[k] @ P
-                cols.append(xp.sum(y * y, axis=1))
-            maha = _stack_columns(cols, xp)
+            # one matmul for all components: (n, d) @ (d, K*d), then squared norms per block
+            proj, shift = p["_proj"], p["_shift"]
+            y = X @ proj - shift
+            maha = xp.sum((y * y).reshape(X.shape[0], -1, self.n_features), axis=2)
         else:
             iv = p["_inv_var"]
             if ct == "diag":
@@ -382,8 +380,9 @@ class GaussianMixtureDensity(Density):
             raise ValueError(
                 f"X has shape {tuple(X.shape)}; this mixture expects (n, {self.n_features})."
             )
-        # keep the (rows, K) block near 2^22 entries
-        rows = max(1, (1 << 22) // self.n_components)
+        # keep the (rows, K) block, (rows, K * d) for full covariances, near 2^22 entries
+        width = self.n_components * (self.n_features if hasattr(self, "_proj") else 1)
+        rows = max(1, (1 << 22) // width)
         out = [
             xp.logsumexp(self._component_log_prob(X[s : s + rows], xp), axis=1)
             for s in range(0, X.shape[0], rows)
@@ -410,12 +409,6 @@ class GaussianMixtureDensity(Density):
 
 
 _NUMPY_BACKEND = get_backend(np.zeros(0))
-
-
-def _stack_columns(cols, xp):
-    if xp.name == "numpy":
-        return np.stack(cols, axis=1)
-    return xp.torch.stack(cols, dim=1)
 
 
 def _concat(parts, xp):

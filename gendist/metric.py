@@ -13,9 +13,9 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import logsumexp
 from tqdm.auto import tqdm
 
+from ._backend import logsumexp
 from ._validation import check_int, check_positive
 from .densities import Density, evaluate_log_density
 
