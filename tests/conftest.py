@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
@@ -24,3 +25,7 @@ def gap_mixture():
     means = np.array([[-1.5, 0.0], [1.5, 0.0]])
     covs = np.array([np.diag([0.3, 0.6]), np.diag([0.3, 0.6])])
     return weights, means, covs
+
+
+#: torch devices to check the torch paths on: the CPU always, CUDA where present
+TORCH_DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

@@ -13,7 +13,7 @@ from gendist import (
 )
 from gendist.densities import evaluate_log_density
 
-from .conftest import mixture_log_prob_reference
+from .conftest import TORCH_DEVICES, mixture_log_prob_reference
 
 
 @pytest.fixture
@@ -22,16 +22,18 @@ def fitted_gmm(rng):
     return GaussianMixture(3, covariance_type="full", random_state=0).fit(X), X
 
 
-def test_all_adapters_agree_on_the_same_mixture(fitted_gmm, rng):
+@pytest.mark.parametrize("device", TORCH_DEVICES)
+def test_all_adapters_agree_on_the_same_mixture(fitted_gmm, rng, device):
     gm, X = fitted_gmm
     Q = rng.normal(size=(300, 3)) * 3
     reference = mixture_log_prob_reference(Q, gm.weights_, gm.means_, gm.covariances_)
 
     ours = GaussianMixtureDensity.from_sklearn(gm)
     torch_dist = torch.distributions.MixtureSameFamily(
-        torch.distributions.Categorical(probs=torch.tensor(gm.weights_)),
+        torch.distributions.Categorical(probs=torch.tensor(gm.weights_, device=device)),
         torch.distributions.MultivariateNormal(
-            torch.tensor(gm.means_), covariance_matrix=torch.tensor(gm.covariances_)
+            torch.tensor(gm.means_, device=device),
+            covariance_matrix=torch.tensor(gm.covariances_, device=device),
         ),
     )
     adapters = {
@@ -44,14 +46,16 @@ def test_all_adapters_agree_on_the_same_mixture(fitted_gmm, rng):
     }
     assert isinstance(adapters["sklearn"], SklearnDensity)
     assert isinstance(adapters["torch"], TorchDensity)
+    assert adapters["torch"].device.type == device
     assert isinstance(adapters["callable"], CallableDensity)
     for name, dens in adapters.items():
         got = evaluate_log_density(dens, Q)
         np.testing.assert_allclose(got, reference, rtol=1e-6, err_msg=name)
 
 
+@pytest.mark.parametrize("device", TORCH_DEVICES)
 @pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
-def test_mixture_matches_scipy_for_every_covariance_type(covariance_type, rng):
+def test_mixture_matches_scipy_for_every_covariance_type(covariance_type, rng, device):
     X = rng.normal(size=(400, 4)) * [1, 2, 0.5, 1]
     gm = GaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(X)
     ours = GaussianMixtureDensity.from_sklearn(gm)
@@ -67,9 +71,9 @@ def test_mixture_matches_scipy_for_every_covariance_type(covariance_type, rng):
     np.testing.assert_allclose(ours.log_prob(Q), reference, rtol=1e-10)
     np.testing.assert_allclose(ours.log_prob(Q), gm.score_samples(Q), rtol=1e-10)
     # the torch path of the same code, on a tensor, answers a tensor
-    got = ours.log_prob(torch.tensor(Q))
-    assert isinstance(got, torch.Tensor)
-    np.testing.assert_allclose(got.numpy(), reference, rtol=1e-10)
+    got = ours.log_prob(torch.tensor(Q, device=device))
+    assert isinstance(got, torch.Tensor) and got.device.type == device
+    np.testing.assert_allclose(got.cpu().numpy(), reference, rtol=1e-10)
 
 
 def test_isotropic_mixture_in_784_dimensions_matches_direct_formula(rng):
@@ -112,7 +116,8 @@ def test_sklearn_adapters(rng):
     assert as_density(kde).sample(5, random_state=0).shape == (5, 2)
 
 
-def test_torch_module_with_log_prob_float32(rng):
+@pytest.mark.parametrize("device", TORCH_DEVICES)
+def test_torch_module_with_log_prob_float32(rng, device):
     class Model(torch.nn.Module):
         def __init__(self):
             super().__init__()
@@ -121,8 +126,8 @@ def test_torch_module_with_log_prob_float32(rng):
         def log_prob(self, x):
             return torch.distributions.Normal(self.loc, 1.0).log_prob(x).sum(-1)
 
-    dens = as_density(Model())
-    assert dens.dtype == torch.float32
+    dens = as_density(Model().to(device))
+    assert dens.dtype == torch.float32 and dens.device.type == device
     X = rng.normal(size=(50, 2))
     reference = -0.5 * (X**2).sum(1) - np.log(2 * np.pi)
     got = dens.log_prob(X)
