@@ -1,0 +1,125 @@
+"""Generative distances against fast marching (scikit-fmm), the ground truth for 2-D densities.
+
+The generative distance from a is the viscosity solution of the eikonal equation |grad T| = h
+with T(a) = 0. scikit-fmm solves it on a grid (second order); the travel time at b is the
+reference distance, and descending grad T from b traces the true geodesic.
+"""
+
+import numpy as np
+import pytest
+import skfmm
+from scipy.interpolate import RegularGridInterpolator
+from scipy.spatial.distance import directed_hausdorff
+
+from gendist import GaussianMixtureDensity, GenerativeDistance
+
+A, B = np.array([-1.5, 0.0]), np.array([1.5, 0.0])
+LAM = 0.01  # absolute: h = lam / (p + lam) is ~0.05 at the modes and ~0.5-1 in the gaps
+
+
+def fast_marching(h, a=A, b=B, n_grid=1601, half_width=4.5, trace=False):
+    """Travel time from ``a`` to ``b`` under |grad T| = h(x) on a square grid.
+
+    The front starts on a circle of radius r0 (3 cells) around ``a``; the time to cross that
+    disc, r0 * h(a), is added back (h is smooth there). With ``trace``, the geodesic is traced
+    from ``b`` back to ``a`` along -grad T.
+    """
+    xs = np.linspace(-half_width, half_width, n_grid)
+    dx = float(xs[1] - xs[0])
+    gx, gy = np.meshgrid(xs, xs, indexing="ij")
+    speed = 1.0 / h(np.column_stack([gx.ravel(), gy.ravel()])).reshape(gx.shape)
+    r0 = 3 * dx
+    T = np.asarray(skfmm.travel_time(np.hypot(gx - a[0], gy - a[1]) - r0, speed, dx=dx, order=2))
+    dist = RegularGridInterpolator((xs, xs), T)(b[None])[0] + r0 * h(a[None])[0]
+    if not trace:
+        return dist
+    gradients = [RegularGridInterpolator((xs, xs), g) for g in np.gradient(T, dx)]
+    x, path = b.copy(), [b.copy()]
+    for _ in range(100 * n_grid):
+        g = np.array([gi(x[None])[0] for gi in gradients])
+        x = x - 0.5 * dx * g / np.linalg.norm(g)
+        path.append(x.copy())
+        if np.linalg.norm(x - a) < r0:
+            break
+    return dist, np.array([*path, a])[::-1]
+
+
+def length_factor(density):
+    return lambda P: LAM / (np.exp(density.log_prob(P)) + LAM)
+
+
+def graph_distance(density, n, seed):
+    """Graph distance A -> B with vertices sampled from p and a kNN graph, k ~ 4 log n.
+
+    k growing like log n keeps the graph connected and its edges shrinking (the regime of
+    Theorem 2.5); adaptive neighbourhoods (kNN) cross the sparse gap with straighter edges
+    than a fixed radius would.
+    """
+    X = density.sample(n, random_state=seed)
+    est = GenerativeDistance(density, lam=LAM, n_neighbors=int(round(4 * np.log(n)))).fit(X)
+    return est, est.geodesic(A, B)
+
+
+@pytest.fixture(scope="module")
+def gap():
+    """Two components with a low-density gap; the geodesic between the modes crosses it."""
+    dens = GaussianMixtureDensity([0.5, 0.5], [A, B], np.array([np.diag([0.3, 0.6])] * 2))
+    return dens, fast_marching(length_factor(dens))
+
+
+@pytest.fixture(scope="module")
+def bridge():
+    """Two modes joined by a curved high-density bridge above the straight line."""
+    dens = GaussianMixtureDensity(
+        [0.4, 0.4, 0.2],
+        [A, B, [0.0, 1.3]],
+        np.array([np.diag([0.15, 0.15]), np.diag([0.15, 0.15]), np.diag([0.8, 0.04])]),
+    )
+    dist, path = fast_marching(length_factor(dens), n_grid=1201, half_width=3.5, trace=True)
+    return dens, dist, path
+
+
+def test_fast_marching_reference_is_trustworthy(gap):
+    dens, reference = gap
+    # constant metric: the travel time is h * |a - b|
+    assert fast_marching(lambda P: np.full(len(P), 0.7), n_grid=801) == pytest.approx(
+        0.7 * np.linalg.norm(B - A), rel=1e-3
+    )
+    # grid convergence: halving the cell changes the answer by far less than the tolerances
+    coarse = fast_marching(length_factor(dens), n_grid=801)
+    assert coarse == pytest.approx(reference, rel=1e-3)
+
+
+def test_distance_across_a_gap_within_3_percent_at_4000_vertices(gap):
+    dens, reference = gap
+    for seed in range(3):
+        _, g = graph_distance(dens, 4000, seed)
+        assert abs(g.length / reference - 1) < 0.03
+
+
+def test_error_falls_as_vertices_are_added(gap):
+    dens, reference = gap
+    errors = [
+        np.mean([abs(graph_distance(dens, n, seed)[1].length / reference - 1) for seed in range(5)])
+        for n in (250, 1000, 4000)
+    ]
+    assert errors[0] > errors[1] > errors[2]
+    assert errors[2] < 0.01
+
+
+def test_geodesic_bends_through_the_high_density_bridge(bridge):
+    dens, reference, true_path = bridge
+    straight = np.array([A, B])
+    est, g = graph_distance(dens, 4000, 0)
+    # ground truth: the geodesic leaves the straight line for the bridge, and is far shorter
+    assert true_path[:, 1].max() > 1.0
+    assert est.metric_.curve_length(straight) > 2 * reference
+    # the graph geodesic follows it
+    assert abs(g.length / reference - 1) < 0.03
+    assert g.length == pytest.approx(est.metric_.curve_length(g.points), rel=1e-12)
+    hausdorff = max(
+        directed_hausdorff(g.points, true_path)[0], directed_hausdorff(true_path, g.points)[0]
+    )
+    chord = A + np.linspace(0, 1, 200)[:, None] * (B - A)
+    straight_hausdorff = directed_hausdorff(true_path, chord)[0]
+    assert hausdorff < 0.2 < 1.0 < straight_hausdorff
