@@ -111,6 +111,12 @@ def test_geodesic_bends_through_the_high_density_bridge(bridge):
     dens, reference, true_path = bridge
     straight = np.array([A, B])
     est, g = graph_distance(dens, 4000, 0)
+    # the reference itself: the traced path realises the travel time (midpoint rule along it,
+    # independent of gendist), and a coarser grid agrees
+    h = length_factor(dens)
+    mid, seg = 0.5 * (true_path[1:] + true_path[:-1]), np.diff(true_path, axis=0)
+    assert np.sum(h(mid) * np.linalg.norm(seg, axis=1)) == pytest.approx(reference, rel=1e-3)
+    assert fast_marching(h, n_grid=801, half_width=3.5) == pytest.approx(reference, rel=1e-3)
     # ground truth: the geodesic leaves the straight line for the bridge, and is far shorter
     assert true_path[:, 1].max() > 1.0
     assert est.metric_.curve_length(straight) > 2 * reference
@@ -123,3 +129,20 @@ def test_geodesic_bends_through_the_high_density_bridge(bridge):
     chord = A + np.linspace(0, 1, 200)[:, None] * (B - A)
     straight_hausdorff = directed_hausdorff(true_path, chord)[0]
     assert hausdorff < 0.2 < 1.0 < straight_hausdorff
+
+
+def test_out_of_sample_distance_on_sampled_vertices(gap):
+    """vertices="samples": a and b join a graph on 4000 draws from p; transform agrees."""
+    dens, reference = gap
+    for seed in range(3):
+        est = GenerativeDistance(
+            dens,
+            lam=LAM,
+            n_neighbors=int(round(4 * np.log(4000))),
+            vertices="samples",
+            n_vertex_samples=4000,
+            random_state=seed,
+        ).fit(np.array([A, B]))
+        d = est.transform(A[None])[0, 1]
+        assert abs(d / reference - 1) < 0.03
+        assert d == pytest.approx(est.geodesic(A, B).length, rel=1e-12)
