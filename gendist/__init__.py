@@ -1,5 +1,7 @@
 """gendist: distances and geodesics between data points according to a generative model."""
 
+from .affinity import GeodesicAffinity, distance_affinity
+from .cluster import IsingClustering
 from .densities import (
     CallableDensity,
     Density,
@@ -8,6 +10,7 @@ from .densities import (
     TorchDensity,
     as_density,
 )
+from .embed import tsne_embedding
 from .estimator import GenerativeDistance, generative_distances
 from .graph import GraphTooLargeError
 from .metric import ConformalMetric
@@ -27,5 +30,9 @@ __all__ = [
     "GaussianMixtureDensity",
     "as_density",
     "GraphTooLargeError",
+    "GeodesicAffinity",
+    "distance_affinity",
+    "IsingClustering",
+    "tsne_embedding",
     "__version__",
 ]

@@ -8,6 +8,8 @@ _EXTRAS = {
     "torch": "torch",
     "matplotlib": "plot",
     "dwave.samplers": "ising",
+    "dimod": "ising",
+    "skfmm": "experiments",
     "dask": "dask",
     "cupy": "gpu",
     "pylibcugraph": "gpu",
