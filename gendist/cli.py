@@ -1,4 +1,5 @@
-"""The ``gendist`` command line: ``gendist demo`` runs the main job on built-in data."""
+"""The ``gendist`` command line: ``gendist demo`` runs the main job on built-in data;
+``gendist experiment NAME`` runs one of the paper's experiments."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import numpy as np
 
 from .config import load_config
 
-__all__ = ["main", "run_demo", "DEMO_DEFAULTS"]
+__all__ = ["main", "run_demo", "run_experiment", "DEMO_DEFAULTS"]
 
 #: Parameters of ``gendist demo`` (override with ``--config FILE`` and ``--set key=value``).
 DEMO_DEFAULTS = {
@@ -157,6 +158,20 @@ def _print_table(rows):
         print("| " + " | ".join(f"{r[k]:.3g}" for k in keys) + " |")
 
 
+def run_experiment(name: str, out: Path | None = None, config_path=None, overrides=(), quick=False):
+    """Run experiment ``name`` with its defaults, a YAML file and ``key=value`` overrides.
+
+    ``quick`` applies the experiment's ``QUICK`` settings before the file and overrides.
+    Outputs go to ``out`` (default ``gendist-output/NAME``). Returns the experiment's results.
+    """
+    from .experiments import experiment_module
+
+    module = experiment_module(name)
+    defaults = {**module.DEFAULTS, **(module.QUICK if quick else {})}
+    config = load_config(defaults, config_path, overrides)
+    return module.run(Path(out) if out is not None else Path("gendist-output") / name, config)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="gendist",
@@ -179,7 +194,34 @@ def main(argv=None) -> int:
         help=f"override a parameter; keys: {', '.join(DEMO_DEFAULTS)}",
     )
     demo.add_argument("--quick", action="store_true", help="200 points (n_samples=200)")
+    from .experiments import EXPERIMENTS
+
+    experiment = sub.add_parser(
+        "experiment", help="run one of the paper's experiments: " + ", ".join(EXPERIMENTS)
+    )
+    experiment.add_argument("name", choices=sorted(EXPERIMENTS))
+    experiment.add_argument("--out", type=Path, help="output folder (default: gendist-output/NAME)")
+    experiment.add_argument(
+        "--config", type=Path, help="YAML file of parameters (configs/NAME.yaml)"
+    )
+    experiment.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a parameter"
+    )
+    experiment.add_argument(
+        "--quick", action="store_true", help="small smoke-run settings (the ones CI runs)"
+    )
     args = parser.parse_args(argv)
+
+    if args.command == "experiment":
+        try:
+            res = run_experiment(args.name, args.out, args.config, args.set, args.quick)
+        except (OSError, ValueError) as exc:
+            parser.error(str(exc))
+        print(res["summary"])
+        print(f"{res['seconds']:.1f} s; files:")
+        for path in res["files"]:
+            print(f"  {path}")
+        return 0
 
     if args.command == "demo":
         overrides = (["n_samples=200"] if args.quick else []) + args.set

@@ -7,41 +7,17 @@ reference distance, and descending grad T from b traces the true geodesic.
 
 import numpy as np
 import pytest
-import skfmm
-from scipy.interpolate import RegularGridInterpolator
 from scipy.spatial.distance import directed_hausdorff
 
 from gendist import GaussianMixtureDensity, GenerativeDistance
+from gendist.experiments import reference
 
 A, B = np.array([-1.5, 0.0]), np.array([1.5, 0.0])
 LAM = 0.01  # absolute: h = lam / (p + lam) is ~0.05 at the modes and ~0.5-1 in the gaps
 
 
-def fast_marching(h, a=A, b=B, n_grid=1601, half_width=4.5, trace=False):
-    """Travel time from ``a`` to ``b`` under |grad T| = h(x) on a square grid.
-
-    The front starts on a circle of radius r0 (3 cells) around ``a``; the time to cross that
-    disc, r0 * h(a), is added back (h is smooth there). With ``trace``, the geodesic is traced
-    from ``b`` back to ``a`` along -grad T.
-    """
-    xs = np.linspace(-half_width, half_width, n_grid)
-    dx = float(xs[1] - xs[0])
-    gx, gy = np.meshgrid(xs, xs, indexing="ij")
-    speed = 1.0 / h(np.column_stack([gx.ravel(), gy.ravel()])).reshape(gx.shape)
-    r0 = 3 * dx
-    T = np.asarray(skfmm.travel_time(np.hypot(gx - a[0], gy - a[1]) - r0, speed, dx=dx, order=2))
-    dist = RegularGridInterpolator((xs, xs), T)(b[None])[0] + r0 * h(a[None])[0]
-    if not trace:
-        return dist
-    gradients = [RegularGridInterpolator((xs, xs), g) for g in np.gradient(T, dx)]
-    x, path = b.copy(), [b.copy()]
-    for _ in range(100 * n_grid):
-        g = np.array([gi(x[None])[0] for gi in gradients])
-        x = x - 0.5 * dx * g / np.linalg.norm(g)
-        path.append(x.copy())
-        if np.linalg.norm(x - a) < r0:
-            break
-    return dist, np.array([*path, a])[::-1]
+def fast_marching(h, a=A, b=B, **kwargs):
+    return reference.fast_marching(h, a, b, **kwargs)
 
 
 def length_factor(density):

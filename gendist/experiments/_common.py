@@ -1,0 +1,92 @@
+"""Shared steps of the experiments: distances on a dataset, tables, figures."""
+
+from __future__ import annotations
+
+import csv
+import warnings
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import pairwise_distances
+from sklearn.mixture import GaussianMixture
+
+from ..datasets import make_dataset
+from ..estimator import GenerativeDistance
+
+#: density and graph parameters shared by the clustering and embedding experiments
+DISTANCE_DEFAULTS = {
+    "datasets": ["narrow_mog", "circles", "spirals", "moons"],
+    "n_samples": 300,
+    "seeds": [0, 1, 2],
+    "n_components": 16,  # GaussianMixture (full covariances) fitted on the points
+    "radius": "auto",  # smallest radius that connects the graph
+    "n_neighbors": None,
+    "lam": "quantile:0.1",
+    "beta": 1.0,
+    "n_quad": 8,
+}
+
+
+def dataset_distances(name: str, seed: int, cfg: dict):
+    """Points, labels, generative and Euclidean distances of one dataset draw.
+
+    The density is a GaussianMixture with ``cfg["n_components"]`` full-covariance components
+    fitted on the points; the graph and metric parameters come from ``cfg``.
+
+    Returns
+    -------
+    X : ndarray (n, 2)
+    y : ndarray (n,)
+    D_geo, D_euc : ndarray (n, n)
+    n_graph_components : int
+    """
+    X, y = make_dataset(name, cfg["n_samples"], random_state=seed)
+    est = GenerativeDistance(
+        GaussianMixture(cfg["n_components"], covariance_type="full", random_state=seed),
+        lam=cfg["lam"],
+        beta=cfg["beta"],
+        radius=cfg["radius"],
+        n_neighbors=cfg["n_neighbors"],
+        n_quad=cfg["n_quad"],
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="the graph has")
+        D_geo = est.fit_transform(X)
+    return X, y, D_geo, pairwise_distances(X), est.n_components_
+
+
+def write_csv(rows: list[dict], path: Path) -> Path:
+    """Write a list of flat dicts as CSV (header from the first row)."""
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    """A Markdown table; floats are printed with 3 significant digits."""
+
+    def fmt(v):
+        return f"{v:.3g}" if isinstance(v, (float, np.floating)) else str(v)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend, or None when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        warnings.warn(
+            'matplotlib is missing, no figures are drawn; pip install "gendist[plot]"',
+            UserWarning,
+            stacklevel=2,
+        )
+        return None
+    return plt

@@ -1,0 +1,98 @@
+"""The experiments end to end in their --quick settings, through the command line."""
+
+import csv
+
+import numpy as np
+import pytest
+
+from gendist.cli import main, run_experiment
+from gendist.experiments import convergence
+
+
+def _read(path):
+    with open(path) as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_clustering_quick(tmp_path):
+    assert main(["experiment", "clustering", "--quick", "--out", str(tmp_path)]) == 0
+    for name in ("clustering.csv", "summary.md", "nmi_vs_tau.png", "labels.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    rows = _read(tmp_path / "clustering.csv")
+    assert {r["dataset"] for r in rows} == {"narrow_mog", "circles", "spirals", "moons"}
+    assert {r["method"] for r in rows} == {"spectral", "ising"}
+    nmi = np.array([float(r["nmi"]) for r in rows])
+    assert ((nmi >= 0) & (nmi <= 1 + 1e-12)).all()
+
+    def score(metric, tau):
+        (r,) = [
+            r
+            for r in rows
+            if (r["dataset"], r["method"], r["metric"], float(r["relative_tau"]))
+            == ("circles", "spectral", metric, tau)
+        ]
+        return float(r["nmi"]), int(r["graph_components"])
+
+    # two circles on a connected graph: some tau where geodesic affinity separates them and
+    # Euclidean affinity with the same relative bandwidth does not
+    wins = []
+    for tau in {float(r["relative_tau"]) for r in rows}:
+        (geo, components), (euc, _) = score("geodesic", tau), score("euclidean", tau)
+        assert components == 1
+        wins.append(geo >= 0.95 and euc < 0.95)
+    assert any(wins)
+
+
+def test_embedding_quick(tmp_path):
+    res = run_experiment("embedding", tmp_path, quick=True, overrides=["datasets=[circles, moons]"])
+    assert all(p.stat().st_size > 0 for p in res["files"])
+    acc = {(r["dataset"], r["metric"]): float(r["linear_accuracy"]) for r in res["rows"]}
+    assert all(0 <= a <= 1 for a in acc.values())
+    assert acc["circles", "geodesic"] >= 0.95 > acc["circles", "euclidean"]
+
+
+def test_convergence_quick(tmp_path):
+    res = run_experiment("convergence", tmp_path, quick=True)
+    for name in ("convergence.csv", "n_quad.csv", "summary.md", "convergence.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    reference = res["reference"]
+    distances = np.array([r["distance"] for r in res["rows"] + res["quad_rows"]])
+    finite = distances[np.isfinite(distances)]
+    assert finite.size > 0
+    # a graph path is a curve, so no graph distance is below the true geodesic distance
+    # (up to quadrature and fast-marching error)
+    assert (finite >= 0.99 * reference).all()
+    uniform = {
+        n: np.mean(
+            [r["relative_error"] for r in res["rows"] if (r["sampling"], r["n"]) == ("uniform", n)]
+        )
+        for n in (250, 1000)
+    }
+    assert uniform[1000] < uniform[250]
+
+
+def test_convergence_reference_against_straight_line_bound():
+    """The fast-marching distance lies between two closed-form bounds."""
+    density = convergence.gap_mixture()
+    lam = convergence.DEFAULTS["lam"]
+    t = np.linspace(0, 1, 20001)[:, None]
+    P = convergence.A + t * (convergence.B - convergence.A)
+    h = lam / (np.exp(density.log_prob(P)) + lam)
+    straight = np.trapezoid(h, dx=np.linalg.norm(convergence.B - convergence.A) / 20000)
+    reference = convergence.fast_marching(
+        lambda X: lam / (np.exp(density.log_prob(X)) + lam),
+        convergence.A,
+        convergence.B,
+        n_grid=801,
+    )
+    assert reference < straight
+    # every path from A to B is at least |B - A| long, and h >= lam / (max p + lam) with
+    # max p <= 1 / (2 pi sqrt(det C)) for a mixture of Gaussians with covariance C
+    max_p = 1.0 / (2 * np.pi * np.sqrt(0.3 * 0.6))
+    assert reference > np.linalg.norm(convergence.B - convergence.A) * lam / (max_p + lam)
+
+
+def test_experiment_rejects_unknown_parameter(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["experiment", "embedding", "--out", str(tmp_path), "--set", "n_sample=10"])
+    assert "n_sample" in capsys.readouterr().err
