@@ -207,7 +207,13 @@ def _figures(rows, examples, cfg, out):
             for metric, colour in zip(METRICS, ("C0", "C1")):
                 taus, mean, std = table[name, method, metric]
                 ax.semilogx(taus, mean, "o-", color=colour, label=metric)
-                ax.fill_between(taus, mean - std, mean + std, color=colour, alpha=0.2)
+                ax.fill_between(
+                    taus,
+                    np.clip(mean - std, 0, 1),
+                    np.clip(mean + std, 0, 1),
+                    color=colour,
+                    alpha=0.2,
+                )
             ax.set_ylim(-0.05, 1.05)
             ax.set_title(f"{name}, {method}")
             ax.set_xlabel("tau / median d^2")
@@ -236,6 +242,6 @@ def _figures(rows, examples, cfg, out):
     fig.suptitle(f"labels at tau = {c:.3g} median d^2 (seed {cfg['seeds'][0]}; -1 in grey-blue)")
     fig.tight_layout()
     points_path = out / "labels.png"
-    fig.savefig(points_path, dpi=120)
+    fig.savefig(points_path, dpi=80)
     plt.close(fig)
     return [nmi_path, points_path]
