@@ -210,7 +210,7 @@ def _summary(reference, stats, slopes, quad_rows, cfg) -> str:
                 + ", ".join(f"{s}: **{v:.2f}**" for s, v in slopes.items())
                 + ".",
                 "Mean relative error against the number of quadrature nodes per edge "
-                "(vertices from p):",
+                "(vertices from p, the same vertex sets for every n_quad):",
                 markdown_table(["n", *[f"n_quad={q}" for q in cfg["n_quad_values"]]], quad),
             ]
         )
