@@ -10,6 +10,7 @@ _EXTRAS = {
     "dwave.samplers": "ising",
     "dimod": "ising",
     "skfmm": "experiments",
+    "openTSNE": "embed",
     "dask": "dask",
     "cupy": "gpu",
     "pylibcugraph": "gpu",

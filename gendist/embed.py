@@ -6,7 +6,9 @@ import warnings
 
 import numpy as np
 from sklearn.manifold import TSNE
+from sklearn.utils import check_random_state
 
+from ._optional import import_optional
 from ._validation import check_positive
 
 __all__ = ["finite_distances", "tsne_embedding"]
@@ -54,11 +56,11 @@ def tsne_embedding(
     *,
     perplexity: float = 30.0,
     inf_factor: float = 2.0,
+    backend: str = "sklearn",
     random_state=None,
     **tsne_params,
 ) -> np.ndarray:
-    """t-SNE of points given by their distance matrix (scikit-learn's TSNE,
-    ``metric="precomputed"``).
+    """t-SNE of points given by their distance matrix (``metric="precomputed"``).
 
     Parameters
     ----------
@@ -71,9 +73,13 @@ def tsne_embedding(
         Effective number of neighbours; lowered to ``(n - 1) / 3`` for small n.
     inf_factor : float, default=2.0
         See :func:`finite_distances`.
+    backend : {"sklearn", "opentsne"}, default="sklearn"
+        scikit-learn's exact-gradient Barnes-Hut :class:`~sklearn.manifold.TSNE`, or
+        openTSNE's (``pip install openTSNE``; FFT-accelerated gradients, faster for
+        thousands of points and more, and multi-threaded).
     random_state : int, RandomState instance or None
     **tsne_params
-        Further parameters of :class:`sklearn.manifold.TSNE`.
+        Further parameters of the backend's ``TSNE``.
 
     Returns
     -------
@@ -83,6 +89,16 @@ def tsne_embedding(
     if len(D) < 4:
         raise ValueError(f"t-SNE needs at least 4 points, got {len(D)}.")
     perplexity = min(check_positive(perplexity, "perplexity"), (len(D) - 1) / 3)
+    if backend == "opentsne":
+        open_tsne = import_optional("openTSNE")
+        seed = check_random_state(random_state).randint(np.iinfo(np.int32).max)
+        params = {"initialization": "random", **tsne_params}
+        tsne = open_tsne.TSNE(
+            n_components, perplexity=perplexity, metric="precomputed", random_state=seed, **params
+        )
+        return np.asarray(tsne.fit(D))
+    if backend != "sklearn":
+        raise ValueError(f'backend must be "sklearn" or "opentsne", got {backend!r}.')
     params = {"init": "random", **tsne_params}
     tsne = TSNE(
         n_components,

@@ -152,6 +152,25 @@ def test_tsne_embedding_equals_sklearn_on_same_distances():
     np.testing.assert_allclose(Y, ref.fit_transform(D), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("backend", ["sklearn", "opentsne"])
+def test_tsne_embedding_preserves_neighbourhoods(backend):
+    """Trustworthiness (scikit-learn) of the embedding of three separated blobs."""
+    from sklearn.manifold import trustworthiness
+
+    X, y = make_blobs(150, centers=3, cluster_std=0.5, random_state=1)
+    Y = tsne_embedding(euclidean_distances(X), perplexity=20, backend=backend, random_state=0)
+    assert Y.shape == (150, 2)
+    assert trustworthiness(X, Y, n_neighbors=10) > 0.9
+    centroids = np.array([Y[y == k].mean(0) for k in range(3)])
+    nearest = np.argmin(euclidean_distances(Y, centroids), axis=1)
+    assert (nearest == y).all()
+
+
+def test_tsne_embedding_rejects_unknown_backend():
+    with pytest.raises(ValueError, match="backend"):
+        tsne_embedding(np.ones((5, 5)) - np.eye(5), backend="umap")
+
+
 # ------------------------------------------------------------------ datasets
 @pytest.mark.parametrize("name", sorted(DATASETS))
 def test_datasets_shapes_labels_and_seed(name):

@@ -96,3 +96,16 @@ def test_experiment_rejects_unknown_parameter(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["experiment", "embedding", "--out", str(tmp_path), "--set", "n_sample=10"])
     assert "n_sample" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["clustering", "embedding", "convergence"])
+def test_config_files_hold_the_defaults(name):
+    """configs/NAME.yaml documents exactly the parameters the experiment runs with."""
+    from pathlib import Path
+
+    import yaml
+
+    from gendist.experiments import experiment_module
+
+    path = Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml"
+    assert yaml.safe_load(path.read_text()) == experiment_module(name).DEFAULTS

@@ -23,6 +23,7 @@ from ._common import DISTANCE_DEFAULTS, dataset_distances, markdown_table, pyplo
 DEFAULTS = {
     **DISTANCE_DEFAULTS,
     "perplexity": 30.0,
+    "tsne_backend": "sklearn",  # or "opentsne"
     "cv_folds": 5,
 }
 
@@ -56,7 +57,9 @@ def run(out: Path, config: dict | None = None) -> dict:
     for name, seed in tqdm(jobs, desc="embedding", unit="draw"):
         _, y, D_geo, D_euc, n_comp = dataset_distances(name, seed, cfg)
         for metric, D in zip(METRICS, (D_geo, D_euc)):
-            Y = tsne_embedding(D, perplexity=cfg["perplexity"], random_state=seed)
+            Y = tsne_embedding(
+                D, perplexity=cfg["perplexity"], backend=cfg["tsne_backend"], random_state=seed
+            )
             accuracy = linear_accuracy(Y, y, cfg["cv_folds"], seed)
             rows.append(
                 {
