@@ -6,7 +6,7 @@ import numbers
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._validation import check_positive
 
@@ -17,8 +17,10 @@ def _check_distances(D) -> np.ndarray:
     D = np.asarray(D, dtype=np.float64)
     if D.ndim != 2 or D.size == 0:
         raise ValueError(f"D must be a non-empty 2-D distance matrix, got shape {D.shape}.")
-    if np.isnan(D).any() or (D < 0).any():
-        raise ValueError("D must hold non-negative distances (inf allowed), without NaN.")
+    if np.isnan(D).any():
+        raise ValueError("D must hold distances without NaN (inf allowed: disconnected pairs).")
+    if (D < 0).any():
+        raise ValueError("Negative values in data: D must hold non-negative distances.")
     return D
 
 
@@ -106,9 +108,16 @@ class GeodesicAffinity(TransformerMixin, BaseEstimator):
         self.power = power
         self.tau_scale = tau_scale
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = True  # distances
+        tags.input_tags.allow_nan = False
+        return tags
+
     def fit(self, X, y=None):
         """Fix the bandwidth from the distance matrix ``X`` of shape (n, m)."""
-        D = _check_distances(X)
+        # inf is a real distance here (disconnected pairs), so finiteness is checked below
+        D = _check_distances(validate_data(self, X, dtype=np.float64, ensure_all_finite=False))
         if isinstance(self.tau, str):
             if self.tau != "median":
                 raise ValueError(f'tau must be a positive number or "median", got {self.tau!r}.')
@@ -119,16 +128,11 @@ class GeodesicAffinity(TransformerMixin, BaseEstimator):
         else:
             raise TypeError(f'tau must be a positive number or "median", got {self.tau!r}.')
         check_positive(self.power, "power")
-        self.n_features_in_ = D.shape[1]
         return self
 
     def transform(self, X):
         """Affinities of shape (n, m) in [0, 1]; 0 where the distance is inf."""
         check_is_fitted(self, "tau_")
-        D = _check_distances(X)
-        if D.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {D.shape[1]} columns, but GeodesicAffinity was fitted on distances "
-                f"to {self.n_features_in_} points."
-            )
+        D = validate_data(self, X, dtype=np.float64, ensure_all_finite=False, reset=False)
+        D = _check_distances(D)
         return distance_affinity(D, self.tau_, self.power)

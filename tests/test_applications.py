@@ -10,6 +10,7 @@ from sklearn.metrics import normalized_mutual_info_score
 from sklearn.metrics.pairwise import euclidean_distances, rbf_kernel
 from sklearn.mixture import GaussianMixture
 from sklearn.pipeline import Pipeline
+from sklearn.utils.estimator_checks import check_estimator
 
 from gendist import GenerativeDistance, GeodesicAffinity, IsingClustering, distance_affinity
 from gendist.affinity import median_bandwidth
@@ -46,7 +47,7 @@ def test_affinity_transformer_median_and_shape_check():
     aff = GeodesicAffinity(tau_scale=0.5).fit(D)
     assert aff.tau_ == pytest.approx(0.5 * np.median(D[~np.eye(20, dtype=bool)] ** 2))
     np.testing.assert_allclose(aff.transform(D), np.exp(-(D**2) / aff.tau_))
-    with pytest.raises(ValueError, match="columns"):
+    with pytest.raises(ValueError, match="features"):
         aff.transform(D[:, :5])
     with pytest.raises(ValueError, match="NaN"):
         aff.transform(np.full((20, 20), np.nan))
@@ -69,6 +70,23 @@ def test_pipeline_distance_affinity_spectral_separates_circles():
     A = distance_affinity(D, 0.1 * median_bandwidth(D))
     euclid = SpectralClustering(2, affinity="precomputed", random_state=0).fit_predict(A)
     assert normalized_mutual_info_score(y, euclid) < 0.5
+
+
+def test_affinity_passes_sklearn_estimator_checks():
+    """Every check but one: inf is a valid distance (disconnected pairs, affinity 0)."""
+    results = check_estimator(GeodesicAffinity(), on_fail=None)
+    failed = {r["check_name"] for r in results if r["status"] == "failed"}
+    assert failed == {"check_estimators_nan_inf"}
+    assert len(results) > 40
+    D = np.array([[0.0, np.inf], [np.inf, 0.0]])
+    np.testing.assert_array_equal(GeodesicAffinity(tau=1.0).fit_transform(D), np.eye(2))
+
+
+def test_ising_clustering_passes_sklearn_estimator_checks():
+    results = check_estimator(IsingClustering(affinity="rbf", random_state=0), on_fail=None)
+    failed = {r["check_name"]: r["exception"] for r in results if r["status"] == "failed"}
+    assert not failed
+    assert len(results) > 40
 
 
 # ------------------------------------------------------------------ Ising clustering
