@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import pairwise_distances
 from sklearn.mixture import GaussianMixture
+from tqdm.auto import tqdm
 
 from ..datasets import make_dataset
 from ..estimator import GenerativeDistance
@@ -53,6 +54,31 @@ def dataset_distances(name: str, seed: int, cfg: dict):
         warnings.filterwarnings("ignore", message="the graph has")
         D_geo = est.fit_transform(X)
     return X, y, D_geo, pairwise_distances(X), est.n_components_
+
+
+#: the two distances every dataset draw is compared with
+METRICS = ("geodesic", "euclidean")
+
+
+def dataset_draws(cfg: dict, desc: str):
+    """Every (dataset, seed) of ``cfg`` with its distances, under a progress bar.
+
+    Yields
+    ------
+    name, seed, X, y, distances, n_graph_components
+        ``distances`` maps each of :data:`METRICS` to its (n, n) matrix.
+    """
+    jobs = [(name, seed) for name in cfg["datasets"] for seed in cfg["seeds"]]
+    for name, seed in tqdm(jobs, desc=desc, unit="draw"):
+        X, y, D_geo, D_euc, n_comp = dataset_distances(name, seed, cfg)
+        yield name, seed, X, y, dict(zip(METRICS, (D_geo, D_euc))), n_comp
+
+
+def output_folder(out) -> Path:
+    """``out`` as a Path, created with its parents."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
 
 
 def write_csv(rows: list[dict], path: Path) -> Path:

@@ -15,11 +15,18 @@ from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import normalized_mutual_info_score
-from tqdm.auto import tqdm
 
 from ..affinity import distance_affinity, median_bandwidth
 from ..cluster import precomputed_clusterer
-from ._common import DISTANCE_DEFAULTS, dataset_distances, markdown_table, pyplot, write_csv
+from ._common import (
+    DISTANCE_DEFAULTS,
+    METRICS,
+    dataset_draws,
+    markdown_table,
+    output_folder,
+    pyplot,
+    write_csv,
+)
 
 DEFAULTS = {
     **DISTANCE_DEFAULTS,
@@ -38,8 +45,6 @@ QUICK = {
     "ising_num_reads": 4,
     "ising_num_sweeps": 300,
 }
-
-METRICS = ("geodesic", "euclidean")
 
 
 def _cluster(method, A, seed, cfg):
@@ -64,14 +69,11 @@ def run(out: Path, config: dict | None = None) -> dict:
         ``files`` (written paths) and ``seconds``.
     """
     cfg = {**DEFAULTS, **(config or {})}
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(out)
     start = time.perf_counter()
     rows, examples = [], {}
-    jobs = [(name, seed) for name in cfg["datasets"] for seed in cfg["seeds"]]
-    for name, seed in tqdm(jobs, desc="clustering", unit="draw"):
-        X, y, D_geo, D_euc, n_comp = dataset_distances(name, seed, cfg)
-        for metric, D in zip(METRICS, (D_geo, D_euc)):
+    for name, seed, X, y, distances, n_comp in dataset_draws(cfg, "clustering"):
+        for metric, D in distances.items():
             scale = median_bandwidth(D)
             for c in cfg["relative_taus"]:
                 A = distance_affinity(D, c * scale)

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from ..densities import GaussianMixtureDensity
 from ..estimator import GenerativeDistance
-from ._common import markdown_table, pyplot, write_csv
+from ._common import markdown_table, output_folder, pyplot, write_csv
 from .reference import fast_marching
 
 DEFAULTS = {
@@ -98,8 +98,7 @@ def run(out: Path, config: dict | None = None) -> dict:
         ``summary``, ``files`` and ``seconds``.
     """
     cfg = {**DEFAULTS, **(config or {})}
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(out)
     start = time.perf_counter()
     density = gap_mixture()
 

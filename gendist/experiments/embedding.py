@@ -15,10 +15,17 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from tqdm.auto import tqdm
 
 from ..embed import tsne_embedding
-from ._common import DISTANCE_DEFAULTS, dataset_distances, markdown_table, pyplot, write_csv
+from ._common import (
+    DISTANCE_DEFAULTS,
+    METRICS,
+    dataset_draws,
+    markdown_table,
+    output_folder,
+    pyplot,
+    write_csv,
+)
 
 DEFAULTS = {
     **DISTANCE_DEFAULTS,
@@ -28,8 +35,6 @@ DEFAULTS = {
 }
 
 QUICK = {"n_samples": 120, "seeds": [0], "perplexity": 20.0}
-
-METRICS = ("geodesic", "euclidean")
 
 
 def linear_accuracy(Y, y, folds: int, seed: int) -> float:
@@ -49,14 +54,11 @@ def run(out: Path, config: dict | None = None) -> dict:
         ``rows``, ``summary`` (Markdown), ``files`` and ``seconds``.
     """
     cfg = {**DEFAULTS, **(config or {})}
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(out)
     start = time.perf_counter()
     rows, examples = [], {}
-    jobs = [(name, seed) for name in cfg["datasets"] for seed in cfg["seeds"]]
-    for name, seed in tqdm(jobs, desc="embedding", unit="draw"):
-        _, y, D_geo, D_euc, n_comp = dataset_distances(name, seed, cfg)
-        for metric, D in zip(METRICS, (D_geo, D_euc)):
+    for name, seed, _, y, distances, n_comp in dataset_draws(cfg, "embedding"):
+        for metric, D in distances.items():
             Y = tsne_embedding(
                 D, perplexity=cfg["perplexity"], backend=cfg["tsne_backend"], random_state=seed
             )
