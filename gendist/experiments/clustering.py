@@ -236,12 +236,14 @@ def _figures(rows, examples, cfg, out):
         for j, name in enumerate(names):
             X, labels = examples[name, method, metric, c]
             ax = axes[i, j]
-            ax.scatter(X[:, 0], X[:, 1], c=labels, s=6, cmap="coolwarm", vmin=-1, vmax=1)
+            colours = np.array(["black", "tab:blue", "tab:red"])[np.clip(labels, -1, 1) + 1]
+            ax.scatter(X[:, 0], X[:, 1], c=colours, s=6)
             ax.set_title(f"{name}: {method}, {metric}", fontsize=9)
-            ax.set_aspect("equal")
             ax.set_xticks([])
             ax.set_yticks([])
-    fig.suptitle(f"labels at tau = {c:.3g} median d^2 (seed {cfg['seeds'][0]}; -1 in grey-blue)")
+    fig.suptitle(
+        f"labels at tau = {c:.3g} median d^2 (seed {cfg['seeds'][0]}; unassigned -1 in black)"
+    )
     fig.tight_layout()
     points_path = out / "labels.png"
     fig.savefig(points_path, dpi=80)
