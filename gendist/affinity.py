@@ -48,7 +48,7 @@ def distance_affinity(D, tau: float, power: float = 2.0) -> np.ndarray:
 
 
 def median_bandwidth(D, power: float = 2.0) -> float:
-    """Median of ``D**power`` over the finite off-diagonal entries: a scale for ``tau``.
+    """Median of ``D**power`` over the finite positive entries: a scale for ``tau``.
 
     A ``tau`` given relative to it (``tau = c * median_bandwidth(D)``) means the same thing
     for Euclidean and generative distances, whose units differ.
@@ -70,7 +70,11 @@ def median_bandwidth(D, power: float = 2.0) -> float:
     values = D[np.isfinite(D) & (D > 0)]
     if values.size == 0:
         raise ValueError("D has no finite positive distance to take a bandwidth from.")
-    return float(np.median(values**power))
+    with np.errstate(over="ignore"):
+        scale = float(np.median(values**power))
+    if not np.isfinite(scale):
+        raise ValueError(f"D**power overflows (power={power}); rescale the distances.")
+    return scale
 
 
 class GeodesicAffinity(TransformerMixin, BaseEstimator):

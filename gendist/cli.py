@@ -213,10 +213,15 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "experiment":
+        from .experiments import experiment_module
+
+        module = experiment_module(args.name)
+        defaults = {**module.DEFAULTS, **(module.QUICK if args.quick else {})}
         try:
-            res = run_experiment(args.name, args.out, args.config, args.set, args.quick)
+            load_config(defaults, args.config, args.set)  # parameter errors as usage errors
         except (OSError, ValueError) as exc:
             parser.error(str(exc))
+        res = run_experiment(args.name, args.out, args.config, args.set, args.quick)
         print(res["summary"])
         print(f"{res['seconds']:.1f} s; files:")
         for path in res["files"]:

@@ -45,5 +45,8 @@ def load_config(defaults: dict, path: str | Path | None = None, overrides=()) ->
     unknown = sorted(set(updates) - set(defaults))
     if unknown:
         raise ValueError(f"unknown parameter(s) {unknown}; known: {sorted(defaults)}.")
+    for key, value in updates.items():
+        if isinstance(defaults[key], list) and not isinstance(value, list):
+            raise ValueError(f"{key} must be a list, e.g. {key}=[{value}], got {value!r}.")
     config.update(updates)
     return config

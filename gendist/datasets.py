@@ -101,8 +101,9 @@ def make_spirals(
 ):
     """Two interleaved Archimedean spirals, the second the first turned by 180 degrees.
 
-    Points lie at angle ``theta = 2 pi * turns * sqrt(u)`` (u uniform, which spaces them evenly
-    along the curve) and radius ``theta / (2 pi turns)`` (so the outer end is at radius 1),
+    Points lie at angle ``theta = 2 pi * turns * sqrt(u)`` (u uniform on [0.02, 1], which
+    spaces them evenly along the curve) and radius ``theta / (2 pi turns)`` (so the outer end
+    is at radius 1),
     plus isotropic Gaussian noise.
 
     Parameters

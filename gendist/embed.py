@@ -40,7 +40,9 @@ def finite_distances(D, inf_factor: float = 2.0) -> np.ndarray:
     if not infinite.any():
         return D
     finite = D[~infinite]
-    D = np.where(infinite, inf_factor * max(float(finite.max()), 1.0e-300), D)
+    largest = float(finite.max())
+    # all pairs disconnected: no scale to take, components are placed 1 * inf_factor apart
+    D = np.where(infinite, inf_factor * (largest if largest > 0 else 1.0), D)
     warnings.warn(
         f"{np.count_nonzero(infinite) // 2} pairs are disconnected (inf distance); they are "
         f"set to {inf_factor} x the largest finite distance for the embedding.",
@@ -74,7 +76,7 @@ def tsne_embedding(
     inf_factor : float, default=2.0
         See :func:`finite_distances`.
     backend : {"sklearn", "opentsne"}, default="sklearn"
-        scikit-learn's exact-gradient Barnes-Hut :class:`~sklearn.manifold.TSNE`, or
+        scikit-learn's Barnes-Hut :class:`~sklearn.manifold.TSNE`, or
         openTSNE's (``pip install openTSNE``; FFT-accelerated gradients, faster for
         thousands of points and more, and multi-threaded).
     random_state : int, RandomState instance or None

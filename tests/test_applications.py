@@ -160,6 +160,19 @@ def test_finite_distances_replaces_inf_with_warning():
         finite_distances(np.ones((2, 3)))
 
 
+def test_finite_distances_all_pairs_disconnected_keeps_points_apart():
+    D = np.full((3, 3), np.inf)
+    np.fill_diagonal(D, 0.0)
+    with pytest.warns(UserWarning, match="3 pairs"):
+        F = finite_distances(D, inf_factor=2.0)
+    np.testing.assert_array_equal(F, 2.0 * (1 - np.eye(3)))
+
+
+def test_median_bandwidth_refuses_overflow():
+    with pytest.raises(ValueError, match="overflows"):
+        median_bandwidth(np.array([[0.0, 1e200], [1e200, 0.0]]))
+
+
 def test_tsne_embedding_equals_sklearn_on_same_distances():
     from sklearn.manifold import TSNE
 

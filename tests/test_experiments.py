@@ -92,10 +92,13 @@ def test_convergence_reference_against_straight_line_bound():
     assert reference > np.linalg.norm(convergence.B - convergence.A) * lam / (max_p + lam)
 
 
-def test_experiment_rejects_unknown_parameter(tmp_path, capsys):
+@pytest.mark.parametrize("setting", ["n_sample=10", "datasets=moons", "seeds=0"])
+def test_experiment_rejects_bad_parameters(tmp_path, capsys, setting):
+    """Unknown keys, and a scalar where the parameter is a list, are usage errors."""
     with pytest.raises(SystemExit):
-        main(["experiment", "embedding", "--out", str(tmp_path), "--set", "n_sample=10"])
-    assert "n_sample" in capsys.readouterr().err
+        main(["experiment", "embedding", "--out", str(tmp_path), "--set", setting])
+    assert setting.split("=")[0] in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize("name", ["clustering", "embedding", "convergence"])

@@ -83,7 +83,9 @@ def graph_distance(density, X, cfg, n_quad=None) -> float:
         est.fit(X)
         try:
             return float(est.geodesic(A, B).length)
-        except ValueError:  # A and B in different components
+        except ValueError as exc:
+            if "different connected components" not in str(exc):
+                raise
             return float("inf")
 
 
