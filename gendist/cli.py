@@ -13,7 +13,7 @@ import numpy as np
 
 from .config import load_config
 
-__all__ = ["main", "run_demo", "run_experiment", "DEMO_DEFAULTS"]
+__all__ = ["main", "run_demo", "run_experiment", "experiment_config", "DEMO_DEFAULTS"]
 
 #: Parameters of ``gendist demo`` (override with ``--config FILE`` and ``--set key=value``).
 DEMO_DEFAULTS = {
@@ -158,18 +158,28 @@ def _print_table(rows):
         print("| " + " | ".join(f"{r[k]:.3g}" for k in keys) + " |")
 
 
-def run_experiment(name: str, out: Path | None = None, config_path=None, overrides=(), quick=False):
-    """Run experiment ``name`` with its defaults, a YAML file and ``key=value`` overrides.
-
-    ``quick`` applies the experiment's ``QUICK`` settings before the file and overrides.
-    Outputs go to ``out`` (default ``gendist-output/NAME``). Returns the experiment's results.
-    """
+def experiment_config(name: str, config_path=None, overrides=(), quick=False) -> dict:
+    """Parameters of experiment ``name``: its defaults (``QUICK`` on top when ``quick``), then
+    the YAML file ``config_path``, then ``key=value`` overrides."""
     from .experiments import experiment_module
 
     module = experiment_module(name)
     defaults = {**module.DEFAULTS, **(module.QUICK if quick else {})}
-    config = load_config(defaults, config_path, overrides)
-    return module.run(Path(out) if out is not None else Path("gendist-output") / name, config)
+    return load_config(defaults, config_path, overrides)
+
+
+def run_experiment(
+    name: str, out: Path | None = None, config_path=None, overrides=(), quick=False, config=None
+):
+    """Run experiment ``name`` with the parameters of :func:`experiment_config` (or ``config``
+    when given). Outputs go to ``out`` (default ``gendist-output/NAME``). Returns the
+    experiment's results."""
+    from .experiments import experiment_module
+
+    if config is None:
+        config = experiment_config(name, config_path, overrides, quick)
+    out = Path(out) if out is not None else Path("gendist-output") / name
+    return experiment_module(name).run(out, config)
 
 
 def main(argv=None) -> int:
@@ -213,15 +223,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "experiment":
-        from .experiments import experiment_module
-
-        module = experiment_module(args.name)
-        defaults = {**module.DEFAULTS, **(module.QUICK if args.quick else {})}
-        try:
-            load_config(defaults, args.config, args.set)  # parameter errors as usage errors
+        try:  # parameter errors are usage errors; errors inside a run keep their traceback
+            config = experiment_config(args.name, args.config, args.set, args.quick)
         except (OSError, ValueError) as exc:
             parser.error(str(exc))
-        res = run_experiment(args.name, args.out, args.config, args.set, args.quick)
+        res = run_experiment(args.name, args.out, config=config)
         print(res["summary"])
         print(f"{res['seconds']:.1f} s; files:")
         for path in res["files"]:
