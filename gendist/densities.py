@@ -52,6 +52,24 @@ class Density:
 
     can_sample: bool = False
     requires_fit: bool = False
+    differentiable: bool = False
+
+    def log_prob_tensor(self, x):
+        """Log-density of a torch tensor, differentiable with respect to ``x``.
+
+        Implemented by adapters with ``differentiable = True`` (torch models, mixtures,
+        flows); geodesic refinement uses it for exact gradients and falls back to finite
+        differences of :meth:`log_prob` for the others.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (n, d)
+
+        Returns
+        -------
+        log_p : torch.Tensor of shape (n,), on the device and in the dtype of ``x``
+        """
+        raise TypeError(f"{type(self).__name__} cannot evaluate log p on torch tensors.")
 
     def log_prob(self, X: np.ndarray) -> np.ndarray:
         """Natural log-density of each row of ``X``.
@@ -210,6 +228,12 @@ class TorchDensity(Density):
         )
         self.can_sample = hasattr(model, "sample")
 
+    differentiable = True
+
+    def log_prob_tensor(self, x):
+        out = self.model.log_prob(x.to(device=self.device, dtype=self.dtype))
+        return out.to(device=x.device, dtype=x.dtype)
+
     def log_prob(self, X):
         import torch
 
@@ -257,6 +281,7 @@ class GaussianMixtureDensity(Density):
     """
 
     can_sample = True
+    differentiable = True
 
     def __init__(self, weights, means, covariances, covariance_type: str = "full"):
         if covariance_type not in _COVARIANCE_TYPES:
@@ -390,6 +415,9 @@ class GaussianMixtureDensity(Density):
         if not out:
             return X[:, 0] * 0.0
         return out[0] if len(out) == 1 else _concat(out, xp)
+
+    def log_prob_tensor(self, x):
+        return self.log_prob(x)
 
     def sample(self, n_samples, random_state=None):
         rng = check_random_state(random_state)
