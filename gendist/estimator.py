@@ -18,10 +18,10 @@ from .metric import ConformalMetric, resolve_lambda
 from .paths import (
     Geodesic,
     default_memory_limit,
-    reconstruct_path,
-    shortest_path_tree,
+    pair_shortest_path,
     shortest_paths,
 )
+from .refine import refine_path
 
 __all__ = ["GenerativeDistance", "generative_distances"]
 
@@ -109,6 +109,10 @@ class GenerativeDistance(TransformerMixin, BaseEstimator):
     n_components_ : int
         Connected components of the graph; more than one means some distances are inf.
     component_labels_ : ndarray of shape (n_vertices,)
+    min_length_factor_ : float
+        Smallest ratio of an edge's weight to its Euclidean length, so that every graph
+        distance is at least ``min_length_factor_ * |x - y|``: the admissible (A*) lower bound
+        that starts single-pair queries (it is at least ``((p0 + lam) / (max p + lam)) ** beta``).
 
     Examples
     --------
@@ -270,6 +274,7 @@ class GenerativeDistance(TransformerMixin, BaseEstimator):
             rows, cols = np.concatenate([rows, jr[keep]]), np.concatenate([cols, jc[keep]])
         log_w = self.metric_.edge_log_weights(V, rows, cols, self.log_prob_, progress=progress)
         self.graph_ = symmetric_csr(V.shape[0], rows, cols, np.exp(log_w))
+        self.min_length_factor_ = _min_length_factor(V, rows, cols, log_w, V)
         self.n_components_, self.component_labels_ = component_report(self.graph_)
         return self
 
@@ -394,8 +399,46 @@ class GenerativeDistance(TransformerMixin, BaseEstimator):
         )
         return None, point
 
-    def geodesic(self, a, b) -> Geodesic:
-        """The graph geodesic between two vertices or points.
+    def _pair_query(self, a, b):
+        """Shortest path between two vertices or points, without an all-pairs run.
+
+        Points join the graph in both directions (edges to their neighbours by the graph's
+        own rule); a shortest path never passes through its own ends, so joining them
+        changes no distance between the two.
+
+        Returns
+        -------
+        length : float
+        path : ndarray of int or None
+            Node indices; nodes ``N`` and ``N + 1`` (``N`` vertices) are the new points.
+        new_points : ndarray of shape (m, d)
+        """
+        check_is_fitted(self)
+        (ia, pa), (ib, pb) = self._endpoint(a, "a"), self._endpoint(b, "b")
+        new = [p for p in (pa, pb) if p is not None]
+        N, graph, factor = self.graph_.shape[0], self.graph_, self.min_length_factor_
+        if new:
+            Y = np.vstack(new)
+            rows, cols, w = self._join(Y)
+            E = sparse.csr_matrix((w, (rows, cols)), shape=(len(Y), N))
+            graph = sparse.bmat([[self.graph_, E.T], [E, None]], format="csr")
+            with np.errstate(divide="ignore"):
+                log_w = np.log(w)
+            factor = min(factor, _min_length_factor(Y, rows, cols, log_w, self.vertices_))
+        source = N if pa is not None else ia
+        target = N + len(new) - 1 if pb is not None else ib
+        x_a = pa[0] if pa is not None else self.vertices_[ia]
+        x_b = pb[0] if pb is not None else self.vertices_[ib]
+        bound = factor * float(np.linalg.norm(x_a - x_b))
+        length, path = pair_shortest_path(graph, source, target, lower_bound=bound)
+        return length, path, (np.vstack(new) if new else None)
+
+    def distance(self, a, b) -> float:
+        """The generative distance between two vertices or points.
+
+        A bidirectional Dijkstra from both ends (see
+        :func:`gendist.paths.pair_shortest_path`): the work grows with the distance, not
+        with the graph, and the result equals the all-pairs one exactly.
 
         Parameters
         ----------
@@ -404,42 +447,67 @@ class GenerativeDistance(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        Geodesic
-            ``points`` (k, d) from a to b, ``indices`` (vertex index, -1 for a new point),
-            and ``length``, its length under the metric.
+        distance : float
+            ``inf`` when a and b lie in different connected components.
         """
-        check_is_fitted(self)
-        ia, pa = self._endpoint(a, "a")
-        ib, pb = self._endpoint(b, "b")
-        if pa is not None:
-            graph, source = self._augmented_graph(pa)
-        else:
-            graph, source = self.graph_, ia
-        dist, pred = shortest_path_tree(graph, source, backend=self.backend)
-        if pb is None:
-            last, length = ib, dist[ib]
-        else:
-            _, cols, w = self._join(pb)
-            total = dist[cols] + w
-            best = int(np.argmin(total))
-            last, length = int(cols[best]), float(total[best])
-        if not np.isfinite(length):
+        return float(self._pair_query(a, b)[0])
+
+    def geodesic(self, a, b, refine=False) -> Geodesic:
+        """The geodesic between two vertices or points: the graph path, optionally refined.
+
+        Parameters
+        ----------
+        a, b : int or array-like of shape (n_features,)
+            A vertex index, or a point (which joins the graph through its neighbours).
+        refine : bool or dict, default=False
+            Also move the path's interior points off the vertices to shorten it under the
+            metric (:func:`gendist.refine.refine_path`); a dict passes options such as
+            ``n_points`` or ``method``. The refined path is never longer than the graph path
+            and is closer to the true geodesic, at the cost of density evaluations along it.
+
+        Returns
+        -------
+        Geodesic
+            ``points`` (k, d) from a to b, ``indices`` (vertex index, -1 for a point that is
+            not a vertex), and ``length``, its length under the metric.
+
+        Raises
+        ------
+        ValueError
+            If a and b lie in different connected components.
+        """
+        length, path, new = self._pair_query(a, b)
+        if path is None:
             raise ValueError(
                 f"a and b lie in different connected components of the graph "
                 f"({self.n_components_} components); there is no geodesic between them."
             )
-        path = reconstruct_path(pred, source, last)
-        indices = np.where(path >= self.graph_.shape[0], -1, path)
-        points = np.vstack([pa if i < 0 else self.vertices_[i : i + 1] for i in indices])
-        if pb is not None:
-            points = np.vstack([points, pb])
-            indices = np.append(indices, -1)
+        N = self.graph_.shape[0]
+        indices = np.where(path >= N, -1, path)
+        points = np.vstack([self.vertices_[i] if i < N else new[i - N] for i in path])
+        if refine:
+            options = refine if isinstance(refine, dict) else {}
+            refined, refined_length = refine_path(
+                self.metric_, points, progress=bool(self.verbose), **options
+            )
+            if refined is not points:
+                inner = np.full(len(refined) - 2, -1)
+                indices = np.concatenate([indices[:1], inner, indices[-1:]])
+                points, length = refined, refined_length
         return Geodesic(points=points, indices=indices, length=float(length))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64"]
         return tags
+
+
+def _min_length_factor(X, rows, cols, log_w, Y) -> float:
+    """Smallest ``weight / Euclidean length`` over the edges ``X[rows] -> Y[cols]``."""
+    length = np.linalg.norm(X[rows] - Y[cols], axis=1)
+    moved = length > 0  # duplicate points: zero weight over zero length
+    ratio = log_w[moved] - np.log(length[moved])
+    return float(np.exp(ratio.min())) if ratio.size else 0.0
 
 
 def _check_indices(indices, n, name):

@@ -112,6 +112,42 @@ def test_geodesic_joins_endpoints_and_has_the_reported_length(blobs):
     assert est.geodesic(5, 5).length == 0
 
 
+@pytest.mark.parametrize(
+    "params", [{"n_neighbors": 6}, {"vertices": "both", "n_vertex_samples": 40}]
+)
+def test_single_pair_queries_equal_the_all_pairs_result(blobs, rng, params):
+    """distance(a, b) and geodesic(a, b) search from both ends only; vertex pairs equal the
+    all-pairs matrix exactly, and point pairs equal the best route through any vertex."""
+    gm = GaussianMixture(2, random_state=0).fit(blobs)
+    est = GenerativeDistance(gm, random_state=0, **params)
+    D = est.fit_transform(blobs)
+    for i, j in rng.integers(len(blobs), size=(25, 2)):
+        assert est.distance(int(i), int(j)) == D[i, j]
+        assert est.geodesic(int(i), int(j)).length == D[i, j]
+    # the admissible lower bound behind the search holds for every pair
+    euclid = np.linalg.norm(blobs[:, None] - blobs[None], axis=2)
+    assert np.all(D >= est.min_length_factor_ * euclid * (1 - 1e-12))
+    # two new points: every path between them passes through a vertex v, so the distance is
+    # min_v d(a, v) + d(v, b), with d(., v) from transform
+    for _ in range(5):
+        a, b = rng.normal(size=(2, 2))
+        T = est.transform(np.vstack([a, b]))
+        assert est.distance(a, b) == pytest.approx((T[0] + T[1]).min(), rel=1e-12)
+        assert est.distance(a, int(7)) == pytest.approx(T[0, 7], rel=1e-12)
+
+
+def test_refined_geodesic_is_shorter_and_keeps_its_ends(blobs):
+    gm = GaussianMixture(2, random_state=0).fit(blobs)
+    est = GenerativeDistance(gm, n_neighbors=6).fit(blobs)
+    g = est.geodesic(3, 100)
+    r = est.geodesic(3, 100, refine={"n_points": 20})
+    assert r.points.shape == (20, 2)
+    np.testing.assert_array_equal(r.points[[0, -1]], g.points[[0, -1]])
+    assert list(r.indices[[0, -1]]) == [3, 100] and np.all(r.indices[1:-1] == -1)
+    assert r.length < g.length
+    assert r.length == pytest.approx(est.metric_.curve_length(r.points), rel=1e-12)
+
+
 def test_geodesic_follows_a_ring_instead_of_crossing_its_empty_middle(rng):
     def ring(A):
         r = np.linalg.norm(A, axis=1)
@@ -179,6 +215,8 @@ def test_disconnected_graph_warns_and_gives_inf_only_between_components(blobs):
         a = int(np.flatnonzero(est.component_labels_ == 0)[0])
         b = int(np.flatnonzero(est.component_labels_ == 1)[0])
         est.geodesic(a, b)
+    assert est.distance(a, b) == np.inf
+    assert est.distance(a, X[b] + 0.01) == np.inf
 
 
 def test_memory_guard_on_the_distance_matrix(blobs):

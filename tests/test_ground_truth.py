@@ -11,6 +11,7 @@ from scipy.spatial.distance import directed_hausdorff
 
 from gendist import GaussianMixtureDensity, GenerativeDistance
 from gendist.experiments import reference
+from gendist.refine import resample_polyline
 
 A, B = np.array([-1.5, 0.0]), np.array([1.5, 0.0])
 LAM = 0.01  # absolute: h = lam / (p + lam) is ~0.05 at the modes and ~0.5-1 in the gaps
@@ -105,6 +106,31 @@ def test_geodesic_bends_through_the_high_density_bridge(bridge):
     chord = A + np.linspace(0, 1, 200)[:, None] * (B - A)
     straight_hausdorff = directed_hausdorff(true_path, chord)[0]
     assert hausdorff < 0.2 < 1.0 < straight_hausdorff
+
+
+def _hausdorff(P, Q):
+    """Hausdorff distance between two polylines, both resampled densely."""
+    P, Q = resample_polyline(P, 4000), resample_polyline(Q, 4000)
+    return max(directed_hausdorff(P, Q)[0], directed_hausdorff(Q, P)[0])
+
+
+@pytest.mark.parametrize("n", [250, 1000])
+def test_refinement_moves_the_geodesic_toward_the_true_one(bridge, n):
+    """On coarse graphs, the refined path is shorter, its length closer to the fast-marching
+    distance and its course closer to the traced true geodesic than the graph path's."""
+    dens, reference, true_path = bridge
+    for seed in range(2):
+        est, g = graph_distance(dens, n, seed)
+        refined = est.geodesic(A, B, refine=True)
+        assert refined.length <= g.length
+        graph_error = g.length / reference - 1
+        # measured with a fine quadrature, independent of the rule the refinement minimised
+        dense = est.metric_.curve_length(resample_polyline(refined.points, 3000))
+        assert abs(dense / reference - 1) < min(0.003, graph_error / 3)
+        assert abs(refined.length / reference - 1) < min(0.003, graph_error / 3)
+        assert _hausdorff(refined.points, true_path) < min(
+            0.03, _hausdorff(g.points, true_path) / 3
+        )
 
 
 def test_out_of_sample_distance_on_sampled_vertices(gap):

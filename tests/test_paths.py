@@ -3,7 +3,13 @@ import pytest
 from scipy import sparse
 
 from gendist.graph import GraphTooLargeError, symmetric_csr
-from gendist.paths import check_memory, reconstruct_path, shortest_path_tree, shortest_paths
+from gendist.paths import (
+    check_memory,
+    pair_shortest_path,
+    reconstruct_path,
+    shortest_path_tree,
+    shortest_paths,
+)
 
 
 def floyd_warshall_brute(W):
@@ -98,3 +104,49 @@ def test_bad_arguments(rng):
         shortest_paths(G, [10])
     with pytest.raises(ValueError, match="dtype"):
         shortest_paths(G, [0], dtype=np.int32)
+
+
+@pytest.mark.parametrize("components", [1, 3])
+def test_pair_query_equals_full_dijkstra_exactly(rng, components):
+    """Bidirectional search: the same length (bit for bit) and path as scipy's full run,
+    with zero-weight edges, disconnected pairs, and with or without a lower bound."""
+    from scipy.sparse.csgraph import dijkstra
+
+    for n, p in ((40, 0.08), (300, 0.015)):
+        G, W = random_graph(rng, n=n, p=p, components=components)
+        D = dijkstra(G, directed=True)
+        expected = floyd_warshall_brute(W) if n <= 40 else D
+        for a, b in rng.integers(n, size=(60, 2)):
+            for bound in (0.0, 0.5 * D[a, b] if np.isfinite(D[a, b]) else 1.0):
+                length, path = pair_shortest_path(G, a, b, lower_bound=bound)
+                if not np.isfinite(expected[a, b]):
+                    assert length == np.inf and path is None
+                    continue
+                assert length == D[a, b]
+                np.testing.assert_allclose(length, expected[a, b], rtol=1e-12)
+                assert path[0] == a and path[-1] == b
+                # a path of the graph, whose edge weights add up to the length
+                # (zero-weight edges make ties, so the path itself may differ from scipy's)
+                np.testing.assert_allclose(
+                    sum(W[u, v] for u, v in zip(path[:-1], path[1:])), length, rtol=1e-12
+                )
+
+
+def test_pair_query_on_a_geometric_graph_matches_scipy(rng):
+    """Near and far pairs of a 2-D kNN graph (the balls grow, or the search falls back to a
+    full run once they hold half the graph)."""
+    from scipy.sparse.csgraph import dijkstra
+
+    from gendist.graph import build_edges
+
+    X = rng.random((3000, 2))
+    rows, cols, lengths = build_edges(X, n_neighbors=8)
+    G = symmetric_csr(len(X), rows, cols, lengths * rng.uniform(0.5, 2.0, len(lengths)))
+    sources = rng.integers(len(X), size=8)
+    D, pred = dijkstra(G, directed=True, indices=sources, return_predecessors=True)
+    for row, a in enumerate(sources):
+        order = np.argsort(D[row])
+        for b in order[[1, 30, 300, 1500, 2999]]:
+            length, path = pair_shortest_path(G, a, b, 0.5 * np.linalg.norm(X[a] - X[b]))
+            assert length == D[row, b]
+            np.testing.assert_array_equal(path, reconstruct_path(pred[row], a, b))

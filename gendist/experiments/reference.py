@@ -14,6 +14,31 @@ from .._optional import import_optional
 __all__ = ["fast_marching"]
 
 
+def _travel_time(h, a, xs, dx):
+    """Travel-time grid from ``a`` and its interpolator (the disc crossing added back)."""
+    skfmm = import_optional("skfmm")
+    gx, gy = np.meshgrid(xs, xs, indexing="ij")
+    speed = 1.0 / h(np.column_stack([gx.ravel(), gy.ravel()])).reshape(gx.shape)
+    r0 = 3 * dx
+    T = np.asarray(skfmm.travel_time(np.hypot(gx - a[0], gy - a[1]) - r0, speed, dx=dx, order=2))
+    T = T + r0 * h(a[None])[0]
+    return T, RegularGridInterpolator((xs, xs), T)
+
+
+def _descend(T, xs, dx, start, stop_time, max_steps):
+    """Points from ``start`` down ``-grad T`` in half-cell steps until ``T < stop_time``."""
+    gradients = [RegularGridInterpolator((xs, xs), g) for g in np.gradient(T, dx)]
+    time = RegularGridInterpolator((xs, xs), T)
+    x, path = start.copy(), [start.copy()]
+    for _ in range(max_steps):
+        g = np.array([gi(x[None])[0] for gi in gradients])
+        x = x - 0.5 * dx * g / np.linalg.norm(g)
+        if time(x[None])[0] < stop_time:
+            break
+        path.append(x.copy())
+    return np.array(path)
+
+
 def fast_marching(h, a, b, n_grid: int = 1601, half_width: float = 4.5, trace: bool = False):
     """Travel time from ``a`` to ``b`` under ``|grad T| = h(x)`` on a square grid.
 
@@ -31,30 +56,24 @@ def fast_marching(h, a, b, n_grid: int = 1601, half_width: float = 4.5, trace: b
     half_width : float, default=4.5
         The grid covers ``[-half_width, half_width]**2``.
     trace : bool, default=False
-        Also trace the geodesic from ``b`` back to ``a`` along ``-grad T``.
+        Also trace the geodesic. Descending a travel-time field is inaccurate next to its
+        source, where T is singular, so each half is traced away from the far end: from b
+        down the field of a, and from a down the field of b, until the two halves meet at
+        travel time d / 2 (a second fast-marching run).
 
     Returns
     -------
     distance : float
     path : ndarray of shape (m, 2), from ``a`` to ``b`` (only with ``trace``)
     """
-    skfmm = import_optional("skfmm")
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     xs = np.linspace(-half_width, half_width, n_grid)
     dx = float(xs[1] - xs[0])
-    gx, gy = np.meshgrid(xs, xs, indexing="ij")
-    speed = 1.0 / h(np.column_stack([gx.ravel(), gy.ravel()])).reshape(gx.shape)
-    r0 = 3 * dx
-    T = np.asarray(skfmm.travel_time(np.hypot(gx - a[0], gy - a[1]) - r0, speed, dx=dx, order=2))
-    dist = float(RegularGridInterpolator((xs, xs), T)(b[None])[0] + r0 * h(a[None])[0])
+    T_a, time_a = _travel_time(h, a, xs, dx)
+    dist = float(time_a(b[None])[0])
     if not trace:
         return dist
-    gradients = [RegularGridInterpolator((xs, xs), g) for g in np.gradient(T, dx)]
-    x, path = b.copy(), [b.copy()]
-    for _ in range(100 * n_grid):
-        g = np.array([gi(x[None])[0] for gi in gradients])
-        x = x - 0.5 * dx * g / np.linalg.norm(g)
-        path.append(x.copy())
-        if np.linalg.norm(x - a) < r0:
-            break
-    return dist, np.array([*path, a])[::-1]
+    T_b, _ = _travel_time(h, b, xs, dx)
+    near_b = _descend(T_a, xs, dx, b, dist / 2, 100 * n_grid)
+    near_a = _descend(T_b, xs, dx, a, dist / 2, 100 * n_grid)
+    return dist, np.vstack([near_a, near_b[::-1]])
