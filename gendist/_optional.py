@@ -6,6 +6,7 @@ import importlib
 
 _EXTRAS = {
     "torch": "torch",
+    "zuko": "flows",
     "matplotlib": "plot",
     "dwave.samplers": "ising",
     "dimod": "ising",

@@ -6,7 +6,7 @@ import numbers
 
 import numpy as np
 from scipy import sparse
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.mixture import GaussianMixture
 from sklearn.neighbors import NearestNeighbors
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -198,7 +198,11 @@ class GenerativeDistance(TransformerMixin, BaseEstimator):
                 random_state=self.random_state,
             )
         density = as_density(density)
-        return density.fit(X) if density.requires_fit else density
+        if not density.requires_fit:
+            return density
+        # a density that is an estimator itself (RealNVPDensity) is fitted as a copy, so that
+        # the parameter stays as the user passed it and a refit starts afresh
+        return (clone(density) if isinstance(density, BaseEstimator) else density).fit(X)
 
     def _sample_vertices(self, density, n_features):
         S = density.sample(self.n_vertex_samples, random_state=self.random_state)

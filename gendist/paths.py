@@ -230,8 +230,11 @@ def pair_shortest_path(graph, source: int, target: int, lower_bound: float = 0.0
     source, target = int(source), int(target)
     if source == target:
         return 0.0, np.array([source], dtype=np.int64)
-    positive = graph.data[graph.data > 0]
-    radius = max(0.5 * float(lower_bound), float(positive.min()) if positive.size else 1.0)
+    radius = 0.5 * float(lower_bound)
+    if not radius > 0:  # no bound: start from the lightest edge
+        positive = graph.data[graph.data > 0]
+        radius = float(positive.min()) if positive.size else 1.0
+    n = graph.shape[0]
     while True:
         dist_s, pred_s = dijkstra(
             graph, True, indices=source, limit=radius, return_predecessors=True
@@ -239,33 +242,38 @@ def pair_shortest_path(graph, source: int, target: int, lower_bound: float = 0.0
         dist_t, pred_t = dijkstra(
             graph, True, indices=target, limit=radius, return_predecessors=True
         )
-        ball = np.flatnonzero(np.isfinite(dist_s))
-        tails, heads, weights = _row_edges(graph, ball)
-        through_edge = dist_s[tails] + weights + dist_t[heads]
-        through_vertex = dist_s[ball] + dist_t[ball]
-        best_edge = int(np.argmin(through_edge)) if through_edge.size else None
-        best_vertex = int(np.argmin(through_vertex))
-        best = min(
-            through_vertex[best_vertex], np.inf if best_edge is None else through_edge[best_edge]
-        )
+        ball_s, ball_t = np.flatnonzero(np.isfinite(dist_s)), np.flatnonzero(np.isfinite(dist_t))
+        # connections u -> v (u settled from the source, v from the target), scanned from the
+        # smaller ball: the graph is symmetric, so its edges are the same either way round
+        flip = len(ball_t) < len(ball_s)
+        near, dist_near, dist_far = (ball_t, dist_t, dist_s) if flip else (ball_s, dist_s, dist_t)
+        tails, heads, weights = _row_edges(graph, near)
+        through_edge = dist_near[tails] + weights + dist_far[heads]
+        through_vertex = dist_near[near] + dist_far[near]
+        e = int(np.argmin(through_edge)) if through_edge.size else -1
+        k = int(np.argmin(through_vertex))
+        best = min(through_vertex[k], through_edge[e] if e >= 0 else np.inf)
         if best < 2 * radius:
-            if best_edge is not None and through_edge[best_edge] < through_vertex[best_vertex]:
-                u, v = int(tails[best_edge]), int(heads[best_edge])
+            if e >= 0 and through_edge[e] < through_vertex[k]:
+                u, v = (int(heads[e]), int(tails[e])) if flip else (int(tails[e]), int(heads[e]))
             else:
-                u = v = int(ball[best_vertex])
+                u = v = int(near[k])
             forward = reconstruct_path(pred_s, source, u)
             backward = reconstruct_path(pred_t, target, v)[::-1]
             path = np.concatenate([forward, backward[1:] if u == v else backward])
             return _path_length(graph, path), path
-        reached_t = np.flatnonzero(np.isfinite(dist_t))
-        if 2 * (len(ball) + len(reached_t)) > graph.shape[0]:
-            # larger balls would cost more than one full run: finish with that
+        settled = len(ball_s) + len(ball_t)
+        if 2 * settled > n or (not np.isfinite(best) and 8 * settled > n):
+            # the next balls would cost more than one full run: finish with that
             dist_s, pred_s = dijkstra(graph, True, indices=source, return_predecessors=True)
             if not np.isfinite(dist_s[target]):
                 return np.inf, None
-            path = reconstruct_path(pred_s, source, target)
-            return float(dist_s[target]), path
-        if _closed(graph, ball, dist_s) and _closed(graph, reached_t, dist_t):
+            return float(dist_s[target]), reconstruct_path(pred_s, source, target)
+        if (
+            not np.isfinite(best)
+            and _closed(graph, ball_s, dist_s)
+            and _closed(graph, ball_t, dist_t)
+        ):
             return np.inf, None  # both balls hold all they can reach, and do not meet
         # a connection of length `best` bounds the distance: radius best / 2 proves it (or a
         # shorter one) next round; without one, the distance is at least 2 * radius

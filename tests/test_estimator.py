@@ -133,7 +133,7 @@ def test_single_pair_queries_equal_the_all_pairs_result(blobs, rng, params):
         a, b = rng.normal(size=(2, 2))
         T = est.transform(np.vstack([a, b]))
         assert est.distance(a, b) == pytest.approx((T[0] + T[1]).min(), rel=1e-12)
-        assert est.distance(a, int(7)) == pytest.approx(T[0, 7], rel=1e-12)
+        assert est.distance(a, 7) == pytest.approx(T[0, 7], rel=1e-12)
 
 
 def test_refined_geodesic_is_shorter_and_keeps_its_ends(blobs):
