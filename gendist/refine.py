@@ -17,16 +17,23 @@ string method of E, Ren and Vanden-Eijnden).
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 from scipy.optimize import minimize
 from tqdm.auto import tqdm
 
+from ._optional import import_optional
 from ._validation import check_int, check_points, check_positive
 from .metric import ConformalMetric, trapezoid_log_weights
 
 __all__ = ["refine_path", "resample_polyline"]
 
 _METHODS = ("auto", "autograd", "finite-difference")
+
+
+def _has_torch() -> bool:
+    return importlib.util.find_spec("torch") is not None
 
 
 def resample_polyline(points: np.ndarray, n_points: int) -> np.ndarray:
@@ -147,8 +154,10 @@ def refine_path(
     method : {"auto", "autograd", "finite-difference"}, default="auto"
         Gradients by autograd through the density's ``log_prob_tensor`` (torch models,
         flows, mixtures) or by central differences of ``log_prob`` (any density; ``4 d``
-        length evaluations per gradient). ``"auto"`` uses autograd when the density offers it.
+        length evaluations per gradient). ``"auto"`` uses autograd when the density offers it
+        and torch is installed.
     tol : float, default=1e-6
+        Relative gain of a round below which refinement stops.
     progress : bool, default=False
         Show a progress bar over rounds.
 
@@ -170,12 +179,14 @@ def refine_path(
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}.")
     differentiable = getattr(metric.density, "differentiable", False)
-    if method == "autograd" and not differentiable:
-        raise TypeError(
-            f"{type(metric.density).__name__} cannot be differentiated with torch; "
-            "use method='finite-difference'."
-        )
-    if method == "autograd" or (method == "auto" and differentiable):
+    if method == "autograd":
+        if not differentiable:
+            raise TypeError(
+                f"{type(metric.density).__name__} cannot be differentiated with torch; "
+                "use method='finite-difference'."
+            )
+        import_optional("torch")
+    if method == "autograd" or (method == "auto" and differentiable and _has_torch()):
         length_and_grad = _autograd_length(metric)
     else:
         length_and_grad = _finite_difference_length(metric)

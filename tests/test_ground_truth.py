@@ -10,7 +10,7 @@ import pytest
 from scipy.spatial.distance import directed_hausdorff
 
 from gendist import GaussianMixtureDensity, GenerativeDistance
-from gendist.experiments import reference
+from gendist.experiments import reference, refinement
 from gendist.refine import resample_polyline
 
 A, B = np.array([-1.5, 0.0]), np.array([1.5, 0.0])
@@ -47,11 +47,7 @@ def gap():
 @pytest.fixture(scope="module")
 def bridge():
     """Two modes joined by a curved high-density bridge above the straight line."""
-    dens = GaussianMixtureDensity(
-        [0.4, 0.4, 0.2],
-        [A, B, [0.0, 1.3]],
-        np.array([np.diag([0.15, 0.15]), np.diag([0.15, 0.15]), np.diag([0.8, 0.04])]),
-    )
+    dens = refinement.bridge_mixture()
     dist, path = fast_marching(length_factor(dens), n_grid=1201, half_width=3.5, trace=True)
     return dens, dist, path
 
@@ -101,17 +97,12 @@ def test_geodesic_bends_through_the_high_density_bridge(bridge):
     assert abs(g.length / reference - 1) < 0.03
     assert g.length == pytest.approx(est.metric_.curve_length(g.points), rel=1e-12)
     hausdorff = max(
-        directed_hausdorff(g.points, true_path)[0], directed_hausdorff(true_path, g.points)[0]
+        directed_hausdorff(g.points, true_path)[0],
+        directed_hausdorff(true_path, g.points)[0],
     )
     chord = A + np.linspace(0, 1, 200)[:, None] * (B - A)
     straight_hausdorff = directed_hausdorff(true_path, chord)[0]
     assert hausdorff < 0.2 < 1.0 < straight_hausdorff
-
-
-def _hausdorff(P, Q):
-    """Hausdorff distance between two polylines, both resampled densely."""
-    P, Q = resample_polyline(P, 4000), resample_polyline(Q, 4000)
-    return max(directed_hausdorff(P, Q)[0], directed_hausdorff(Q, P)[0])
 
 
 @pytest.mark.parametrize("n", [250, 1000])
@@ -128,8 +119,8 @@ def test_refinement_moves_the_geodesic_toward_the_true_one(bridge, n):
         dense = est.metric_.curve_length(resample_polyline(refined.points, 3000))
         assert abs(dense / reference - 1) < min(0.003, graph_error / 3)
         assert abs(refined.length / reference - 1) < min(0.003, graph_error / 3)
-        assert _hausdorff(refined.points, true_path) < min(
-            0.03, _hausdorff(g.points, true_path) / 3
+        assert refinement.hausdorff(refined.points, true_path) < min(
+            0.03, refinement.hausdorff(g.points, true_path) / 3
         )
 
 
