@@ -404,6 +404,9 @@ def markdown(results, quick):
             else " (about 25 minutes on 2 cores; `--quick` for a smoke run)."
         ),
         "",
+        "Single-pair queries (`distance(a, b)`, `geodesic(a, b)`) have their own benchmark: "
+        "[benchmarks/queries.md](benchmarks/queries.md) (`python benchmarks/bench_queries.py`).",
+        "",
         f"Machine: {results['machine']}.",
         "",
         f"Wall times (`time.perf_counter`), best of 3 runs for n <= 2,000, of 2 for n = 10,000, "

@@ -278,7 +278,8 @@ class GenerativeDistance(TransformerMixin, BaseEstimator):
             rows, cols = np.concatenate([rows, jr[keep]]), np.concatenate([cols, jc[keep]])
         log_w = self.metric_.edge_log_weights(V, rows, cols, self.log_prob_, progress=progress)
         self.graph_ = symmetric_csr(V.shape[0], rows, cols, np.exp(log_w))
-        self.min_length_factor_ = _min_length_factor(V, rows, cols, log_w, V)
+        factor = _min_length_factor(V, rows, cols, log_w, V)
+        self.min_length_factor_ = factor if np.isfinite(factor) else 0.0
         self.n_components_, self.component_labels_ = component_report(self.graph_)
         return self
 
@@ -403,32 +404,66 @@ class GenerativeDistance(TransformerMixin, BaseEstimator):
         )
         return None, point
 
+    def _joined_graph(self, Y):
+        """The fitted graph with the points ``Y`` joined in both directions, as nodes
+        ``N, N + 1, ...`` (edges to their neighbours by the graph's own rule; the points do
+        not join each other).
+
+        The new entries of the old rows point at the new nodes, whose indices are the largest,
+        so they go at the ends of their rows: one insertion into the CSR arrays, without
+        sorting or converting the graph.
+
+        Returns
+        -------
+        graph : scipy.sparse.csr_matrix of shape (N + m, N + m)
+        factor : float
+            Smallest weight / Euclidean length over the new edges (inf when there is none).
+        """
+        G, N, m = self.graph_, self.graph_.shape[0], len(Y)
+        rows, cols, w = self._join(Y)
+        order = np.lexsort((rows, cols))  # by old vertex, then new node
+        at = G.indptr[cols[order] + 1]
+        indices = np.insert(G.indices, at, N + rows[order])
+        data = np.insert(G.data, at, w[order])
+        indptr = G.indptr + np.concatenate([[0], np.cumsum(np.bincount(cols, minlength=N))])
+        by_new = np.lexsort((cols, rows))  # the new nodes' own rows, at the end
+        indices = np.concatenate([indices, cols[by_new]])
+        data = np.concatenate([data, w[by_new]])
+        indptr = np.concatenate([indptr, indptr[-1] + np.cumsum(np.bincount(rows, minlength=m))])
+        graph = sparse.csr_matrix(
+            (data, indices.astype(np.int64), indptr.astype(np.int64)), shape=(N + m, N + m)
+        )
+        with np.errstate(divide="ignore"):
+            factor = _min_length_factor(Y, rows, cols, np.log(w), self.vertices_)
+        return graph, factor
+
     def _pair_query(self, a, b):
         """Shortest path between two vertices or points, without an all-pairs run.
 
-        Points join the graph in both directions (edges to their neighbours by the graph's
-        own rule); a shortest path never passes through its own ends, so joining them
-        changes no distance between the two.
+        Points join the graph in both directions (see :meth:`_joined_graph`); a shortest path
+        never passes through its own ends, so joining them changes no distance between the
+        two. Two equal points are at distance 0.
 
         Returns
         -------
         length : float
         path : ndarray of int or None
             Node indices; nodes ``N`` and ``N + 1`` (``N`` vertices) are the new points.
-        new_points : ndarray of shape (m, d)
+        new_points : ndarray of shape (m, d) or None
         """
         check_is_fitted(self)
         (ia, pa), (ib, pb) = self._endpoint(a, "a"), self._endpoint(b, "b")
+        N = self.graph_.shape[0]
+        if pa is not None and pb is not None and np.array_equal(pa, pb):
+            return 0.0, np.array([N]), pa
         new = [p for p in (pa, pb) if p is not None]
-        N, graph, factor = self.graph_.shape[0], self.graph_, self.min_length_factor_
-        if new:
-            Y = np.vstack(new)
-            rows, cols, w = self._join(Y)
-            E = sparse.csr_matrix((w, (rows, cols)), shape=(len(Y), N))
-            graph = sparse.bmat([[self.graph_, E.T], [E, None]], format="csr")
-            with np.errstate(divide="ignore"):
-                log_w = np.log(w)
-            factor = min(factor, _min_length_factor(Y, rows, cols, log_w, self.vertices_))
+        if not new:
+            if self.component_labels_[ia] != self.component_labels_[ib]:
+                return np.inf, None, None
+            graph, factor = self.graph_, self.min_length_factor_
+        else:
+            graph, join_factor = self._joined_graph(np.vstack(new))
+            factor = min(self.min_length_factor_, join_factor)
         source = N if pa is not None else ia
         target = N + len(new) - 1 if pb is not None else ib
         x_a = pa[0] if pa is not None else self.vertices_[ia]
@@ -442,7 +477,9 @@ class GenerativeDistance(TransformerMixin, BaseEstimator):
 
         A bidirectional Dijkstra from both ends (see
         :func:`gendist.paths.pair_shortest_path`): the work grows with the distance, not
-        with the graph, and the result equals the all-pairs one exactly.
+        with the graph (up to one full single-source run for the farthest pairs), and the
+        result is the same float as the all-pairs one. New points join the graph through
+        their neighbours, not each other (two equal points are at distance 0).
 
         Parameters
         ----------
@@ -489,7 +526,7 @@ class GenerativeDistance(TransformerMixin, BaseEstimator):
         N = self.graph_.shape[0]
         indices = np.where(path >= N, -1, path)
         points = np.vstack([self.vertices_[i] if i < N else new[i - N] for i in path])
-        if refine:
+        if refine and len(points) > 1:
             options = refine if isinstance(refine, dict) else {}
             refined, refined_length = refine_path(
                 self.metric_, points, progress=bool(self.verbose), **options
@@ -507,11 +544,12 @@ class GenerativeDistance(TransformerMixin, BaseEstimator):
 
 
 def _min_length_factor(X, rows, cols, log_w, Y) -> float:
-    """Smallest ``weight / Euclidean length`` over the edges ``X[rows] -> Y[cols]``."""
+    """Smallest ``weight / Euclidean length`` over the edges ``X[rows] -> Y[cols]``, rounded
+    down a little (so that it bounds every weight despite rounding); inf without edges."""
     length = np.linalg.norm(X[rows] - Y[cols], axis=1)
     moved = length > 0  # duplicate points: zero weight over zero length
     ratio = log_w[moved] - np.log(length[moved])
-    return float(np.exp(ratio.min())) if ratio.size else 0.0
+    return float(np.exp(ratio.min()) * (1 - 1e-9)) if ratio.size else np.inf
 
 
 def _check_indices(indices, n, name):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
+from scipy import sparse
 from scipy.sparse.csgraph import dijkstra
 from tqdm.auto import tqdm
 
@@ -187,13 +188,14 @@ def _closed(graph, ball: np.ndarray, dist: np.ndarray) -> bool:
     return bool(np.isfinite(dist[_row_edges(graph, ball)[1]]).all())
 
 
-def _path_length(graph, path: np.ndarray) -> float:
-    """Length of a vertex path, summed from its start as Dijkstra sums it (bit for bit)."""
-    length = 0.0
-    for u, v in zip(path[:-1], path[1:]):
-        row = slice(graph.indptr[u], graph.indptr[u + 1])
-        length += float(np.min(graph.data[row][graph.indices[row] == v]))
-    return length
+def _lightest_edge(graph, vertices) -> float:
+    """The smallest positive weight next to ``vertices`` (or anywhere; 1.0 when none)."""
+    for rows in (np.asarray(vertices), np.arange(graph.shape[0])):
+        weights = _row_edges(graph, rows)[2]
+        weights = weights[weights > 0]
+        if weights.size:
+            return float(weights.min())
+    return 1.0
 
 
 def pair_shortest_path(graph, source: int, target: int, lower_bound: float = 0.0):
@@ -207,14 +209,18 @@ def pair_shortest_path(graph, source: int, target: int, lower_bound: float = 0.0
     connection). Once a connection of length ``c`` is known, radius ``c / 2`` finishes in one
     more round. The balls start at ``r = lower_bound / 2``, so an admissible lower bound on
     the distance (the A* heuristic: the Euclidean distance times the smallest length factor
-    of any edge) saves the first rounds. The work is that of two balls of radius about
-    ``d(source, target) / 2`` instead of the whole graph, so near pairs are fast; once the
-    balls hold half the graph, one full single-source run finishes the query instead. The
-    length is summed along the path from the source, exactly as a full Dijkstra run sums it.
+    of any edge) saves the first rounds; without one, at the lightest edge at either end.
+    A last run from the source, bounded by the distance now known, settles the target
+    exactly as a full Dijkstra run does: the same float (even where several shortest paths
+    tie and their sums differ in the last bit) and the same path.
+
+    The work is that of balls of radius about ``d(source, target)`` instead of the whole
+    graph, so near pairs are fast; when the balls would hold more than the graph, one full
+    single-source run answers instead.
 
     Parameters
     ----------
-    graph : scipy.sparse.csr_matrix of shape (n, n)
+    graph : sparse matrix of shape (n, n)
         Symmetric, non-negative weights; explicit zeros are zero-weight edges.
     source, target : int
     lower_bound : float, default=0.0
@@ -227,54 +233,50 @@ def pair_shortest_path(graph, source: int, target: int, lower_bound: float = 0.0
     path : ndarray of int, shape (k,), or None
         Vertex indices from ``source`` to ``target``; None when not connected.
     """
+    graph = graph if sparse.isspmatrix_csr(graph) else sparse.csr_matrix(graph)
+    n = graph.shape[0]
+    for name, vertex in (("source", source), ("target", target)):
+        if not 0 <= vertex < n:
+            raise IndexError(f"{name} must be a vertex index in [0, {n}), got {vertex}.")
     source, target = int(source), int(target)
     if source == target:
         return 0.0, np.array([source], dtype=np.int64)
     radius = 0.5 * float(lower_bound)
-    if not radius > 0:  # no bound: start from the lightest edge
-        positive = graph.data[graph.data > 0]
-        radius = float(positive.min()) if positive.size else 1.0
-    n = graph.shape[0]
+    if not 0 < radius < np.inf:
+        radius = _lightest_edge(graph, [source, target])
+    work = 0  # vertices settled so far, over all rounds
     while True:
-        dist_s, pred_s = dijkstra(
-            graph, True, indices=source, limit=radius, return_predecessors=True
-        )
-        dist_t, pred_t = dijkstra(
-            graph, True, indices=target, limit=radius, return_predecessors=True
-        )
+        dist_s = dijkstra(graph, True, indices=source, limit=radius)
+        dist_t = dijkstra(graph, True, indices=target, limit=radius)
         ball_s, ball_t = np.flatnonzero(np.isfinite(dist_s)), np.flatnonzero(np.isfinite(dist_t))
         # connections u -> v (u settled from the source, v from the target), scanned from the
         # smaller ball: the graph is symmetric, so its edges are the same either way round
-        flip = len(ball_t) < len(ball_s)
-        near, dist_near, dist_far = (ball_t, dist_t, dist_s) if flip else (ball_s, dist_s, dist_t)
+        near, dist_near, dist_far = (
+            (ball_t, dist_t, dist_s) if len(ball_t) < len(ball_s) else (ball_s, dist_s, dist_t)
+        )
         tails, heads, weights = _row_edges(graph, near)
-        through_edge = dist_near[tails] + weights + dist_far[heads]
-        through_vertex = dist_near[near] + dist_far[near]
-        e = int(np.argmin(through_edge)) if through_edge.size else -1
-        k = int(np.argmin(through_vertex))
-        best = min(through_vertex[k], through_edge[e] if e >= 0 else np.inf)
+        best = min(
+            np.min(dist_near[tails] + weights + dist_far[heads], initial=np.inf),
+            np.min(dist_near[near] + dist_far[near]),
+        )
+        size = len(ball_s) + len(ball_t)
+        work += size
         if best < 2 * radius:
-            if e >= 0 and through_edge[e] < through_vertex[k]:
-                u, v = (int(heads[e]), int(tails[e])) if flip else (int(tails[e]), int(heads[e]))
-            else:
-                u = v = int(near[k])
-            forward = reconstruct_path(pred_s, source, u)
-            backward = reconstruct_path(pred_t, target, v)[::-1]
-            path = np.concatenate([forward, backward[1:] if u == v else backward])
-            return _path_length(graph, path), path
-        settled = len(ball_s) + len(ball_t)
-        if 2 * settled > n or (not np.isfinite(best) and 8 * settled > n):
-            # the next balls would cost more than one full run: finish with that
+            # proven: d = best up to rounding; settle the target as a full run would
+            dist_s, pred_s = dijkstra(
+                graph, True, indices=source, limit=best * (1 + 1e-9), return_predecessors=True
+            )
+            return float(dist_s[target]), reconstruct_path(pred_s, source, target)
+        if not np.isfinite(best) and (
+            _closed(graph, ball_s, dist_s) or _closed(graph, ball_t, dist_t)
+        ):
+            return np.inf, None  # one end's whole component is settled without the other
+        if work + (size if np.isfinite(best) else 4 * size) > n:
+            # more rounds would settle more vertices than one full run: finish with that
             dist_s, pred_s = dijkstra(graph, True, indices=source, return_predecessors=True)
             if not np.isfinite(dist_s[target]):
                 return np.inf, None
             return float(dist_s[target]), reconstruct_path(pred_s, source, target)
-        if (
-            not np.isfinite(best)
-            and _closed(graph, ball_s, dist_s)
-            and _closed(graph, ball_t, dist_t)
-        ):
-            return np.inf, None  # both balls hold all they can reach, and do not meet
         # a connection of length `best` bounds the distance: radius best / 2 proves it (or a
         # shorter one) next round; without one, the distance is at least 2 * radius
         radius = best / 2 * (1 + 1e-12) if np.isfinite(best) else 2 * radius

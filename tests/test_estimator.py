@@ -146,6 +146,10 @@ def test_refined_geodesic_is_shorter_and_keeps_its_ends(blobs):
     assert list(r.indices[[0, -1]]) == [3, 100] and np.all(r.indices[1:-1] == -1)
     assert r.length < g.length
     assert r.length == pytest.approx(est.metric_.curve_length(r.points), rel=1e-12)
+    # degenerate queries: a vertex to itself, a point to an equal point
+    assert est.geodesic(3, 3, refine=True).length == 0
+    y = np.array([0.05, -0.03])
+    assert est.distance(y, y.copy()) == 0 and len(est.geodesic(y, y.copy()).points) == 1
 
 
 def test_geodesic_follows_a_ring_instead_of_crossing_its_empty_middle(rng):

@@ -150,3 +150,31 @@ def test_pair_query_on_a_geometric_graph_matches_scipy(rng):
             length, path = pair_shortest_path(G, a, b, 0.5 * np.linalg.norm(X[a] - X[b]))
             assert length == D[row, b]
             np.testing.assert_array_equal(path, reconstruct_path(pred[row], a, b))
+
+
+def test_pair_query_with_ties_and_zero_weights_is_the_full_runs_answer(rng):
+    """On a lattice many shortest paths tie and their float sums differ in the last bit; with
+    zero-weight edges (duplicate points) a meeting point can close a loop. The answer is still
+    scipy's full-run float and path, and no path repeats a vertex."""
+    from scipy.sparse.csgraph import dijkstra
+
+    side = 15
+    index = np.arange(side * side).reshape(side, side)
+    rows = np.concatenate([index[:, :-1].ravel(), index[:-1, :].ravel(), index[:-1, :-1].ravel()])
+    cols = np.concatenate([index[:, 1:].ravel(), index[1:, :].ravel(), index[1:, 1:].ravel()])
+    weights = np.where(np.arange(len(rows)) < 2 * side * (side - 1), 0.1, 0.1 * np.sqrt(2))
+    weights[rng.random(len(weights)) < 0.05] = 0.0
+    G = symmetric_csr(side * side, rows, cols, weights)
+    D, pred = dijkstra(G, directed=True, return_predecessors=True)
+    for a, b in rng.integers(side * side, size=(300, 2)):
+        length, path = pair_shortest_path(G, a, b)
+        assert length == D[a, b]
+        np.testing.assert_array_equal(path, reconstruct_path(pred[a], a, b))
+        assert len(np.unique(path)) == len(path)
+
+
+def test_pair_query_bad_vertices(rng):
+    G, _ = random_graph(rng)
+    for a, b in ((-1, 2), (0, 40), (40, 40)):
+        with pytest.raises(IndexError, match="vertex index"):
+            pair_shortest_path(G, a, b)
