@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gendist.cli import main, run_experiment
-from gendist.experiments import convergence
+from gendist.experiments import EXPERIMENTS, convergence
 
 
 def _read(path):
@@ -101,7 +101,7 @@ def test_experiment_rejects_bad_parameters(tmp_path, capsys, setting):
     assert not any(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("name", ["clustering", "embedding", "convergence"])
+@pytest.mark.parametrize("name", sorted(EXPERIMENTS))
 def test_config_files_hold_the_defaults(name):
     """configs/NAME.yaml documents exactly the parameters the experiment runs with."""
     from pathlib import Path
@@ -112,3 +112,14 @@ def test_config_files_hold_the_defaults(name):
 
     path = Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml"
     assert yaml.safe_load(path.read_text()) == experiment_module(name).DEFAULTS
+
+
+def test_refinement_quick(tmp_path):
+    res = run_experiment("refinement", tmp_path, quick=True)
+    for name in ("refinement.csv", "summary.md", "refinement.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    for r in res["rows"]:
+        # against fast marching: refined paths are closer in length and in course
+        assert abs(r["refined_error"]) < abs(r["graph_error"])
+        assert abs(r["refined_error_dense"]) < abs(r["graph_error"])
+        assert r["refined_hausdorff"] < r["graph_hausdorff"]

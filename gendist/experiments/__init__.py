@@ -16,6 +16,9 @@ EXPERIMENTS = {
     "clustering": "gendist.experiments.clustering",
     "embedding": "gendist.experiments.embedding",
     "convergence": "gendist.experiments.convergence",
+    "refinement": "gendist.experiments.refinement",
+    "moons": "gendist.experiments.moons",
+    "mnist": "gendist.experiments.mnist",
 }
 
 
