@@ -215,8 +215,9 @@ def pair_shortest_path(graph, source: int, target: int, lower_bound: float = 0.0
     tie and their sums differ in the last bit) and the same path.
 
     The work is that of balls of radius about ``d(source, target)`` instead of the whole
-    graph, so near pairs are fast; when the balls would hold more than the graph, one full
-    single-source run answers instead.
+    graph, so near pairs are fast; once the rounds would settle more than a quarter of the
+    graph, one full single-source run answers instead (far pairs cost up to about 1.5 full
+    runs).
 
     Parameters
     ----------
@@ -244,7 +245,7 @@ def pair_shortest_path(graph, source: int, target: int, lower_bound: float = 0.0
     radius = 0.5 * float(lower_bound)
     if not 0 < radius < np.inf:
         radius = _lightest_edge(graph, [source, target])
-    work = 0  # vertices settled so far, over all rounds
+    work, previous_size = 0, -1  # vertices settled so far, over all rounds; last round's
     while True:
         dist_s = dijkstra(graph, True, indices=source, limit=radius)
         dist_t = dijkstra(graph, True, indices=target, limit=radius)
@@ -267,12 +268,14 @@ def pair_shortest_path(graph, source: int, target: int, lower_bound: float = 0.0
                 graph, True, indices=source, limit=best * (1 + 1e-9), return_predecessors=True
             )
             return float(dist_s[target]), reconstruct_path(pred_s, source, target)
-        if not np.isfinite(best) and (
-            _closed(graph, ball_s, dist_s) or _closed(graph, ball_t, dist_t)
-        ):
-            return np.inf, None  # one end's whole component is settled without the other
-        if work + (size if np.isfinite(best) else 4 * size) > n:
-            # more rounds would settle more vertices than one full run: finish with that
+        if not np.isfinite(best) and size == previous_size:
+            # neither ball grew although the radius doubled: one may hold its end's whole
+            # component, without the other end
+            if _closed(graph, ball_s, dist_s) or _closed(graph, ball_t, dist_t):
+                return np.inf, None
+        previous_size = size
+        if 4 * (work + (size if np.isfinite(best) else 4 * size)) > n:
+            # more rounds (and the last run) would cost about as much as one full run
             dist_s, pred_s = dijkstra(graph, True, indices=source, return_predecessors=True)
             if not np.isfinite(dist_s[target]):
                 return np.inf, None
