@@ -52,12 +52,10 @@ the variance selection costs seconds and the 40 pairs per dataset about 30 s. ``
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
 import numpy as np
-from scipy.special import logsumexp
 from sklearn.neighbors import NearestNeighbors
 from tqdm.auto import tqdm
 
@@ -103,20 +101,6 @@ PATHS = ("geodesic", "linear")
 KINDS = ("same", "different")
 
 
-def squared_distances(A, B) -> np.ndarray:
-    """(len(A), len(B)) squared Euclidean distances, by one matrix product."""
-    sq = (A * A).sum(1)[:, None] - 2.0 * (A @ B.T) + (B * B).sum(1)[None, :]
-    return np.maximum(sq, 0.0)
-
-
-def isotropic_log_likelihood(sq, variance: float, d: int) -> np.ndarray:
-    """Log-density of an equal-weight isotropic mixture from squared distances ``sq`` (n, K)
-    of the points to the K means."""
-    K = sq.shape[1]
-    log_norm = -math.log(K) - 0.5 * d * math.log(2 * math.pi * variance)
-    return logsumexp(-0.5 * sq / variance, axis=1) + log_norm
-
-
 def select_variance(means, validation, grid) -> tuple[float, list[dict]]:
     """The variance of ``grid`` that maximises the mean log-likelihood of ``validation``.
 
@@ -126,10 +110,13 @@ def select_variance(means, validation, grid) -> tuple[float, list[dict]]:
     table : list of dict
         ``variance`` and ``heldout_loglik`` (mean over the validation images) per grid value.
     """
-    sq = squared_distances(validation, means)
-    d = means.shape[1]
     table = [
-        {"variance": float(v), "heldout_loglik": float(isotropic_log_likelihood(sq, v, d).mean())}
+        {
+            "variance": float(v),
+            "heldout_loglik": float(
+                GaussianMixtureDensity.isotropic(means, float(v)).log_prob(validation).mean()
+            ),
+        }
         for v in grid
     ]
     best = max(table, key=lambda r: r["heldout_loglik"])
