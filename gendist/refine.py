@@ -194,6 +194,7 @@ def refine_path(
     best, best_length = P0, metric.curve_length(P0)
     shape = (n_points - 2, P0.shape[1])
     P = resample_polyline(P0, n_points)
+    previous = metric.curve_length(P)
     for _ in tqdm(range(n_rounds), desc="refining", disable=not progress, leave=False):
         ends = P[[0, -1]]
 
@@ -207,9 +208,9 @@ def refine_path(
         )
         P = resample_polyline(np.vstack([ends[:1], result.x.reshape(shape), ends[1:]]), n_points)
         length = metric.curve_length(P)
-        gain = (best_length - length) / best_length if best_length > 0 else 0.0
         if length < best_length:
             best, best_length = P, length
-        if gain < tol:
+        if not previous - length > tol * previous:  # this round gained (almost) nothing
             break
+        previous = length
     return best, float(best_length)
