@@ -69,8 +69,10 @@ class GenerativeDistance(TransformerMixin, BaseEstimator):
         or both.
     n_vertex_samples : int, default=None
         Number of vertices to sample for ``vertices="samples"`` or ``"both"``.
-    backend : str, default="auto"
-        Shortest-path backend (see :data:`gendist.paths.BACKENDS`).
+    backend : {"auto", "scipy", "torch"}, default="auto"
+        Shortest-path backend of the many-source queries (see :mod:`gendist.paths`):
+        ``"auto"`` and ``"scipy"`` run scipy's Dijkstra; ``"torch"`` a batched Bellman-Ford
+        on CUDA when present (needs torch). Single pairs always use the bidirectional search.
     n_jobs : int, default=None
         Processes for many-source shortest paths (joblib semantics).
     dtype : {"float64", "float32"}, default="float64"

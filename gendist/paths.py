@@ -2,11 +2,15 @@
 
 A backend is a function ``(graph, sources, limit, return_predecessors) -> dist[, pred]`` with
 ``dist`` of shape (len(sources), n) in float64; :data:`BACKENDS` maps names to backends, so
-GPU implementations can join without touching the callers. The scipy backend runs
-:func:`scipy.sparse.csgraph.dijkstra` on the symmetric CSR with ``directed=True``, which gives
-the undirected distances 1.2-1.7x faster than ``directed=False``. scipy's Dijkstra holds the
-GIL, so source blocks are spread over processes with joblib (whose backends also bring
-dask.distributed and Ray).
+GPU implementations can join without touching the callers.
+
+* ``"scipy"`` (what ``"auto"`` picks) runs :func:`scipy.sparse.csgraph.dijkstra` on the
+  symmetric CSR with ``directed=True``, which gives the undirected distances 1.2-1.7x faster
+  than ``directed=False``. scipy's Dijkstra holds the GIL, so source blocks are spread over
+  processes with joblib (whose backends also bring dask.distributed and Ray).
+* ``"torch"`` is a batched many-source Bellman-Ford in torch (:func:`_torch_bellman_ford`),
+  on CUDA when present: it needs as many sweeps as a shortest path has hops, so on a CPU it
+  is slower than scipy and is meant for GPUs. Its blocks run in this process, one device.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from scipy import sparse
 from scipy.sparse.csgraph import dijkstra
 from tqdm.auto import tqdm
 
+from ._optional import import_optional
 from .graph import GraphTooLargeError
 
 __all__ = [
@@ -44,7 +49,83 @@ def _scipy_dijkstra(graph, sources, limit=np.inf, return_predecessors=False):
     )
 
 
-BACKENDS = {"scipy": _scipy_dijkstra}
+def _neighbour_table(graph, torch, device, dtype):
+    """The in-neighbours of every vertex (edge u -> v stored at ``graph[u, v]``) as a padded
+    (n, K) table and its (n, K) weights; padding points at the dummy node n (distance inf)
+    with weight inf. Directed graphs (new points with out-edges only) are handled too."""
+    graph = sparse.csr_matrix(graph.T)
+    n = graph.shape[0]
+    degree = np.diff(graph.indptr)
+    K = max(int(degree.max()) if n else 0, 1)
+    rows = np.repeat(np.arange(n), degree)
+    slots = np.arange(graph.nnz) - np.repeat(graph.indptr[:-1], degree)
+    neighbours = np.full((n, K), n, dtype=np.int64)
+    weights = np.full((n, K), np.inf)
+    neighbours[rows, slots] = graph.indices
+    weights[rows, slots] = graph.data
+    return (
+        torch.as_tensor(neighbours, device=device),
+        torch.as_tensor(weights, dtype=dtype, device=device),
+    )
+
+
+def _torch_bellman_ford(
+    graph, sources, limit=np.inf, return_predecessors=False, device=None, chunk_bytes=1 << 28
+):
+    """Many-source shortest paths by synchronous Bellman-Ford relaxation in torch.
+
+    Written here because no library offers it: cuGraph runs one source per call, and a GPU
+    needs many sources at once to be busy. Distances are node-major, (n + 1, B) for B sources
+    (row n is a dummy node at inf that padding points to); every sweep relaxes every vertex
+    from all its neighbours at once, ``D[v] = min(D[v], min_k D[nbr[v, k]] + w[v, k])``, until
+    nothing changes: the exact fixed point, so the distances are the shortest-path distances
+    up to the order of float additions. Sweeps are as many as the most hops on a shortest
+    path (about sqrt(n) on 2-D graphs), each costs n * K * B, so scipy's Dijkstra is faster on
+    a CPU; on a GPU the sweeps run in parallel. Sources are processed in chunks of at most
+    ``chunk_bytes`` of (n, K, B) working memory.
+
+    Returns
+    -------
+    dist : ndarray of shape (B, n), float64
+    predecessors : ndarray of shape (B, n), int (-9999 where none), with
+        ``return_predecessors``
+    """
+    torch = import_optional("torch")
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.float64
+    sources = np.asarray(sources, dtype=np.int64).reshape(-1)
+    n = graph.shape[0]
+    neighbours, weights = _neighbour_table(graph, torch, device, dtype)
+    K = neighbours.shape[1]
+    step = max(1, chunk_bytes // (8 * (n + 1) * K))
+    dist_out = np.empty((len(sources), n))
+    pred_out = np.full((len(sources), n), -9999, dtype=np.int64) if return_predecessors else None
+    for start in range(0, len(sources), step):
+        block = sources[start : start + step]
+        B = len(block)
+        D = torch.full((n + 1, B), float("inf"), dtype=dtype, device=device)
+        D[torch.as_tensor(block, device=device), torch.arange(B, device=device)] = 0.0
+        # predecessor = the neighbour of the last strict improvement: acyclic even with
+        # zero-weight edges (a tie never moves it)
+        pred = torch.full((n, B), -9999, dtype=torch.int64, device=device)
+        while True:
+            best, arg = (D[neighbours] + weights[:, :, None]).min(dim=1)  # over (n, K, B)
+            improved = best < D[:n]
+            if not bool(improved.any()):
+                break
+            D[:n] = torch.where(improved, best, D[:n])
+            if return_predecessors:
+                pred = torch.where(improved, torch.gather(neighbours, 1, arg), pred)
+        dist = D[:n].T
+        beyond = dist > limit
+        dist_out[start : start + B] = torch.where(beyond, float("inf"), dist).cpu().numpy()
+        if return_predecessors:
+            pred_out[start : start + B] = torch.where(beyond, -9999, pred.T).cpu().numpy()
+    return (dist_out, pred_out) if return_predecessors else dist_out
+
+
+BACKENDS = {"scipy": _scipy_dijkstra, "torch": _torch_bellman_ford}
 
 
 def _get_backend(name: str):
@@ -139,7 +220,7 @@ def shortest_paths(
         raise IndexError(f"sources must be vertex indices in [0, {n}).")
     n_cols = n if columns is None else len(columns)
     check_memory(len(sources), n_cols, dtype, memory_limit)
-    workers = effective_n_jobs(n_jobs)
+    workers = 1 if backend == "torch" else effective_n_jobs(n_jobs)  # torch: one device
     # blocks: bounded float64 working memory (~256 MiB), and a few per worker
     rows_per_block = max(1, min((1 << 25) // max(n, 1), -(-len(sources) // (4 * workers))))
     blocks = [sources[s : s + rows_per_block] for s in range(0, len(sources), rows_per_block)]
@@ -299,6 +380,8 @@ def reconstruct_path(predecessors: np.ndarray, source: int, target: int) -> np.n
         if prev < 0:
             raise ValueError(f"vertex {target} is not reachable from vertex {source}.")
         path.append(prev)
+        if len(path) > len(predecessors):
+            raise ValueError("the predecessors form a cycle; they are not a shortest-path tree.")
     return np.array(path[::-1], dtype=np.int64)
 
 

@@ -136,6 +136,16 @@ def test_single_pair_queries_equal_the_all_pairs_result(blobs, rng, params):
         assert est.distance(a, 7) == pytest.approx(T[0, 7], rel=1e-12)
 
 
+def test_torch_backend_gives_the_scipy_distances(blobs):
+    gm = GaussianMixture(2, random_state=0).fit(blobs)
+    ref = GenerativeDistance(gm, n_neighbors=6)
+    D = ref.fit_transform(blobs)
+    est = GenerativeDistance(gm, n_neighbors=6, backend="torch", n_jobs=2)
+    np.testing.assert_allclose(est.fit_transform(blobs), D, rtol=1e-12)
+    Y = blobs[:5] + 0.01
+    np.testing.assert_allclose(est.transform(Y), ref.transform(Y), rtol=1e-12)
+
+
 def test_refined_geodesic_is_shorter_and_keeps_its_ends(blobs):
     gm = GaussianMixture(2, random_state=0).fit(blobs)
     est = GenerativeDistance(gm, n_neighbors=6).fit(blobs)

@@ -11,6 +11,8 @@ from gendist.paths import (
     shortest_paths,
 )
 
+from .conftest import TORCH_DEVICES
+
 
 def floyd_warshall_brute(W):
     """Plain numpy Floyd-Warshall on a dense weight matrix (inf = no edge)."""
@@ -178,3 +180,38 @@ def test_pair_query_bad_vertices(rng):
     for a, b in ((-1, 2), (0, 40), (40, 40)):
         with pytest.raises(IndexError, match="vertex index"):
             pair_shortest_path(G, a, b)
+
+
+@pytest.mark.parametrize("device", TORCH_DEVICES)
+@pytest.mark.parametrize("components", [1, 3])
+def test_torch_bellman_ford_equals_scipy(rng, device, components):
+    """The batched torch backend reaches the same distances as scipy's Dijkstra (zero-weight
+    edges and disconnected components included), in chunks of sources, with a limit, and its
+    predecessors are a shortest-path tree."""
+    from scipy.sparse.csgraph import dijkstra
+
+    from gendist.paths import _torch_bellman_ford
+
+    for n, p in ((40, 0.08), (400, 0.012)):
+        G, W = random_graph(rng, n=n, p=p, components=components)
+        sources = rng.choice(n, 25, replace=False)
+        expected, _ = dijkstra(G, directed=True, indices=sources, return_predecessors=True)
+        got, pred = _torch_bellman_ford(
+            G, sources, return_predecessors=True, device=device, chunk_bytes=50_000
+        )
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=0)
+        for row, a in enumerate(sources):
+            for b in np.flatnonzero(np.isfinite(expected[row]))[:15]:
+                path = reconstruct_path(pred[row], a, b)
+                length = sum(W[u, v] for u, v in zip(path[:-1], path[1:]))
+                np.testing.assert_allclose(length, expected[row, b], rtol=1e-12, atol=1e-15)
+        limit = np.nanmedian(np.where(np.isfinite(expected), expected, np.nan))
+        np.testing.assert_allclose(
+            _torch_bellman_ford(G, sources, limit, device=device),
+            dijkstra(G, directed=True, indices=sources, limit=limit),
+            rtol=1e-12,
+        )
+        # through the public interface, in row blocks
+        np.testing.assert_allclose(
+            shortest_paths(G, sources, backend="torch"), expected, rtol=1e-12
+        )
