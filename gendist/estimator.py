@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+from functools import partial
 
 import numpy as np
 from scipy import sparse
@@ -81,6 +82,12 @@ class GenerativeDistance(TransformerMixin, BaseEstimator):
         Bytes allowed for a distance matrix or the graph (default: half the physical memory).
     batch_size : int, default=65536
         Points per call to the density.
+    device : str or torch.device, default=None
+        Compute the edge weights (the quadrature, where the density is evaluated most) with
+        torch on this device, e.g. ``"cuda"``: points and edges stay there and only the
+        weights come back (:meth:`ConformalMetric.edge_log_weights_torch`). Needs a density
+        that evaluates torch tensors (torch models, flows, ``GaussianMixtureDensity``).
+        None: numpy on the CPU.
     random_state : int, RandomState or None, default=None
         Seeds the default density and vertex sampling.
     verbose : bool, default=False
@@ -145,6 +152,7 @@ class GenerativeDistance(TransformerMixin, BaseEstimator):
         dtype="float64",
         memory_limit=None,
         batch_size=65536,
+        device=None,
         random_state=None,
         verbose=False,
     ):
@@ -162,6 +170,7 @@ class GenerativeDistance(TransformerMixin, BaseEstimator):
         self.dtype = dtype
         self.memory_limit = memory_limit
         self.batch_size = batch_size
+        self.device = device
         self.random_state = random_state
         self.verbose = verbose
 
@@ -278,12 +287,21 @@ class GenerativeDistance(TransformerMixin, BaseEstimator):
             jr, jc = self._join_edges(X)
             keep = (jc >= n) | (jr < jc)  # coincident training points: each pair once
             rows, cols = np.concatenate([rows, jr[keep]]), np.concatenate([cols, jc[keep]])
-        log_w = self.metric_.edge_log_weights(V, rows, cols, self.log_prob_, progress=progress)
+        log_w = self._edge_log_weights(V, rows, cols, self.log_prob_)
         self.graph_ = symmetric_csr(V.shape[0], rows, cols, np.exp(log_w))
         factor = _min_length_factor(V, rows, cols, log_w, V)
         self.min_length_factor_ = factor if np.isfinite(factor) else 0.0
         self.n_components_, self.component_labels_ = component_report(self.graph_)
         return self
+
+    def _edge_log_weights(self, X, rows, cols, log_p, Y=None, log_p_Y=None):
+        """Edge log-weights with numpy, or with torch on ``device``."""
+        compute = (
+            self.metric_.edge_log_weights
+            if self.device is None
+            else partial(self.metric_.edge_log_weights_torch, device=self.device)
+        )
+        return compute(X, rows, cols, log_p, Y, log_p_Y, progress=bool(self.verbose))
 
     # ------------------------------------------------------------------ queries
     def _shortest_paths(self, graph, sources, columns=None, limit=np.inf, dtype=None):
@@ -328,9 +346,7 @@ class GenerativeDistance(TransformerMixin, BaseEstimator):
         """Edges (row of Y, vertex, weight) joining new points to the fitted graph."""
         rows, cols = self._join_edges(Y)
         log_p_Y = evaluate_log_density(self.density_, Y, self.batch_size)
-        log_w = self.metric_.edge_log_weights(
-            Y, rows, cols, log_p_Y, self.vertices_, self.log_prob_, progress=bool(self.verbose)
-        )
+        log_w = self._edge_log_weights(Y, rows, cols, log_p_Y, self.vertices_, self.log_prob_)
         return rows, cols, np.exp(log_w)
 
     def _augmented_graph(self, Y):

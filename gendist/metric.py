@@ -227,6 +227,101 @@ class ConformalMetric:
             out[s : s + len(r)] = self.log_segment_lengths(X[r], Y[c], log_p[r], log_p_Y[c])
         return out
 
+    def edge_log_weights_torch(
+        self,
+        X: np.ndarray,
+        rows: np.ndarray,
+        cols: np.ndarray,
+        log_p: np.ndarray,
+        Y: np.ndarray | None = None,
+        log_p_Y: np.ndarray | None = None,
+        device=None,
+        progress: bool = False,
+    ) -> np.ndarray:
+        """:meth:`edge_log_weights` on a torch device (CUDA when present).
+
+        The points, edge indices and vertex log-densities move to the device once; the
+        quadrature nodes are generated there chunk by chunk and only the log-weights come
+        back. Chunks are sized from the device's free memory (``chunk_bytes`` on a CPU); an
+        out-of-memory error halves the chunk and retries. Coordinates and the quadrature are
+        float64 whatever the model's dtype (a float32 torch model is evaluated in float32 by
+        its adapter), so the result matches the numpy path.
+
+        Parameters
+        ----------
+        X, rows, cols, log_p, Y, log_p_Y, progress
+            As in :meth:`edge_log_weights`.
+        device : str or torch.device, optional
+            Default: ``"cuda"`` when available, else ``"cpu"``.
+
+        Returns
+        -------
+        log_weight : ndarray of shape (E,)
+
+        Raises
+        ------
+        TypeError
+            If the density cannot evaluate torch tensors (``density.differentiable`` false).
+        """
+        from ._optional import import_optional
+
+        torch = import_optional("torch")
+        if not getattr(self.density, "differentiable", False):
+            raise TypeError(
+                f"{type(self.density).__name__} cannot evaluate torch tensors; compute the "
+                "edge weights with numpy (device=None)."
+            )
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if Y is None:
+            Y, log_p_Y = X, log_p
+        E, d, T = len(rows), X.shape[1], self.n_quad
+
+        def put(a, dtype=torch.float64):
+            return torch.as_tensor(np.asarray(a), dtype=dtype, device=device)
+
+        Xt, Yt, lp_X, lp_Y = put(X), put(Y), put(log_p), put(log_p_Y)
+        rows_t, cols_t = put(rows, torch.int64), put(cols, torch.int64)
+        log_w = put(trapezoid_log_weights(T))
+        t = torch.linspace(0.0, 1.0, T, dtype=torch.float64, device=device)[1:-1]
+        per_segment = max(1, T - 2) * d * 8 * 4  # nodes and the density's work on them
+        if device.type == "cuda":
+            step = max(1, torch.cuda.mem_get_info(device)[0] // 2 // per_segment)
+        else:
+            step = self._segments_per_chunk(d)
+        out = torch.empty(E, dtype=torch.float64, device=device)
+        bar = tqdm(total=E, desc="edge weights", disable=not progress, leave=False)
+        start = 0
+        with torch.no_grad():
+            while start < E:
+                r, c = rows_t[start : start + step], cols_t[start : start + step]
+                try:
+                    A, delta = Xt[r], Yt[c] - Xt[r]
+                    acc = torch.empty((len(r), T), dtype=torch.float64, device=device)
+                    acc[:, 0] = self.log_factor(lp_X[r])
+                    acc[:, -1] = self.log_factor(lp_Y[c])
+                    if T > 2:
+                        nodes = A[:, None, :] + t[None, :, None] * delta[:, None, :]
+                        lp = self.density.log_prob_tensor(nodes.reshape(-1, d))
+                        bad = torch.isnan(lp) | (lp == float("inf"))
+                        if bool(bad.any()):
+                            raise ValueError(
+                                f"density ({type(self.density).__name__}) returned NaN or +inf "
+                                f"for {int(bad.sum())} of {len(lp)} quadrature nodes."
+                            )
+                        acc[:, 1:-1] = self.log_factor(lp).reshape(len(r), T - 2)
+                    log_norm = torch.log(torch.sqrt((delta * delta).sum(1)))
+                    out[start : start + len(r)] = log_norm + torch.logsumexp(acc + log_w, 1)
+                except torch.cuda.OutOfMemoryError:
+                    if step == 1:
+                        raise
+                    step //= 2  # and retry the same edges
+                    torch.cuda.empty_cache()
+                    continue
+                start += len(r)
+                bar.update(len(r))
+        bar.close()
+        return out.cpu().numpy()
+
     def curve_length(self, points: np.ndarray) -> float:
         """Length of the polyline through ``points`` (shape (k, d)) under the metric."""
         points = np.asarray(points, dtype=np.float64)

@@ -1,10 +1,13 @@
 import numpy as np
 import pytest
+import torch
 from scipy.integrate import quad
 from scipy.sparse.csgraph import floyd_warshall
 
 from gendist import ConformalMetric, GaussianMixtureDensity, GenerativeDistance, as_density
 from gendist.metric import log_length_factor, resolve_lambda, trapezoid_log_weights
+
+from .conftest import TORCH_DEVICES
 
 
 def test_log_length_factor_matches_closed_form(rng):
@@ -134,3 +137,63 @@ def test_chunked_quadrature_equals_one_pass(rng, gap_mixture):
     expected = one.log_segment_lengths(X[rows], X[cols])
     np.testing.assert_allclose(tiny.edge_log_weights(X, rows, cols, log_p), expected, rtol=1e-14)
     np.testing.assert_allclose(tiny.log_segment_lengths(X[rows], X[cols]), expected, rtol=1e-14)
+
+
+@pytest.mark.parametrize("device", TORCH_DEVICES)
+def test_torch_edge_weights_equal_numpy(rng, device):
+    """The torch quadrature gives the numpy log-weights to 1e-10 (float64 mixture), also with
+    duplicate points (zero-length edges), tiny chunks and new points joined by transform;
+    a float32 torch model is evaluated in float32 and accumulated in float64."""
+    X = rng.normal(size=(400, 5))
+    X[7] = X[8]  # a duplicate: a zero-length edge, log-weight -inf
+    mixture = GaussianMixtureDensity.isotropic(X[:40], 0.7)
+    ref = GenerativeDistance(mixture, n_neighbors=8).fit(X)
+    coo = ref.graph_.tocoo()  # stored entries, the explicit zero of the duplicate included
+    rows, cols = coo.row, coo.col
+    expected = ref.metric_.edge_log_weights(X, rows, cols, ref.log_prob_)
+    metric = ConformalMetric(mixture, ref.metric_.log_lam, 1.0, 0.0, 8, chunk_bytes=20_000)
+    got = metric.edge_log_weights_torch(X, rows, cols, ref.log_prob_, device=device)
+    assert np.array_equal(np.isinf(got), np.isinf(expected)) and np.isinf(got).any()
+    finite = np.isfinite(expected)
+    np.testing.assert_allclose(got[finite], expected[finite], rtol=1e-10)
+    est = GenerativeDistance(mixture, n_neighbors=8, device=device).fit(X)
+    np.testing.assert_allclose(est.graph_.toarray(), ref.graph_.toarray(), rtol=1e-10)
+    Y = rng.normal(size=(5, 5))
+    np.testing.assert_allclose(est.transform(Y), ref.transform(Y), rtol=1e-10)
+    # a float32 torch model: its float32 log-densities, float64 quadrature
+    normal = torch.distributions.MultivariateNormal(torch.zeros(5), torch.eye(5))
+    adapter = as_density(normal)
+    est32 = GenerativeDistance(normal, n_neighbors=8, device=device).fit(X)
+    ref32 = GenerativeDistance(adapter, n_neighbors=8).fit(X)
+    np.testing.assert_allclose(est32.graph_.toarray(), ref32.graph_.toarray(), rtol=1e-6)
+
+
+def test_torch_edge_weights_retry_with_halved_chunks_on_out_of_memory(rng):
+    """A device out of memory for big chunks: the chunk halves until it fits."""
+    X = rng.normal(size=(200, 2))
+    mixture = GaussianMixtureDensity.isotropic(X[:10], 0.5)
+    ref = GenerativeDistance(mixture, n_neighbors=6).fit(X)
+    rows, cols = ref.graph_.nonzero()
+    calls = []
+
+    class SmallDevice(type(mixture)):
+        def log_prob_tensor(self, x):
+            calls.append(len(x))
+            if len(x) > 600:
+                raise torch.cuda.OutOfMemoryError("out of memory (simulated)")
+            return super().log_prob_tensor(x)
+
+    small = SmallDevice.isotropic(X[:10], 0.5)
+    metric = ConformalMetric(small, ref.metric_.log_lam, 1.0, 0.0, 8)
+    got = metric.edge_log_weights_torch(X, rows, cols, ref.log_prob_, device="cpu")
+    expected = ref.metric_.edge_log_weights(X, rows, cols, ref.log_prob_)
+    np.testing.assert_allclose(got, expected, rtol=1e-10)
+    # the first chunks failed, then every node was evaluated once in chunks that fit
+    assert calls[0] > 600
+    assert sum(c for c in calls if c <= 600) == (metric.n_quad - 2) * len(rows)
+
+
+def test_torch_edge_weights_need_a_torch_density(rng):
+    X = rng.normal(size=(50, 2))
+    with pytest.raises(TypeError, match="torch tensors"):
+        GenerativeDistance(lambda A: -0.5 * (A**2).sum(1), n_neighbors=5, device="cpu").fit(X)
