@@ -158,8 +158,9 @@ def check_memory(n_rows: int, n_cols: int, dtype, memory_limit: int | None = Non
         raise GraphTooLargeError(
             f"a {n_rows:,} x {n_cols:,} {np.dtype(dtype).name} distance matrix needs "
             f"{need / 2**30:.1f} GiB, over the memory limit of {limit / 2**30:.1f} GiB. "
-            "Compute rows in blocks with distances(sources=...), use a few landmark sources "
-            "instead of all pairs, bound the search with limit=..., or use dtype='float32' "
+            "Compute rows in blocks with distances(sources=...), use a few landmarks instead of "
+            "all pairs (gendist.landmarks: distances to L landmarks, bounds on every pair, an "
+            "embedding), bound the search with limit=..., or use dtype='float32' "
             "(half the memory); memory_limit=... raises the budget."
         )
 
