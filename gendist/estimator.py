@@ -14,7 +14,14 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._validation import check_int, check_points, check_positive
 from .densities import as_density, evaluate_log_density
-from .graph import auto_radius, build_edges, component_report, join_edges, symmetric_csr
+from .graph import (
+    auto_radius,
+    build_edges,
+    component_report,
+    join_edges,
+    symmetric_csr,
+    torch_edges,
+)
 from .metric import ConformalMetric, resolve_lambda
 from .paths import (
     Geodesic,
@@ -83,7 +90,8 @@ class GenerativeDistance(TransformerMixin, BaseEstimator):
     batch_size : int, default=65536
         Points per call to the density.
     device : str or torch.device, default=None
-        Compute the edge weights (the quadrature, where the density is evaluated most) with
+        Build the graph (:func:`gendist.graph.torch_edges`, a blocked all-pairs search) and
+        compute the edge weights (the quadrature, where the density is evaluated most) with
         torch on this device, e.g. ``"cuda"``: points and edges stay there and only the
         weights come back (:meth:`ConformalMetric.edge_log_weights_torch`). Needs a density
         that evaluates torch tensors (torch models, flows, ``GaussianMixtureDensity``).
@@ -274,13 +282,22 @@ class GenerativeDistance(TransformerMixin, BaseEstimator):
         if isinstance(radius, str):
             radius = auto_radius(graph_points, nn=self.nn_)
         self.radius_ = radius
-        rows, cols, _ = build_edges(
-            graph_points,
-            radius,
-            self.n_neighbors,
-            nn=self.nn_,
-            max_edges=self._memory_limit() // 64,
-        )
+        if self.device is None:
+            rows, cols, _ = build_edges(
+                graph_points,
+                radius,
+                self.n_neighbors,
+                nn=self.nn_,
+                max_edges=self._memory_limit() // 64,
+            )
+        else:
+            rows, cols, _ = torch_edges(
+                graph_points,
+                radius,
+                self.n_neighbors,
+                device=self.device,
+                max_edges=self._memory_limit() // 64,
+            )
         rows, cols = rows + self._join_offset, cols + self._join_offset
         if self.vertices == "samples":
             self._nn_data = NearestNeighbors().fit(X)

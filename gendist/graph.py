@@ -20,6 +20,7 @@ from ._validation import check_int, check_positive
 
 __all__ = [
     "build_edges",
+    "torch_edges",
     "radius_edges",
     "knn_edges",
     "auto_radius",
@@ -153,6 +154,80 @@ def build_edges(X, radius=None, n_neighbors=None, nn=None, max_edges=None):
     rows, cols = _unique_pairs(
         np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), n
     )
+    return rows, cols, _pair_lengths(X, rows, cols)
+
+
+def torch_edges(X, radius=None, n_neighbors=None, device=None, dtype=None, max_edges=None):
+    """:func:`build_edges` by a blocked all-pairs search in torch (on CUDA when present).
+
+    Row blocks of the distance matrix come from the matrix-product form of ``torch.cdist``
+    (fast on a GPU, but it loses precision for near-duplicates), so the candidates are chosen
+    with a slack on the squared distance, ``tol * (|x|^2 + |y|^2)``, and their lengths
+    recomputed exactly in float64 on the CPU: the radius graph is then exactly
+    :func:`radius_edges`'s. For kNN, the ``k + 8`` nearest by the fast form are recomputed
+    exactly and the k nearest kept; a row whose margin does not prove that (its (k+8)-th
+    candidate is not surely farther than its exact k-th) is searched exactly over all points.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+    radius, n_neighbors, max_edges : as in :func:`build_edges`
+    device : str or torch.device, optional
+        Default: ``"cuda"`` when available, else ``"cpu"``.
+    dtype : torch dtype, optional
+        Of the fast search: float32 on CUDA, float64 on the CPU by default.
+
+    Returns
+    -------
+    rows, cols, lengths : ndarray of shape (E,), with ``rows < cols``
+    """
+    from ._optional import import_optional
+
+    torch = import_optional("torch")
+    if radius is None and n_neighbors is None:
+        raise ValueError("give radius, n_neighbors, or both (adaptive epsilon).")
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = dtype or (torch.float32 if device.type == "cuda" else torch.float64)
+    tol = 64 * torch.finfo(dtype).eps
+    n = X.shape[0]
+    k = None if n_neighbors is None else min(check_int(n_neighbors, "n_neighbors"), n - 1)
+    Xt = torch.as_tensor(X, dtype=dtype, device=device)
+    sq_norm = (Xt * Xt).sum(1)
+    step = max(1, (1 << 26) // max(n, 1))
+    rows, cols, total = [], [], 0
+    for s in range(0, n, step):
+        block = torch.arange(s, min(n, s + step), device=device)
+        d2 = torch.cdist(Xt[block], Xt, compute_mode="use_mm_for_euclid_dist") ** 2
+        slack = tol * (sq_norm[block, None] + sq_norm[None, :])
+        d2[torch.arange(len(block), device=device), block] = float("inf")  # not itself
+        if radius is not None:
+            r, c = torch.nonzero(d2 <= radius**2 + slack, as_tuple=True)
+            r, c = (r + s).cpu().numpy(), c.cpu().numpy()
+            exact = _pair_lengths(X, r, c)
+            within = (exact <= radius) & (r < c)
+            rows.append(r[within])
+            cols.append(c[within])
+            total += int(within.sum())
+            _too_many(total, max_edges, f"radius graph (radius={radius:.4g})")
+        if k:
+            m = min(k + 8, n - 1)
+            approx, idx = torch.topk(d2, m, dim=1, largest=False)
+            idx, approx = idx.cpu().numpy(), approx.cpu().numpy()
+            r = np.repeat(np.arange(s, s + len(block)), m)
+            exact = _pair_lengths(X, r, idx.ravel()).reshape(-1, m)
+            order = np.argsort(exact, axis=1, kind="stable")[:, :k]
+            kth = np.take_along_axis(exact, order[:, -1:], 1)[:, 0]
+            # proven when the (m)-th candidate is surely farther than the exact k-th
+            margin = slack.max(dim=1).values.cpu().numpy()
+            proven = (m == n - 1) | (approx[:, -1] - margin > kth**2 * (1 + 1e-12))
+            chosen = np.take_along_axis(idx, order, 1)
+            for i in np.flatnonzero(~proven):  # exact over all points
+                full = _pair_lengths(X, np.full(n, s + i), np.arange(n))
+                full[s + i] = np.inf
+                chosen[i] = np.argsort(full, kind="stable")[:k]
+            rows.append(np.repeat(np.arange(s, s + len(block)), k))
+            cols.append(chosen.ravel())
+    rows, cols = _unique_pairs(np.concatenate(rows), np.concatenate(cols), n)
     return rows, cols, _pair_lengths(X, rows, cols)
 
 
