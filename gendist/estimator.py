@@ -25,6 +25,7 @@ from .graph import (
 from .metric import ConformalMetric, resolve_lambda
 from .paths import (
     Geodesic,
+    _closed,
     default_memory_limit,
     pair_shortest_path,
     shortest_paths,
@@ -429,6 +430,60 @@ class GenerativeDistance(TransformerMixin, BaseEstimator):
         N = self.graph_.shape[0]
         sources = np.arange(N) if sources is None else _check_indices(sources, N, "sources")
         return self._shortest_paths(self.graph_, sources, limit=limit, dtype=dtype)
+
+    def kneighbors(self, sources=None, n_neighbors: int = 5):
+        """The k nearest vertices in generative distance, without all-pairs distances.
+
+        Each source's search is bounded (``limit``) by a radius that doubles, from the
+        largest weight of its own edges, until it reaches k other vertices (or its whole
+        component), so the work is local.
+
+        Parameters
+        ----------
+        sources : array-like of int, optional
+            Vertex indices (default: all vertices).
+        n_neighbors : int, default=5
+
+        Returns
+        -------
+        distances : ndarray of shape (n_sources, n_neighbors)
+            Increasing; inf where a component has fewer than k other vertices.
+        indices : ndarray of shape (n_sources, n_neighbors)
+            Vertex indices (-1 where the distance is inf). A vertex is not its own neighbour.
+        """
+        check_is_fitted(self)
+        G = self.graph_
+        N = G.shape[0]
+        sources = np.arange(N) if sources is None else _check_indices(sources, N, "sources")
+        k = min(check_int(n_neighbors, "n_neighbors"), N - 1)
+        out_d = np.full((len(sources), k), np.inf)
+        out_i = np.full((len(sources), k), -1, dtype=np.int64)
+        largest = np.maximum.reduceat(np.append(G.data, 0.0), G.indptr[:-1])
+        largest[np.diff(G.indptr) == 0] = 0.0
+        radius = np.maximum(largest[sources], np.finfo(float).tiny)
+        todo = np.arange(len(sources))
+        reached_before = np.full(len(sources), -1)
+        while todo.size:
+            limit = float(radius[todo].max())
+            D = self._shortest_paths(G, sources[todo], limit=limit, dtype=np.float64)
+            D[np.arange(len(todo)), sources[todo]] = np.inf  # not itself
+            reached = np.isfinite(D).sum(axis=1)
+            done = reached >= k
+            for row in np.flatnonzero(~done & (reached == reached_before[todo])):
+                # no growth although the radius doubled: done if the component is exhausted
+                ball = np.append(np.flatnonzero(np.isfinite(D[row])), sources[todo[row]])
+                dist_row = D[row].copy()
+                dist_row[sources[todo[row]]] = 0.0
+                done[row] = _closed(G, ball, dist_row)
+            nearest = np.argsort(D, axis=1, kind="stable")[:, :k]
+            dist = np.take_along_axis(D, nearest, 1)
+            rows = todo[done]
+            out_d[rows] = dist[done]
+            out_i[rows] = np.where(np.isfinite(dist[done]), nearest[done], -1)
+            reached_before[todo] = reached
+            radius[todo] = 2 * limit
+            todo = todo[~done]
+        return out_d, out_i
 
     def _endpoint(self, a, name):
         """A vertex index, or a point (as a (1, d) array), from what the user passed."""

@@ -146,6 +146,24 @@ def test_torch_backend_gives_the_scipy_distances(blobs):
     np.testing.assert_allclose(est.transform(Y), ref.transform(Y), rtol=1e-12)
 
 
+def test_kneighbors_equal_brute_force_on_all_pairs(blobs, rng):
+    """k nearest vertices by a bounded search equal the all-pairs brute force, also in a
+    component with fewer than k other vertices (inf, -1) and across long edges."""
+    X = np.vstack([blobs, rng.normal(size=(3, 2)) * 0.1 + 30])
+    with pytest.warns(UserWarning, match="2 connected components"):
+        est = GenerativeDistance(constant(0.0), lam=1.0, radius=1.0).fit(X)
+    D = est.distances()
+    np.fill_diagonal(D, np.inf)
+    order = np.argsort(D, axis=1, kind="stable")[:, :6]
+    expected = np.take_along_axis(D, order, 1)
+    distances, indices = est.kneighbors(n_neighbors=6)
+    np.testing.assert_array_equal(distances, expected)
+    np.testing.assert_array_equal(indices, np.where(np.isfinite(expected), order, -1))
+    assert np.isinf(distances[-1, 2:]).all() and (indices[-1, 2:] == -1).all()
+    d5, i5 = est.kneighbors([0, 119], n_neighbors=3)
+    np.testing.assert_array_equal(d5, expected[[0, 119], :3])
+
+
 def test_refined_geodesic_is_shorter_and_keeps_its_ends(blobs):
     gm = GaussianMixture(2, random_state=0).fit(blobs)
     est = GenerativeDistance(gm, n_neighbors=6).fit(blobs)
