@@ -322,7 +322,7 @@ class GenerativeDistance(TransformerMixin, BaseEstimator):
         return compute(X, rows, cols, log_p, Y, log_p_Y, progress=bool(self.verbose))
 
     # ------------------------------------------------------------------ queries
-    def _shortest_paths(self, graph, sources, columns=None, limit=np.inf, dtype=None):
+    def _shortest_paths(self, graph, sources, columns=None, limit=np.inf, dtype=None, out=None):
         return shortest_paths(
             graph,
             sources,
@@ -333,6 +333,7 @@ class GenerativeDistance(TransformerMixin, BaseEstimator):
             n_jobs=self.n_jobs,
             memory_limit=self._memory_limit(),
             progress=bool(self.verbose),
+            out=out,
         )
 
     def fit_transform(self, X, y=None):
@@ -410,7 +411,7 @@ class GenerativeDistance(TransformerMixin, BaseEstimator):
         aug, N = self._augmented_graph(X)
         return self._shortest_paths(aug, N + np.arange(X.shape[0]), columns=self.data_index_)
 
-    def distances(self, sources=None, *, limit=np.inf, dtype=None):
+    def distances(self, sources=None, *, limit=np.inf, dtype=None, out=None):
         """Rows of the vertex distance matrix.
 
         Parameters
@@ -421,15 +422,18 @@ class GenerativeDistance(TransformerMixin, BaseEstimator):
             Stop searching beyond this distance; farther vertices get inf.
         dtype : {"float64", "float32"}, optional
             Defaults to the estimator's ``dtype``.
+        out : array-like of shape (n_sources, n_vertices), optional
+            Write the rows there block by block (a ``numpy.memmap`` or a zarr array) instead
+            of RAM; the memory limit then does not apply.
 
         Returns
         -------
-        D : ndarray of shape (n_sources, n_vertices)
+        D : ndarray of shape (n_sources, n_vertices), or ``out``
         """
         check_is_fitted(self)
         N = self.graph_.shape[0]
         sources = np.arange(N) if sources is None else _check_indices(sources, N, "sources")
-        return self._shortest_paths(self.graph_, sources, limit=limit, dtype=dtype)
+        return self._shortest_paths(self.graph_, sources, limit=limit, dtype=dtype, out=out)
 
     def kneighbors(self, sources=None, n_neighbors: int = 5):
         """The k nearest vertices in generative distance, without all-pairs distances.

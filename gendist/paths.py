@@ -183,6 +183,7 @@ def shortest_paths(
     n_jobs: int | None = None,
     memory_limit: int | None = None,
     progress: bool = False,
+    out=None,
 ) -> np.ndarray:
     """Graph distances from ``sources`` to every vertex (or to ``columns``).
 
@@ -205,10 +206,14 @@ def shortest_paths(
         Bytes allowed for the result (default: half the physical memory).
     progress : bool
         Show a progress bar over blocks.
+    out : array-like of shape (B, n) or (B, len(columns)), optional
+        Where to write the rows block by block instead of a new array in RAM: a
+        ``numpy.memmap`` (``numpy.lib.format.open_memmap``), a zarr array, or anything that
+        takes slice assignment. The memory limit does not apply to it.
 
     Returns
     -------
-    dist : ndarray of shape (B, n) or (B, len(columns))
+    dist : ndarray of shape (B, n) or (B, len(columns)), or ``out``
         inf for unreachable vertices (and beyond ``limit``).
     """
     dtype = np.dtype(dtype)
@@ -220,12 +225,15 @@ def shortest_paths(
     if np.any((sources < 0) | (sources >= n)):
         raise IndexError(f"sources must be vertex indices in [0, {n}).")
     n_cols = n if columns is None else len(columns)
-    check_memory(len(sources), n_cols, dtype, memory_limit)
+    if out is None:
+        check_memory(len(sources), n_cols, dtype, memory_limit)
+        out = np.empty((len(sources), n_cols), dtype=dtype)
+    elif tuple(out.shape) != (len(sources), n_cols):
+        raise ValueError(f"out has shape {tuple(out.shape)}; expected {(len(sources), n_cols)}.")
     workers = 1 if backend == "torch" else effective_n_jobs(n_jobs)  # torch: one device
     # blocks: bounded float64 working memory (~256 MiB), and a few per worker
     rows_per_block = max(1, min((1 << 25) // max(n, 1), -(-len(sources) // (4 * workers))))
     blocks = [sources[s : s + rows_per_block] for s in range(0, len(sources), rows_per_block)]
-    out = np.empty((len(sources), n_cols), dtype=dtype)
     bar = tqdm(total=len(sources), desc="shortest paths", disable=not progress, leave=False)
     if workers == 1 or len(blocks) == 1:
         results = (_block(graph, b, limit, dtype, backend, columns) for b in blocks)

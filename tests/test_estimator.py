@@ -251,6 +251,23 @@ def test_disconnected_graph_warns_and_gives_inf_only_between_components(blobs):
     assert est.distance(a, X[b] + 0.01) == np.inf
 
 
+def test_distance_rows_written_to_a_memory_map(blobs, tmp_path):
+    """Rows go to a memory-mapped .npy file block by block, past the memory limit that
+    refuses them in RAM, with the in-RAM values."""
+    est = GenerativeDistance(constant(0.0), lam=1.0, n_neighbors=5).fit(blobs)
+    expected = est.distances()
+    est.set_params(memory_limit=10_000)
+    with pytest.raises(GraphTooLargeError):
+        est.distances()
+    path = tmp_path / "D.npy"
+    store = np.lib.format.open_memmap(path, mode="w+", dtype=np.float64, shape=expected.shape)
+    assert est.distances(out=store) is store
+    store.flush()
+    np.testing.assert_array_equal(np.load(path), expected)
+    with pytest.raises(ValueError, match="out has shape"):
+        est.distances([0, 1], out=store)
+
+
 def test_memory_guard_on_the_distance_matrix(blobs):
     est = GenerativeDistance(constant(0.0), lam=1.0, n_neighbors=5, memory_limit=100_000)
     with pytest.raises(GraphTooLargeError, match="landmark"):
