@@ -78,12 +78,17 @@ class GenerativeDistance(TransformerMixin, BaseEstimator):
         or both.
     n_vertex_samples : int, default=None
         Number of vertices to sample for ``vertices="samples"`` or ``"both"``.
-    backend : {"auto", "scipy", "torch"}, default="auto"
+    backend : {"auto", "scipy", "torch", "cugraph"}, default="auto"
         Shortest-path backend of the many-source queries (see :mod:`gendist.paths`):
-        ``"auto"`` and ``"scipy"`` run scipy's Dijkstra; ``"torch"`` a batched Bellman-Ford
-        on CUDA when present (needs torch). Single pairs always use the bidirectional search.
+        ``"scipy"`` runs scipy's Dijkstra; ``"torch"`` a batched Bellman-Ford on CUDA when
+        present (needs torch); ``"cugraph"`` RAPIDS cuGraph's SSSP (extra ``gpu``).
+        ``"auto"`` picks by hardware, installed libraries and graph
+        (:func:`gendist.paths.choose_backend`): scipy without a CUDA device. Single pairs
+        always use the bidirectional search.
     n_jobs : int, default=None
-        Processes for many-source shortest paths (joblib semantics).
+        Workers for many-source shortest paths and for the edge-weight chunks (joblib
+        semantics: processes by default, a dask or Ray cluster under
+        ``joblib.parallel_config``).
     dtype : {"float64", "float32"}, default="float64"
         Dtype of returned distance matrices; float32 halves their memory.
     memory_limit : int, default=None
@@ -315,7 +320,7 @@ class GenerativeDistance(TransformerMixin, BaseEstimator):
     def _edge_log_weights(self, X, rows, cols, log_p, Y=None, log_p_Y=None):
         """Edge log-weights with numpy, or with torch on ``device``."""
         compute = (
-            self.metric_.edge_log_weights
+            partial(self.metric_.edge_log_weights, n_jobs=self.n_jobs)
             if self.device is None
             else partial(self.metric_.edge_log_weights_torch, device=self.device)
         )

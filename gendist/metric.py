@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
+from joblib import Parallel, delayed, effective_n_jobs
 from tqdm.auto import tqdm
 
 from ._backend import logsumexp
@@ -20,6 +21,9 @@ from ._validation import check_int, check_positive
 from .densities import Density, evaluate_log_density
 
 __all__ = ["ConformalMetric", "resolve_lambda", "log_length_factor", "trapezoid_log_weights"]
+
+#: fewest edges per chunk sent to a joblib worker
+_MIN_PARALLEL_CHUNK = 20_000
 
 _QUANTILE = re.compile(r"^quantile:\s*([0-9.eE+-]+)$")
 
@@ -197,6 +201,7 @@ class ConformalMetric:
         Y: np.ndarray | None = None,
         log_p_Y: np.ndarray | None = None,
         progress: bool = False,
+        n_jobs: int | None = None,
     ) -> np.ndarray:
         """Log-lengths of the edges ``X[rows[e]] -> Y[cols[e]]``, in memory-bounded chunks.
 
@@ -212,6 +217,12 @@ class ConformalMetric:
             A second point set for the edges' other ends (default: ``X``, ``log_p``).
         progress : bool
             Show a progress bar over chunks.
+        n_jobs : int, optional
+            Workers for the chunks, through joblib (default one: this process). Every chunk
+            carries the metric (with its density) and its segments' endpoints, so any joblib
+            backend runs them: processes (loky), a dask.distributed or Ray cluster under
+            ``joblib.parallel_config``. Worth it for densities that evaluate on one core
+            (sklearn mixtures and KDE, Python callables); torch models already use threads.
 
         Returns
         -------
@@ -219,12 +230,33 @@ class ConformalMetric:
         """
         if Y is None:
             Y, log_p_Y = X, log_p
+        E = len(rows)
         step = self._segments_per_chunk(X.shape[1])
-        out = np.empty(len(rows))
-        starts = range(0, len(rows), step)
-        for s in tqdm(starts, desc="edge weights", disable=not progress, leave=False):
-            r, c = rows[s : s + step], cols[s : s + step]
-            out[s : s + len(r)] = self.log_segment_lengths(X[r], Y[c], log_p[r], log_p_Y[c])
+        workers = effective_n_jobs(n_jobs)
+        if workers > 1:  # a few chunks per worker, but not so small that transfers dominate
+            step = min(step, max(_MIN_PARALLEL_CHUNK, -(-E // (4 * workers))))
+        starts = range(0, E, step)
+        chunks = (
+            (
+                X[rows[s : s + step]],
+                Y[cols[s : s + step]],
+                log_p[rows[s : s + step]],
+                log_p_Y[cols[s : s + step]],
+            )
+            for s in starts
+        )
+        if workers > 1 and len(starts) > 1:
+            results = Parallel(n_jobs=n_jobs, return_as="generator")(
+                delayed(self.log_segment_lengths)(*chunk) for chunk in chunks
+            )
+        else:
+            results = (self.log_segment_lengths(*chunk) for chunk in chunks)
+        out = np.empty(E)
+        bar = tqdm(total=E, desc="edge weights", disable=not progress, leave=False)
+        for s, res in zip(starts, results):
+            out[s : s + len(res)] = res
+            bar.update(len(res))
+        bar.close()
         return out
 
     def edge_log_weights_torch(

@@ -4,13 +4,17 @@ A backend is a function ``(graph, sources, limit, return_predecessors) -> dist[,
 ``dist`` of shape (len(sources), n) in float64; :data:`BACKENDS` maps names to backends, so
 GPU implementations can join without touching the callers.
 
-* ``"scipy"`` (what ``"auto"`` picks) runs :func:`scipy.sparse.csgraph.dijkstra` on the
-  symmetric CSR with ``directed=True``, which gives the undirected distances 1.2-1.7x faster
-  than ``directed=False``. scipy's Dijkstra holds the GIL, so source blocks are spread over
+* ``"scipy"`` runs :func:`scipy.sparse.csgraph.dijkstra` on the symmetric CSR with
+  ``directed=True``, which gives the undirected distances 1.2-1.7x faster than
+  ``directed=False``. scipy's Dijkstra holds the GIL, so source blocks are spread over
   processes with joblib (whose backends also bring dask.distributed and Ray).
 * ``"torch"`` is a batched many-source Bellman-Ford in torch (:func:`_torch_bellman_ford`),
   on CUDA when present: it needs as many sweeps as a shortest path has hops, so on a CPU it
   is slower than scipy and is meant for GPUs. Its blocks run in this process, one device.
+* ``"cugraph"`` calls RAPIDS ``pylibcugraph.sssp`` once per source on a graph built once on
+  the GPU from CuPy CSR arrays (:func:`_cugraph_sssp`); extra ``gpu``.
+* ``"auto"`` picks one of them by the hardware, the installed libraries and the graph; see
+  :func:`choose_backend`.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
 from scipy import sparse
-from scipy.sparse.csgraph import dijkstra
+from scipy.sparse.csgraph import connected_components, dijkstra, shortest_path
 from tqdm.auto import tqdm
 
 from ._optional import import_optional
@@ -29,6 +33,8 @@ from .graph import GraphTooLargeError
 
 __all__ = [
     "BACKENDS",
+    "choose_backend",
+    "hop_depth",
     "Geodesic",
     "shortest_paths",
     "shortest_path_tree",
@@ -125,15 +131,143 @@ def _torch_bellman_ford(
     return (dist_out, pred_out) if return_predecessors else dist_out
 
 
-BACKENDS = {"scipy": _scipy_dijkstra, "torch": _torch_bellman_ford}
+def _cugraph_sssp(graph, sources, limit=np.inf, return_predecessors=False):
+    """Shortest paths from each source with RAPIDS cuGraph (``pylibcugraph.sssp``).
+
+    The graph is built once on the GPU from CuPy CSR arrays (``SGGraph`` with
+    ``input_array_format="CSR"``, no renumbering, stored directed so that one-way edges of
+    new points keep their direction); then one ``sssp`` call per source, as cuGraph offers
+    no many-source variant. Its results come as (vertices, distances, predecessors) in
+    cuGraph's vertex order; they are scattered to vertex order here, the dtype-max sentinel
+    of unreachable vertices becomes inf and its predecessor -1 becomes scipy's -9999.
+
+    Returns
+    -------
+    dist : ndarray of shape (B, n), float64
+    predecessors : ndarray of shape (B, n), int (-9999 where none), with
+        ``return_predecessors``
+    """
+    plc = import_optional("pylibcugraph")
+    cp = import_optional("cupy")
+    graph = sparse.csr_matrix(graph)
+    n = graph.shape[0]
+    index_dtype = np.int32 if max(n, graph.nnz) < np.iinfo(np.int32).max else np.int64
+    handle = plc.ResourceHandle()
+    gpu_graph = plc.SGGraph(
+        handle,
+        plc.GraphProperties(is_symmetric=False, is_multigraph=False),
+        cp.asarray(graph.indptr.astype(index_dtype)),
+        cp.asarray(graph.indices.astype(index_dtype)),
+        cp.asarray(graph.data.astype(np.float64)),
+        store_transposed=False,
+        renumber=False,
+        do_expensive_check=False,
+        input_array_format="CSR",
+    )
+    cutoff = float(limit) if np.isfinite(limit) else float(np.finfo(np.float64).max)
+    sources = np.asarray(sources, dtype=np.int64).reshape(-1)
+    dist_out = np.full((len(sources), n), np.inf)
+    pred_out = np.full((len(sources), n), -9999, dtype=np.int64)
+    for i, source in enumerate(sources):
+        vertices, dist, pred = (
+            cp.asnumpy(a)
+            for a in plc.sssp(
+                handle,
+                gpu_graph,
+                source=int(source),
+                cutoff=cutoff,
+                compute_predecessors=True,  # the only mode pylibcugraph supports
+                do_expensive_check=False,
+            )
+        )
+        dist = dist.astype(np.float64)
+        unreached = (dist >= np.finfo(dist.dtype).max) | (dist > limit)
+        dist_out[i, vertices] = np.where(unreached, np.inf, dist)
+        pred_out[i, vertices] = np.where(unreached | (pred < 0), -9999, pred)
+    return (dist_out, pred_out) if return_predecessors else dist_out
 
 
-def _get_backend(name: str):
+BACKENDS = {"scipy": _scipy_dijkstra, "torch": _torch_bellman_ford, "cugraph": _cugraph_sssp}
+
+#: "auto" runs the torch Bellman-Ford on CUDA only when a shortest path is estimated to have
+#: at most this many hops (sweeps), and when at least ``_TORCH_MIN_SOURCES`` sources share them
+_TORCH_MAX_HOPS = 1000
+_TORCH_MIN_SOURCES = 32
+
+
+def hop_depth(graph) -> int:
+    """An estimate of the most edges on a shortest path: twice the largest hop eccentricity
+    found by a double-sweep breadth-first search in each component.
+
+    The double sweep (a BFS from any vertex, then one from the farthest vertex it found)
+    gives a lower bound on the hop diameter that is exact on trees and close on geometric
+    graphs; shortest *weighted* paths can take more hops than the fewest-hop path, hence the
+    factor 2. Cost: a few BFS, O(n + E).
+    """
+    graph = sparse.csr_matrix(graph)
+    _, labels = connected_components(graph, directed=False)
+    sizes = np.bincount(labels)
+    depth = 0
+    for component in np.argsort(sizes)[::-1]:
+        if sizes[component] - 1 <= depth:  # no path in it can have more hops
+            break
+        start = int(np.argmax(labels == component))
+        hops = shortest_path(graph, directed=False, unweighted=True, indices=start)
+        far = int(np.argmax(np.where(np.isfinite(hops), hops, -1)))
+        hops = shortest_path(graph, directed=False, unweighted=True, indices=far)
+        depth = max(depth, int(np.max(hops[np.isfinite(hops)])))
+    return 2 * depth
+
+
+def _installed(module: str) -> bool:
+    try:
+        import_optional(module)
+    except ImportError:
+        return False
+    return True
+
+
+def _cuda_available() -> bool:
+    if not _installed("torch"):
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def choose_backend(graph, n_sources: int = 1) -> str:
+    """The backend ``backend="auto"`` runs for ``n_sources`` sources on ``graph``.
+
+    * No CUDA device (or no torch): ``"scipy"``. On a CPU, scipy's Dijkstra was 30-110x
+      faster than the torch Bellman-Ford at n = 5,000-20,000 (BENCHMARKS.md).
+    * CUDA present, at least 32 sources and a shortest path estimated to have at most 1,000
+      hops (:func:`hop_depth`): ``"torch"``. Bellman-Ford pays one sweep over every edge
+      per hop, and hops grow like sqrt(n) on 2-D graphs (about 100 at n = 20,000 with 15
+      neighbours, 700 at 10^6); Dijkstra pays about one edge per edge. With a sweep of n K
+      gathers at GPU memory bandwidth against one core's Dijkstra, that is a win while the
+      hop depth stays below roughly 1,000.
+    * Otherwise with CUDA, ``"cugraph"`` when pylibcugraph is installed (its SSSP does not
+      pay for the hop depth the same way), else ``"scipy"``.
+
+    The thresholds come from this cost model and the CPU measurements; they are to be
+    recalibrated against GPU measurements.
+    """
+    if not _cuda_available():
+        return "scipy"
+    if n_sources >= _TORCH_MIN_SOURCES and hop_depth(graph) <= _TORCH_MAX_HOPS:
+        return "torch"
+    if _installed("pylibcugraph") and _installed("cupy"):
+        return "cugraph"
+    return "scipy"
+
+
+def _resolve_backend(name: str, graph=None, n_sources: int = 1) -> str:
+    """The backend's name, with ``"auto"`` resolved by :func:`choose_backend`."""
     if name == "auto":
-        return BACKENDS["scipy"]
+        return "scipy" if graph is None else choose_backend(graph, n_sources)
     if name not in BACKENDS:
         raise ValueError(f"backend must be 'auto' or one of {sorted(BACKENDS)}, got {name!r}.")
-    return BACKENDS[name]
+    return name
 
 
 def default_memory_limit() -> int:
@@ -166,7 +300,7 @@ def check_memory(n_rows: int, n_cols: int, dtype, memory_limit: int | None = Non
 
 
 def _block(graph, sources, limit, dtype, backend, columns):
-    dist = _get_backend(backend)(graph, sources, limit)
+    dist = BACKENDS[backend](graph, sources, limit)
     if columns is not None:
         dist = dist[:, columns]
     return dist.astype(dtype, copy=False)
@@ -199,7 +333,7 @@ def shortest_paths(
     dtype : {float64, float32}
         Dtype of the result; float32 halves its memory.
     backend : str
-        A key of :data:`BACKENDS`, or ``"auto"``.
+        A key of :data:`BACKENDS`, or ``"auto"`` (:func:`choose_backend`).
     n_jobs : int, optional
         Processes for source blocks (joblib semantics: -1 = all cores).
     memory_limit : int, optional
@@ -219,18 +353,18 @@ def shortest_paths(
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float64):
         raise ValueError(f"dtype must be float32 or float64, got {dtype}.")
-    _get_backend(backend)
     n = graph.shape[0]
     sources = np.asarray(sources, dtype=np.int64).reshape(-1)
     if np.any((sources < 0) | (sources >= n)):
         raise IndexError(f"sources must be vertex indices in [0, {n}).")
+    backend = _resolve_backend(backend, graph, len(sources))
     n_cols = n if columns is None else len(columns)
     if out is None:
         check_memory(len(sources), n_cols, dtype, memory_limit)
         out = np.empty((len(sources), n_cols), dtype=dtype)
     elif tuple(out.shape) != (len(sources), n_cols):
         raise ValueError(f"out has shape {tuple(out.shape)}; expected {(len(sources), n_cols)}.")
-    workers = 1 if backend == "torch" else effective_n_jobs(n_jobs)  # torch: one device
+    workers = 1 if backend != "scipy" else effective_n_jobs(n_jobs)  # GPU backends: one device
     # blocks: bounded float64 working memory (~256 MiB), and a few per worker
     rows_per_block = max(1, min((1 << 25) // max(n, 1), -(-len(sources) // (4 * workers))))
     blocks = [sources[s : s + rows_per_block] for s in range(0, len(sources), rows_per_block)]
@@ -258,7 +392,7 @@ def shortest_path_tree(graph, source: int, limit: float = np.inf, backend: str =
     dist : ndarray of shape (n,)
     predecessors : ndarray of shape (n,), -9999 where there is none
     """
-    dist, pred = _get_backend(backend)(graph, [int(source)], limit, True)
+    dist, pred = BACKENDS[_resolve_backend(backend, graph)](graph, [int(source)], limit, True)
     return dist[0], pred[0]
 
 
