@@ -22,7 +22,14 @@ __all__ = ["choose_landmarks", "landmark_bounds", "landmark_mds"]
 _METHODS = ("random", "farthest")
 
 
-def choose_landmarks(graph, n_landmarks: int, method: str = "farthest", random_state=None):
+def choose_landmarks(
+    graph,
+    n_landmarks: int,
+    method: str = "farthest",
+    random_state=None,
+    n_jobs: int | None = None,
+    backend: str = "auto",
+):
     """Pick landmark vertices and their distances to every vertex.
 
     Parameters
@@ -37,6 +44,11 @@ def choose_landmarks(graph, n_landmarks: int, method: str = "farthest", random_s
         vertices count as farthest, so every component gets one while there are landmarks
         left). ``"random"``: uniformly without replacement.
     random_state : int, RandomState or None
+    n_jobs : int, optional
+        Workers for the many-source run of ``"random"`` (see :func:`gendist.paths.shortest_paths`);
+        farthest-point sampling runs one source after another.
+    backend : str, default="auto"
+        Shortest-path backend (see :mod:`gendist.paths`).
 
     Returns
     -------
@@ -53,14 +65,14 @@ def choose_landmarks(graph, n_landmarks: int, method: str = "farthest", random_s
     rng = check_random_state(random_state)
     if method == "random":
         landmarks = np.sort(rng.choice(n, L, replace=False))
-        return landmarks, shortest_paths(graph, landmarks)
+        return landmarks, shortest_paths(graph, landmarks, n_jobs=n_jobs, backend=backend)
     landmarks = [int(rng.randint(n))]
-    rows = [shortest_paths(graph, landmarks)[0]]
+    rows = [shortest_paths(graph, landmarks, backend=backend)[0]]
     nearest = rows[0].copy()
     for _ in range(L - 1):
         nearest[landmarks] = -1.0  # never pick a landmark twice
         landmarks.append(int(np.argmax(nearest)))
-        rows.append(shortest_paths(graph, landmarks[-1:])[0])
+        rows.append(shortest_paths(graph, landmarks[-1:], backend=backend)[0])
         nearest = np.minimum(nearest, rows[-1])
     return np.array(landmarks, dtype=np.int64), np.vstack(rows)
 

@@ -365,8 +365,9 @@ def shortest_paths(
     elif tuple(out.shape) != (len(sources), n_cols):
         raise ValueError(f"out has shape {tuple(out.shape)}; expected {(len(sources), n_cols)}.")
     workers = 1 if backend != "scipy" else effective_n_jobs(n_jobs)  # GPU backends: one device
-    # blocks: bounded float64 working memory (~256 MiB), and a few per worker
-    rows_per_block = max(1, min((1 << 25) // max(n, 1), -(-len(sources) // (4 * workers))))
+    # blocks: a few per worker, each with bounded working memory (32 MiB of float64 rows, so
+    # that the blocks in flight add little to the result's own memory)
+    rows_per_block = max(1, min((1 << 22) // max(n, 1), -(-len(sources) // (4 * workers))))
     blocks = [sources[s : s + rows_per_block] for s in range(0, len(sources), rows_per_block)]
     bar = tqdm(total=len(sources), desc="shortest paths", disable=not progress, leave=False)
     if workers == 1 or len(blocks) == 1:

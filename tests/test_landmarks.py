@@ -17,10 +17,10 @@ def fitted(rng):
     return est, est.distances()
 
 
-@pytest.mark.parametrize("method", ["farthest", "random"])
-def test_landmark_rows_and_bounds_bracket_the_exact_distances(fitted, method):
+@pytest.mark.parametrize("method, n_jobs", [("farthest", None), ("random", None), ("random", 2)])
+def test_landmark_rows_and_bounds_bracket_the_exact_distances(fitted, method, n_jobs):
     est, D = fitted
-    landmarks, DL = choose_landmarks(est.graph_, 12, method=method, random_state=0)
+    landmarks, DL = choose_landmarks(est.graph_, 12, method=method, random_state=0, n_jobs=n_jobs)
     assert len(set(landmarks)) == 12
     np.testing.assert_array_equal(DL, D[landmarks])
     rows, cols = np.triu_indices(len(D), 1)
