@@ -291,14 +291,14 @@ def markdown(results, quick):
         )
     out += [
         "",
-        f"Scaling exponents (slope of log time against log n, n >= {FIT_FROM_N:,}; paths per "
-        "source, so all pairs grow with one more power of n):",
+        f"Scaling exponents (slope of log time against log n over every n >= {FIT_FROM_N:,} "
+        "in the table; paths per source, so all pairs grow with one more power of n):",
         "",
         "| d | graph | weights | scipy paths per source | torch-CPU paths per source |",
         "|---|---|---|---|---|",
     ]
     for d in sorted({r["d"] for r in results["stages"]}):
-        rows = [r for r in results["stages"] if r["d"] == d and r.get("sources") == N_SOURCES]
+        rows = [r for r in results["stages"] if r["d"] == d]
         out.append(
             f"| {d} | {_f(exponent(rows, 'graph_s'), '.2f')} "
             f"| {_f(exponent(rows, 'weights_s'), '.2f')} "
@@ -358,12 +358,49 @@ def markdown(results, quick):
     return "\n".join(out) + "\n"
 
 
+def figure(results, path):
+    """Log-log plot of each stage's time against n (paths per source), one panel per d."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dims = sorted({r["d"] for r in results["stages"]})
+    fig, axes = plt.subplots(1, len(dims), figsize=(5.5 * len(dims), 4.2), squeeze=False)
+    series = [
+        ("graph_s", "graph", "o-"),
+        ("weights_s", "weights", "s-"),
+        ("paths_scipy_s", "paths, scipy (per source)", "^-"),
+        ("paths_torch_s", "paths, torch on CPU (per source)", "v--"),
+    ]
+    for ax, d in zip(axes[0], dims):
+        rows = sorted((r for r in results["stages"] if r["d"] == d), key=lambda r: r["n"])
+        for key, label, style in series:
+            pts = [(r["n"], r[key]) for r in rows if key in r]
+            if pts:
+                n, t = np.array(pts).T
+                ax.loglog(n, t, style, label=f"{label}: n^{exponent(rows, key):.2f}")
+        ax.set(title=f"{d}-D", xlabel="n (vertices)", ylabel="seconds")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, a smoke run")
     parser.add_argument("--out", type=Path, help="where to write the Markdown report")
+    parser.add_argument(
+        "--report-only", action="store_true", help="rewrite the report from the raw results"
+    )
     args = parser.parse_args()
     quick = args.quick
+    raw = ROOT / "benchmarks" / "results" / f"bench_scale{'_quick' if quick else ''}.json"
+    out = args.out or (ROOT / "benchmarks" / ("results/scale_quick.md" if quick else "scale.md"))
+    if args.report_only:
+        return report(json.loads(raw.read_text()), quick, out)
     sizes = (1_000, 3_000, 10_000) if quick else (1_000, 3_000, 10_000, 30_000, 100_000)
     big = 30_000 if quick else 1_000_000
     results = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "stages": []}
@@ -380,13 +417,26 @@ def main():
         target(2_000 if quick else 20_000),
         target(20_000 if quick else 200_000, landmarks=100 if quick else 1_000),
     ]
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    raw.write_text(json.dumps(results, indent=1))
+    report(results, quick, out)
+
+
+def report(results, quick, out):
+    """Write the Markdown report and, with matplotlib, its figure next to it."""
     text = markdown(results, quick)
+    try:
+        figure(results, out.with_suffix(".png"))
+        text = text.replace(
+            "\nScaling exponents",
+            f"\n![stage times against n]({out.with_suffix('.png').name})\n\nScaling exponents",
+            1,
+        )
+    except ImportError:
+        pass
     print(text)
-    out = args.out or (ROOT / "benchmarks" / ("results/scale_quick.md" if quick else "scale.md"))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
-    raw = ROOT / "benchmarks" / "results" / f"bench_scale{'_quick' if quick else ''}.json"
-    raw.write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

@@ -249,8 +249,9 @@ def choose_backend(graph, n_sources: int = 1) -> str:
       faster than the torch Bellman-Ford at n = 5,000-20,000 (BENCHMARKS.md).
     * CUDA present, at least 32 sources and a shortest path estimated to have at most 1,000
       hops (:func:`hop_depth`): ``"torch"``. Bellman-Ford pays one sweep over every edge
-      per hop, and hops grow like sqrt(n) on 2-D graphs (about 100 at n = 20,000 with 15
-      neighbours, 700 at 10^6); Dijkstra pays about one edge per edge. With a sweep of n K
+      per hop, and hops grow like sqrt(n) on 2-D graphs (the estimate is 210 at n = 20,000
+      and 674 at n = 200,000 for uniform points and 12 neighbours; 16 at n = 20,000 in 10-D);
+      Dijkstra pays about one edge per edge. With a sweep of n K
       gathers at GPU memory bandwidth against one core's Dijkstra, that is a win while the
       hop depth stays below roughly 1,000.
     * Otherwise with CUDA, ``"cugraph"`` when pylibcugraph is installed (its SSSP does not
