@@ -14,8 +14,10 @@ from .densities import (
 from .embed import tsne_embedding
 from .estimator import GenerativeDistance, generative_distances
 from .graph import GraphTooLargeError
+from .latent import LatentDistance, PullbackMetric, magnification_factor
 from .metric import ConformalMetric
 from .paths import Geodesic
+from .vae import IWAE, VAE
 
 __version__ = "0.1.0"
 
@@ -24,6 +26,11 @@ __all__ = [
     "generative_distances",
     "Geodesic",
     "ConformalMetric",
+    "LatentDistance",
+    "PullbackMetric",
+    "magnification_factor",
+    "VAE",
+    "IWAE",
     "Density",
     "CallableDensity",
     "SklearnDensity",

@@ -128,6 +128,32 @@ class ConformalMetric:
     n_quad: int = 8
     chunk_bytes: int = 1 << 27
 
+    @property
+    def differentiable(self) -> bool:
+        """Whether lengths can be differentiated by autograd (the density takes tensors)."""
+        return bool(getattr(self.density, "differentiable", False))
+
+    def curve_length_tensor(self, P):
+        """Differentiable length of a polyline given as a float64 torch tensor (m, d).
+
+        The same trapezoidal rule as :meth:`log_segment_lengths`, with ``log p`` evaluated by
+        the density's ``log_prob_tensor`` (once at each point, once at each interior node).
+        """
+        import torch
+
+        T = self.n_quad
+        log_w = torch.as_tensor(trapezoid_log_weights(T), dtype=P.dtype, device=P.device)
+        t = torch.linspace(0.0, 1.0, T, dtype=P.dtype, device=P.device)[1:-1]
+        A, delta = P[:-1], P[1:] - P[:-1]
+        m, d = P.shape
+        log_h_points = self.log_factor(self.density.log_prob_tensor(P))
+        nodes = (A[:, None, :] + t[None, :, None] * delta[:, None, :]).reshape(-1, d)
+        log_h_nodes = self.log_factor(self.density.log_prob_tensor(nodes)).reshape(m - 1, -1)
+        log_h = torch.cat([log_h_points[:-1, None], log_h_nodes, log_h_points[1:, None]], 1)
+        # |delta| with a floor, so that coincident points have a finite gradient
+        log_norm = 0.5 * torch.log((delta * delta).sum(1) + 1e-300)
+        return torch.exp(log_norm + torch.logsumexp(log_h + log_w, dim=1)).sum()
+
     def log_factor(self, log_p):
         """``log h`` from ``log p`` (array of any shape)."""
         return log_length_factor(log_p, self.log_lam, self.beta, self.p0)

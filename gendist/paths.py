@@ -40,6 +40,7 @@ __all__ = [
     "shortest_paths",
     "shortest_path_tree",
     "pair_shortest_path",
+    "astar_shortest_path",
     "reconstruct_path",
     "check_memory",
     "default_memory_limit",
@@ -245,8 +246,9 @@ def _cuda_available() -> bool:
 def choose_backend(graph, n_sources: int = 1) -> str:
     """The backend ``backend="auto"`` runs for ``n_sources`` sources on ``graph``.
 
-    * No CUDA device (or no torch): ``"scipy"``. On a CPU, scipy's Dijkstra was 30-110x
-      faster than the torch Bellman-Ford at n = 5,000-20,000 (BENCHMARKS.md).
+    * No CUDA device (or no torch): ``"scipy"``. On a CPU, scipy's Dijkstra was 10-26x
+      faster than the torch Bellman-Ford at n = 1,000-10,000, the gap growing with n
+      (benchmarks/scale.md).
     * CUDA present, at least 32 sources and a shortest path estimated to have at most 1,000
       hops (:func:`hop_depth`): ``"torch"``. Bellman-Ford pays one sweep over every edge
       per hop, and hops grow like sqrt(n) on 2-D graphs (the estimate is 210 at n = 20,000
@@ -516,6 +518,72 @@ def pair_shortest_path(graph, source: int, target: int, lower_bound: float = 0.0
         # a connection of length `best` bounds the distance: radius best / 2 proves it (or a
         # shorter one) next round; without one, the distance is at least 2 * radius
         radius = best / 2 * (1 + 1e-12) if np.isfinite(best) else 2 * radius
+
+
+def astar_shortest_path(graph, source: int, target: int, heuristic):
+    """Shortest path between two vertices by A* with a consistent heuristic.
+
+    A* with a consistent heuristic ``h`` (``h(u) <= w(u, v) + h(v)`` on every edge,
+    ``h(target) = 0``) settles vertices in the order of Dijkstra on the reduced weights
+    ``w(u, v) - h(u) + h(v) >= 0``, on which the target's distance is ``d(source, target) -
+    h(source)``. So A* here is scipy's Dijkstra on the reduced graph, bounded by ``limit``:
+    the search settles exactly the vertices A* would expand below that bound (an ellipse
+    around the segment for a Euclidean-type heuristic, instead of a ball), and the bound
+    doubles until the target is settled. The path's length is then summed from the original
+    weights.
+
+    Parameters
+    ----------
+    graph : sparse matrix of shape (n, n)
+        Non-negative weights.
+    source, target : int
+    heuristic : ndarray of shape (n,)
+        Lower bounds on the distance of every vertex to ``target``, consistent (see above),
+        e.g. ``c * |z_v - z_target|`` with ``c`` the smallest weight per unit length of any edge.
+
+    Returns
+    -------
+    length : float
+        ``inf`` when not connected.
+    path : ndarray of int or None
+
+    Raises
+    ------
+    ValueError
+        If the heuristic is not consistent (a reduced weight is negative beyond rounding).
+    """
+    graph = graph if sparse.isspmatrix_csr(graph) else sparse.csr_matrix(graph)
+    n = graph.shape[0]
+    for name, vertex in (("source", source), ("target", target)):
+        if not 0 <= vertex < n:
+            raise IndexError(f"{name} must be a vertex index in [0, {n}), got {vertex}.")
+    h = np.asarray(heuristic, dtype=np.float64).reshape(-1)
+    if h.shape != (n,) or not np.all(np.isfinite(h)) or np.any(h < 0):
+        raise ValueError(f"heuristic must hold {n} finite non-negative values.")
+    source, target = int(source), int(target)
+    if source == target:
+        return 0.0, np.array([source], dtype=np.int64)
+    tails = np.repeat(np.arange(n), np.diff(graph.indptr))
+    reduced_data = graph.data - h[tails] + h[graph.indices]
+    slack = 1e-9 * np.maximum(graph.data, np.abs(h[tails]))
+    if np.any(reduced_data < -slack):
+        raise ValueError("the heuristic is not consistent: h(u) > w(u, v) + h(v) on some edge.")
+    reduced = sparse.csr_matrix(
+        (np.maximum(reduced_data, 0.0), graph.indices, graph.indptr), shape=graph.shape
+    )
+    limit = max(0.125 * h[source], _lightest_edge(graph, [source]))
+    previous = -1
+    while True:
+        dist, pred = dijkstra(reduced, True, indices=source, limit=limit, return_predecessors=True)
+        if np.isfinite(dist[target]):
+            path = reconstruct_path(pred, source, target)
+            length = float(np.asarray(graph[path[:-1], path[1:]]).sum())
+            return length, path
+        settled = np.flatnonzero(np.isfinite(dist))
+        if len(settled) == previous and _closed(graph, settled, dist):
+            return np.inf, None  # the source's whole component, without the target
+        previous = len(settled)
+        limit *= 2
 
 
 def reconstruct_path(predecessors: np.ndarray, source: int, target: int) -> np.ndarray:

@@ -25,7 +25,6 @@ from tqdm.auto import tqdm
 
 from ._optional import import_optional
 from ._validation import check_int, check_points, check_positive
-from .metric import ConformalMetric, trapezoid_log_weights
 
 __all__ = ["refine_path", "resample_polyline"]
 
@@ -63,33 +62,20 @@ def resample_polyline(points: np.ndarray, n_points: int) -> np.ndarray:
     return out
 
 
-def _autograd_length(metric: ConformalMetric):
-    """``f(P) -> (length, d length / d P)`` through ``log p`` on torch tensors (float64)."""
+def _autograd_length(metric):
+    """``f(P) -> (length, d length / d P)`` by autograd through ``metric.curve_length_tensor``."""
     import torch
-
-    T = metric.n_quad
-    log_w = torch.as_tensor(trapezoid_log_weights(T), dtype=torch.float64)
-    t = torch.linspace(0.0, 1.0, T, dtype=torch.float64)[1:-1]
 
     def length_and_grad(P: np.ndarray):
         P = torch.tensor(P, dtype=torch.float64, requires_grad=True)
-        A, delta = P[:-1], P[1:] - P[:-1]
-        m, d = P.shape
-        # log h at the points once, and at the interior quadrature nodes of every segment
-        log_h_points = metric.log_factor(metric.density.log_prob_tensor(P))
-        nodes = (A[:, None, :] + t[None, :, None] * delta[:, None, :]).reshape(-1, d)
-        log_h_nodes = metric.log_factor(metric.density.log_prob_tensor(nodes)).reshape(m - 1, -1)
-        log_h = torch.cat([log_h_points[:-1, None], log_h_nodes, log_h_points[1:, None]], 1)
-        # |delta| with a floor, so that coincident points have a finite gradient
-        log_norm = 0.5 * torch.log((delta * delta).sum(1) + 1e-300)
-        total = torch.exp(log_norm + torch.logsumexp(log_h + log_w, dim=1)).sum()
+        total = metric.curve_length_tensor(P)
         total.backward()
         return float(total.detach()), P.grad.numpy()
 
     return length_and_grad
 
 
-def _finite_difference_length(metric: ConformalMetric):
+def _finite_difference_length(metric):
     """``f(P) -> (length, d length / d P)`` by central differences of the segment lengths.
 
     Moving point i changes only segments i - 1 and i, so all points of one parity are moved
@@ -124,7 +110,7 @@ def _finite_difference_length(metric: ConformalMetric):
 
 
 def refine_path(
-    metric: ConformalMetric,
+    metric,
     points,
     *,
     n_points: int | None = None,
@@ -138,8 +124,10 @@ def refine_path(
 
     Parameters
     ----------
-    metric : ConformalMetric
-        The metric (``GenerativeDistance.metric_``); lengths use its trapezoidal rule.
+    metric : ConformalMetric or PullbackMetric
+        The metric (``GenerativeDistance.metric_``, ``LatentDistance.metric_``): anything
+        with ``curve_length`` and ``log_segment_lengths``, and for autograd
+        ``differentiable`` and ``curve_length_tensor``. Lengths use its own quadrature.
     points : array-like of shape (k, d)
         The starting polyline, typically a graph geodesic's ``points``.
     n_points : int, optional
@@ -152,10 +140,10 @@ def refine_path(
         leave long segments whose trapezoidal rule underestimates their length, a
         discretisation artefact that even spacing removes.
     method : {"auto", "autograd", "finite-difference"}, default="auto"
-        Gradients by autograd through the density's ``log_prob_tensor`` (torch models,
-        flows, mixtures) or by central differences of ``log_prob`` (any density; ``4 d``
-        length evaluations per gradient). ``"auto"`` uses autograd when the density offers it
-        and torch is installed.
+        Gradients by autograd (through the density's ``log_prob_tensor`` for torch models,
+        flows and mixtures; through a torch decoder) or by central differences of the
+        segment lengths (any density or decoder; ``4 d`` length evaluations per gradient).
+        ``"auto"`` uses autograd when the metric offers it and torch is installed.
     tol : float, default=1e-6
         Relative gain of a round below which refinement stops.
     progress : bool, default=False
@@ -178,11 +166,12 @@ def refine_path(
     check_positive(tol, "tol")
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}.")
-    differentiable = getattr(metric.density, "differentiable", False)
+    differentiable = getattr(metric, "differentiable", False)
     if method == "autograd":
         if not differentiable:
+            model = getattr(metric, "density", getattr(metric, "decoder", metric))
             raise TypeError(
-                f"{type(metric.density).__name__} cannot be differentiated with torch; "
+                f"{type(model).__name__} cannot be differentiated with torch; "
                 "use method='finite-difference'."
             )
         import_optional("torch")

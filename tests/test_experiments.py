@@ -123,3 +123,62 @@ def test_refinement_quick(tmp_path):
         assert abs(r["refined_error"]) < abs(r["graph_error"])
         assert abs(r["refined_error_dense"]) < abs(r["graph_error"])
         assert r["refined_hausdorff"] < r["graph_hausdorff"]
+
+
+def test_latent_quick(tmp_path):
+    """The latent experiment's quick run: its tables against recomputations."""
+    from scipy.spatial.distance import cdist
+
+    from gendist.experiments import latent
+
+    res = run_experiment("latent", tmp_path, quick=True)
+    for name in (
+        "latent.csv",
+        "measures.csv",
+        "geodesics.csv",
+        "summary.md",
+        "latent_VAE.png",
+        "latent_IWAE.png",
+        "strips_VAE.png",
+        "class_distances.png",
+    ):
+        assert (tmp_path / name).stat().st_size > 0
+    labels, D = res["labels"], res["distances"]
+    assert np.bincount(labels).tolist() == [20] * 10  # balanced codes
+    np.testing.assert_allclose(
+        D["latent Euclidean"], cdist(res["codes"]["VAE"], res["codes"]["VAE"])
+    )
+    # class means by brute force over the pairs
+    for name in latent.DISTANCES:
+        M = res["class_means"][name]
+        i, j = 3, 7
+        block = [
+            D[name][a, b]
+            for a in np.flatnonzero(labels == i)
+            for b in np.flatnonzero(labels == j)
+            if np.isfinite(D[name][a, b])
+        ]
+        np.testing.assert_allclose(M[i, j], np.mean(block))
+    # a latent curve's decoded image is at least as long as the chord between its decoded ends
+    for name, model in res["models"].items():
+        F = model.decode(res["codes"][name])
+        finite = np.isfinite(D[f"pullback {name}"])
+        assert np.all(D[f"pullback {name}"][finite] >= cdist(F, F)[finite] * (1 - 1e-6) - 1e-9)
+    for g in res["geodesics"]:
+        assert g["refined_length"] <= g["graph_length"]
+    # k-NN accuracy recomputed with scikit-learn on the precomputed distances
+    from sklearn.neighbors import KNeighborsClassifier
+
+    for m in res["measures"]:
+        Dm = D[m["distance"]].copy()
+        Dm[~np.isfinite(Dm)] = 1e300
+        np.fill_diagonal(Dm, 0.0)
+        hits = 0
+        for a in range(len(labels)):
+            keep = np.arange(len(labels)) != a
+            clf = KNeighborsClassifier(5, metric="precomputed").fit(
+                Dm[np.ix_(keep, keep)], labels[keep]
+            )
+            hits += clf.predict(Dm[a, keep][None])[0] == labels[a]
+        # both break vote ties by the smallest label; equal up to ties in distance
+        assert abs(hits / len(labels) - m["knn_accuracy"]) <= 2 / len(labels)

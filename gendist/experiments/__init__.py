@@ -19,6 +19,7 @@ EXPERIMENTS = {
     "refinement": "gendist.experiments.refinement",
     "moons": "gendist.experiments.moons",
     "mnist": "gendist.experiments.mnist",
+    "latent": "gendist.experiments.latent",
 }
 
 

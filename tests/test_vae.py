@@ -1,0 +1,69 @@
+"""VAE and IWAE: their bounds against a scipy recomputation, training, errors."""
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import norm
+
+from gendist import IWAE, VAE
+
+
+@pytest.fixture(scope="module")
+def digits(request):
+    from gendist.datasets import default_data_dir, load_mnist
+
+    X, y = load_mnist(default_data_dir(), dataset="mnist", split="test")
+    return X[:600], y[:600]
+
+
+def test_importance_weights_equal_a_scipy_recomputation(rng):
+    X = rng.uniform(size=(7, 12))
+    model = VAE(latent_dim=3, hidden=(16,), epochs=1, random_state=0).fit(X)
+    x = torch.as_tensor(X, dtype=torch.float32)
+    with torch.no_grad():
+        mu, logvar = model._posterior(x)
+        z = mu + torch.randn(4, *mu.shape) * (0.5 * logvar).exp()
+        log_w = model._log_weights(x, z, mu, logvar).double().numpy()
+        p = torch.sigmoid(model._logits(z)).double().numpy()
+    mu, sd, z = mu.double().numpy(), (0.5 * logvar).exp().double().numpy(), z.double().numpy()
+    log_px = (X * np.log(p) + (1 - X) * np.log1p(-p)).sum(-1)
+    log_pz = norm.logpdf(z).sum(-1)
+    log_qz = norm.logpdf(z, mu, sd).sum(-1)
+    np.testing.assert_allclose(log_w, log_px + log_pz - log_qz, rtol=1e-4, atol=1e-3)
+
+
+def test_closed_form_kl_equals_torch_distributions(rng):
+    mu = torch.as_tensor(rng.normal(size=(6, 3)))
+    logvar = torch.as_tensor(rng.normal(size=(6, 3)))
+    q = torch.distributions.Normal(mu, (0.5 * logvar).exp())
+    expected = torch.distributions.kl_divergence(q, torch.distributions.Normal(0.0, 1.0)).sum(-1)
+    np.testing.assert_allclose(VAE._kl(mu, logvar).numpy(), expected.numpy(), rtol=1e-12)
+
+
+def test_training_raises_the_bound_and_iwae_is_tighter(digits):
+    X, _ = digits
+    train, held = X[:500], X[500:]
+    untrained = VAE(hidden=(64,), epochs=1, lr=1e-12, random_state=0).fit(train)
+    vae = VAE(hidden=(64,), epochs=5, random_state=0).fit(train)
+    assert vae.score(held) > untrained.score(held) + 100  # nats per image
+    iwae = IWAE(hidden=(64,), epochs=5, n_samples=5, random_state=0).fit(train)
+    for model in (vae, iwae):
+        elbo = model.bound(held, 1, random_state=1).mean()
+        tight = model.bound(held, 200, random_state=1).mean()
+        assert tight > elbo  # L_200 >= L_1 in expectation; the gap is nats, not noise
+    codes = iwae.encode(held)
+    assert codes.shape == (100, 2)
+    decoded = iwae.decode(codes)
+    assert decoded.shape == (100, 784) and decoded.min() >= 0 and decoded.max() <= 1
+
+
+def test_vae_errors(rng):
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        VAE(epochs=1).fit(rng.normal(size=(20, 5)))
+    model = VAE(hidden=(8,), epochs=1).fit(rng.uniform(size=(20, 5)))
+    with pytest.raises(ValueError, match="features"):
+        model.encode(rng.uniform(size=(3, 4)))
+    with pytest.raises(ValueError, match="features"):
+        model.decode(rng.normal(size=(3, 3)))
+    with pytest.raises(ValueError):
+        VAE(latent_dim=0).fit(rng.uniform(size=(20, 5)))
