@@ -38,6 +38,22 @@ def _mlp(torch, sizes, final=None):
     return torch.nn.Sequential(*layers)
 
 
+def _mean_std_module(decoder, torch):
+    """``z -> (mean, sqrt(mean (1 - mean)))`` around a Bernoulli mean decoder."""
+
+    class MeanStd(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.decoder = decoder
+
+        def forward(self, z):
+            mean = self.decoder(z)
+            # the floor keeps the square root differentiable at saturated pixels
+            return mean, torch.sqrt(mean * (1 - mean) + 1e-6)
+
+    return MeanStd()
+
+
 class VAE(BaseEstimator):
     """Variational autoencoder with a Gaussian encoder and a Bernoulli decoder.
 
@@ -220,6 +236,18 @@ class VAE(BaseEstimator):
         Z = check_points(Z, "Z", n_features=self.latent_dim)
         with self._torch.no_grad():
             return self.decoder_(self._tensor(Z)).cpu().double().numpy()
+
+    def stochastic_decoder(self):
+        """The decoder as a torch module ``z -> (mean, std)``, the Bernoulli standard deviation
+        ``std = sqrt(mean (1 - mean))`` beside the mean image.
+
+        Given to :class:`gendist.latent.LatentDistance`, curves are measured in the joint
+        embedding ``z -> (mean(z), std(z))``, whose pullback ``J_mean^T J_mean + J_std^T
+        J_std`` is the expected metric of the stochastic decoder (Arvanitidis et al., ICLR
+        2018): it also grows where the decoder becomes uncertain, away from the data.
+        """
+        check_is_fitted(self, "decoder_")
+        return _mean_std_module(self.decoder_, self._torch)
 
     def bound(self, X, n_samples: int = 1, random_state=None) -> np.ndarray:
         """Monte-Carlo estimate of the importance-weighted bound L_K on log p(x), per point.

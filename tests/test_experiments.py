@@ -127,6 +127,7 @@ def test_refinement_quick(tmp_path):
 
 def test_latent_quick(tmp_path):
     """The latent experiment's quick run: its tables against recomputations."""
+    import torch
     from scipy.spatial.distance import cdist
 
     from gendist.experiments import latent
@@ -164,6 +165,13 @@ def test_latent_quick(tmp_path):
         F = model.decode(res["codes"][name])
         finite = np.isfinite(D[f"pullback {name}"])
         assert np.all(D[f"pullback {name}"][finite] >= cdist(F, F)[finite] * (1 - 1e-6) - 1e-9)
+    Z = res["codes"]["IWAE"]
+    with torch.no_grad():
+        mean, std = res["models"]["IWAE"].stochastic_decoder()(torch.as_tensor(Z).float())
+    F = np.hstack([mean.double().numpy(), std.double().numpy()])
+    D_std = D["pullback IWAE + std"]
+    assert np.all(D_std[np.isfinite(D_std)] >= cdist(F, F)[np.isfinite(D_std)] * (1 - 1e-5))
+    assert np.all(D_std >= D["pullback IWAE"] * (1 - 1e-6))  # the std only adds length
     for g in res["geodesics"]:
         assert g["refined_length"] <= g["graph_length"]
     # k-NN accuracy recomputed with scikit-learn on the precomputed distances

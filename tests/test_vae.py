@@ -67,3 +67,13 @@ def test_vae_errors(rng):
         model.decode(rng.normal(size=(3, 3)))
     with pytest.raises(ValueError):
         VAE(latent_dim=0).fit(rng.uniform(size=(20, 5)))
+
+
+def test_stochastic_decoder_gives_the_bernoulli_std(rng):
+    model = VAE(hidden=(8,), epochs=1, random_state=0).fit(rng.uniform(size=(30, 6)))
+    Z = rng.normal(size=(9, 2))
+    with torch.no_grad():
+        mean, std = model.stochastic_decoder()(torch.as_tensor(Z, dtype=torch.float32))
+    expected = model.decode(Z)
+    np.testing.assert_allclose(mean.numpy(), expected, rtol=1e-6)
+    np.testing.assert_allclose(std.numpy(), np.sqrt(expected * (1 - expected) + 1e-6), rtol=1e-5)

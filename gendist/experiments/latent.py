@@ -2,13 +2,14 @@
 
 A VAE and an IWAE (:mod:`gendist.vae`) with a 2-D latent space are trained on ``n_train``
 training images of MNIST (or Fashion-MNIST). ``n_codes`` other training images (the same
-number per class) are encoded to their posterior means, and four distances are computed among
+number per class) are encoded to their posterior means, and these distances are computed among
 them:
 
 * **latent Euclidean**: ``|z_a - z_b|`` between the codes;
 * **latent pullback**, per model: the graph distance of :class:`gendist.latent.LatentDistance`,
   a ``n_neighbors``-NN graph on the codes whose edges weigh the length of their decoded image
-  (``n_quad`` decoded nodes per edge);
+  (``n_quad`` decoded nodes per edge); for the IWAE also with the decoder's Bernoulli standard
+  deviation (``IWAE + std``: the expected metric of the stochastic decoder);
 * **data-space generative**: gendist's own distance on the images themselves, with the density
   of the MNIST experiment (an isotropic Gaussian mixture with one component per image on
   ``n_components`` of the VAE's training images, its variance chosen on held-out images, the
@@ -79,7 +80,14 @@ QUICK = {
     "grid": 40,
 }
 
-DISTANCES = ("latent Euclidean", "pullback VAE", "pullback IWAE", "data-space generative", "pixel")
+DISTANCES = (
+    "latent Euclidean",
+    "pullback VAE",
+    "pullback IWAE",
+    "pullback IWAE + std",
+    "data-space generative",
+    "pixel",
+)
 
 
 def balanced_indices(labels, n_total: int, exclude, rng) -> np.ndarray:
@@ -213,16 +221,17 @@ def run(out: Path, config: dict | None = None) -> dict:
     models, training = train_models(X[train_idx], cfg, rng)
     distances, codes, latent, geodesics, timings = {}, {}, {}, [], {}
     distances["pixel"] = cdist(images, images)
-    for name, model in tqdm(models.items(), desc="latent", unit="model"):
-        Z = model.encode(images)
-        codes[name] = Z
+    variants = [(name, name, model.decoder_) for name, model in models.items()]
+    variants.append(("IWAE", "IWAE + std", models["IWAE"].stochastic_decoder()))
+    for name, metric_name, decoder in tqdm(variants, desc="latent", unit="metric"):
+        Z = codes.setdefault(name, models[name].encode(images))
         if name == "VAE":
             distances["latent Euclidean"] = cdist(Z, Z)
         t0 = time.perf_counter()
-        est = LatentDistance(model.decoder_, n_neighbors=cfg["n_neighbors"], n_quad=cfg["n_quad"])
-        distances[f"pullback {name}"] = est.fit_transform(Z)
-        timings[f"pullback {name}"] = time.perf_counter() - t0
-        latent[name] = est
+        est = LatentDistance(decoder, n_neighbors=cfg["n_neighbors"], n_quad=cfg["n_quad"])
+        distances[f"pullback {metric_name}"] = est.fit_transform(Z)
+        timings[f"pullback {metric_name}"] = time.perf_counter() - t0
+        latent[metric_name] = est
         pair_rng = np.random.default_rng(cfg["seed"] + 1)
         for a, b in geodesic_pairs(labels, est.component_labels_, cfg["n_geodesics"], pair_rng):
             graph = est.geodesic(a, b)
@@ -231,6 +240,7 @@ def run(out: Path, config: dict | None = None) -> dict:
             geodesics.append(
                 {
                     "model": name,
+                    "metric": metric_name,
                     "a": a,
                     "b": b,
                     "label_a": int(labels[a]),
@@ -370,10 +380,10 @@ def _summary(cfg, training, data_info, measures, agreement, means, geodesics, se
     lines += [markdown_table(["class", *DISTANCES], nearest_rows), "", "## Geodesics", ""]
     lines.append(
         markdown_table(
-            ["model", "pair", "latent chord", "straight line", "graph path", "optimised curve"],
+            ["metric", "pair", "latent chord", "straight line", "graph path", "optimised curve"],
             [
                 [
-                    g["model"],
+                    g["metric"],
                     f"{g['label_a']}→{g['label_b']}",
                     g["latent_chord"],
                     g["straight_length"],
@@ -420,15 +430,14 @@ def _figures(models, latent, codes, labels, geodesics, means, cfg, out):
         fig.colorbar(im, ax=ax, label="log10 magnification factor sqrt(det G)")
         sc = ax.scatter(Z[:, 0], Z[:, 1], c=labels, cmap="tab10", s=4, alpha=0.7)
         for g in (g for g in geodesics if g["model"] == name):
-            ax.plot(*g["points"].T, "-", color="tab:red", lw=2)
-            ax.plot(*g["line"].T, "--", color="tab:blue", lw=1.2)
+            stochastic = g["metric"] != name
+            ax.plot(*g["points"].T, "-", color="tab:green" if stochastic else "tab:red", lw=2)
+            if not stochastic:
+                ax.plot(*g["line"].T, "--", color="tab:blue", lw=1.2)
         ax.legend(*sc.legend_elements(), fontsize=7, loc="upper right", ncol=2, title="digit")
-        ax.plot([], [], "-", color="tab:red", label="geodesic")
-        ax.set_title(
-            f"{name}: codes over the magnification factor; geodesics (red) "
-            "vs straight lines (blue)",
-            fontsize=9,
-        )
+        title = f"{name}: codes over the magnification factor; geodesics (red"
+        title += ", green: with the decoder's std" if name + " + std" in latent else ""
+        ax.set_title(title + ") vs straight lines (blue dashed)", fontsize=9)
         fig.tight_layout()
         path = out / f"latent_{name}.png"
         fig.savefig(path, dpi=110)
@@ -436,7 +445,7 @@ def _figures(models, latent, codes, labels, geodesics, means, cfg, out):
         files.append(path)
 
         strips, names = [], []
-        for g in (g for g in geodesics if g["model"] == name):
+        for g in (g for g in geodesics if g["metric"] == name):
             for kind, curve in (("geodesic", g["points"]), ("straight", g["line"])):
                 frames = (
                     resample_polyline(curve, cfg["n_frames"])
