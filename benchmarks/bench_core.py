@@ -407,6 +407,11 @@ def markdown(results, quick):
         "Single-pair queries (`distance(a, b)`, `geodesic(a, b)`) have their own benchmark: "
         "[benchmarks/queries.md](benchmarks/queries.md) (`python benchmarks/bench_queries.py`).",
         "",
+        "How each stage (graph, weights, shortest paths per backend) scales from n = 10^3 to "
+        "10^6, against a straightforward per-edge Python + networkx implementation, and the "
+        "large-n targets: [benchmarks/scale.md](benchmarks/scale.md) "
+        "(`python benchmarks/bench_scale.py`).",
+        "",
         f"Machine: {results['machine']}.",
         "",
         f"Wall times (`time.perf_counter`), best of 3 runs for n <= 2,000, of 2 for n = 10,000, "
