@@ -435,9 +435,9 @@ def _figures(models, latent, codes, labels, geodesics, means, cfg, out):
             if not stochastic:
                 ax.plot(*g["line"].T, "--", color="tab:blue", lw=1.2)
         ax.legend(*sc.legend_elements(), fontsize=7, loc="upper right", ncol=2, title="digit")
-        title = f"{name}: codes over the magnification factor; geodesics (red"
-        title += ", green: with the decoder's std" if name + " + std" in latent else ""
-        ax.set_title(title + ") vs straight lines (blue dashed)", fontsize=9)
+        title = f"{name}: codes over the magnification factor\ngeodesics (red"
+        title += "; green: with the decoder's std" if name + " + std" in latent else ""
+        ax.set_title(title + "), straight lines (blue, dashed)", fontsize=9)
         fig.tight_layout()
         path = out / f"latent_{name}.png"
         fig.savefig(path, dpi=110)
