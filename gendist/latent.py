@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 
 import numpy as np
+from scipy import sparse
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.neighbors import NearestNeighbors
 from sklearn.utils.validation import check_is_fitted
@@ -75,12 +76,22 @@ class PullbackMetric:
 
     @staticmethod
     def _joint(out, torch=None):
-        """Concatenate ``(mean, std)`` along the features; plain outputs pass through."""
+        """Decoded points as rows (m, D): image-shaped outputs are flattened, and ``(mean,
+        std)`` is concatenated along the features."""
         if isinstance(out, tuple):
             if len(out) != 2:
                 raise ValueError(f"a decoder tuple must be (mean, std), got {len(out)} items.")
-            return torch.cat(out, dim=1) if torch is not None else np.hstack(out)
-        return out
+        parts = out if isinstance(out, tuple) else (out,)
+        parts = parts if torch is not None else [np.asarray(p) for p in parts]
+        if any(p.ndim < 2 for p in parts):
+            shapes = [tuple(p.shape) for p in parts]
+            raise ValueError(
+                f"the decoder must return arrays of shape (m, D) or (m, ...) for m latent "
+                f"points; got shape {shapes[0] if len(shapes) == 1 else shapes}."
+            )
+        if torch is not None:
+            return torch.cat([p.reshape(p.shape[0], -1) for p in parts], dim=1)
+        return np.hstack([p.reshape(len(p), -1) for p in parts])
 
     def decode(self, Z) -> np.ndarray:
         """Decoded points (with the std appended for a stochastic decoder), float64.
@@ -105,7 +116,8 @@ class PullbackMetric:
                     out = self._joint(self.decoder(torch.as_tensor(batch, **kw)), torch)
                 parts.append(out.detach().cpu().double().numpy())
             else:
-                parts.append(np.asarray(self._joint(self.decoder(batch)), dtype=np.float64))
+                out = self.decoder(batch)
+                parts.append(np.asarray(self._joint(out), dtype=np.float64))
         F = np.concatenate(parts) if parts else np.empty((0, 0))
         if F.ndim != 2 or len(F) != len(Z):
             raise ValueError(
@@ -363,16 +375,27 @@ class LatentDistance(TransformerMixin, BaseEstimator):
         Z = check_points(Z, "Z", n_features=self.n_features_in_)
         k = min(check_int(self.n_neighbors, "n_neighbors"), len(self.Z_))
         _, idx = self.nn_.kneighbors(Z, k)
-        rows = np.repeat(np.arange(len(Z)), k)
-        first = np.exp(self.metric_.log_segment_lengths(Z[rows], self.Z_[idx.ravel()]))
-        first = first.reshape(len(Z), k)
-        hubs = np.unique(idx)
-        D_hubs = shortest_paths(self.graph_, hubs, backend=self.backend, n_jobs=self.n_jobs)
-        where = np.searchsorted(hubs, idx)  # (len(Z), k) rows of D_hubs
-        out = np.full((len(Z), self.graph_.shape[0]), np.inf)
-        for j in range(k):
-            np.minimum(out, first[:, [j]] + D_hubs[where[:, j]], out=out)
-        return out
+        q, G = len(Z), self.graph_
+        m = G.shape[0]
+        joins = np.exp(
+            self.metric_.log_segment_lengths(np.repeat(Z, k, axis=0), self.Z_[idx.ravel()])
+        )
+        # the new codes as vertices m, m + 1, ... with out-edges only: sources, never passed
+        graph = sparse.csr_matrix(
+            (
+                np.concatenate([G.data, joins]),
+                np.concatenate([G.indices, idx.ravel()]).astype(np.int64),
+                np.concatenate([G.indptr, G.indptr[-1] + k * np.arange(1, q + 1)]).astype(np.int64),
+            ),
+            shape=(m + q, m + q),
+        )
+        return shortest_paths(
+            graph,
+            np.arange(m, m + q),
+            columns=np.arange(m),
+            backend=self.backend,
+            n_jobs=self.n_jobs,
+        )
 
     def _check_vertex(self, i, name):
         m = self.graph_.shape[0]
@@ -421,7 +444,7 @@ class LatentDistance(TransformerMixin, BaseEstimator):
 
         options = refine if isinstance(refine, dict) else {}
         refined, refined_length = refine_path(self.metric_, points, **options)
-        if not refined_length < length:  # refinement did not shorten the graph path
+        if refined is points or np.array_equal(refined, points):  # not shortened
             return Geodesic(points, path, length)
         indices = np.full(len(refined), -1, dtype=np.int64)
         indices[[0, -1]] = a, b

@@ -136,7 +136,8 @@ def _torch_bellman_ford(
 def _cugraph_sssp(graph, sources, limit=np.inf, return_predecessors=False):
     """Shortest paths from each source with RAPIDS cuGraph (``pylibcugraph.sssp``).
 
-    The graph is built once on the GPU from CuPy CSR arrays (``SGGraph`` with
+    The graph is built on the GPU once per call (per row block of
+    :func:`shortest_paths`, thousands of sources) from CuPy CSR arrays (``SGGraph`` with
     ``input_array_format="CSR"``, no renumbering, stored directed so that one-way edges of
     new points keep their direction); then one ``sssp`` call per source, as cuGraph offers
     no many-source variant. Its results come as (vertices, distances, predecessors) in
@@ -207,17 +208,27 @@ def hop_depth(graph) -> int:
     factor 2. Cost: a few BFS, O(n + E).
     """
     graph = sparse.csr_matrix(graph)
+    n = graph.shape[0]
+    if graph.nnz == 0:
+        return 0
     _, labels = connected_components(graph, directed=False)
-    sizes = np.bincount(labels)
-    depth = 0
-    for component in np.argsort(sizes)[::-1]:
-        if sizes[component] - 1 <= depth:  # no path in it can have more hops
-            break
-        start = int(np.argmax(labels == component))
-        hops = shortest_path(graph, directed=False, unweighted=True, indices=start)
-        far = int(np.argmax(np.where(np.isfinite(hops), hops, -1)))
-        hops = shortest_path(graph, directed=False, unweighted=True, indices=far)
-        depth = max(depth, int(np.max(hops[np.isfinite(hops)])))
+    structure = sparse.csr_matrix((np.ones(graph.nnz), graph.indices, graph.indptr), (n, n))
+
+    def hops_from(starts):
+        """Hops from the nearest of ``starts`` (one per component): one BFS from a super-vertex
+        n joined to all of them, so the cost is O(n + E) whatever the number of components."""
+        join = sparse.csr_matrix(
+            (np.ones(len(starts)), (np.full(len(starts), n), starts)), (n + 1, n + 1)
+        )
+        augmented = sparse.bmat([[structure, None], [None, sparse.csr_matrix((1, 1))]]) + join
+        hops = shortest_path(augmented, directed=False, unweighted=True, indices=n)
+        return hops[:n] - 1
+
+    starts = np.unique(labels, return_index=True)[1]
+    first = hops_from(starts)
+    order = np.lexsort((first, labels))  # by component, farthest last
+    farthest = order[np.searchsorted(labels[order], np.unique(labels), side="right") - 1]
+    depth = int(np.max(hops_from(farthest)))
     return 2 * depth
 
 
@@ -230,11 +241,12 @@ def _installed(module: str) -> bool:
 
 
 def _cuda_available() -> bool:
-    """Whether torch sees a CUDA device. Without an NVIDIA driver (Linux: no
-    /proc/driver/nvidia) torch is not imported just to find out: importing it costs seconds
-    and about 200 MiB."""
+    """Whether torch sees a CUDA device. On Linux without a GPU driver (no NVIDIA, WSL2 or
+    ROCm device files) torch is not imported just to find out: importing it costs seconds and
+    about 200 MiB."""
     if "torch" not in sys.modules and sys.platform.startswith("linux"):
-        if not os.path.exists("/proc/driver/nvidia/version"):
+        markers = ("/proc/driver/nvidia/version", "/dev/nvidia0", "/dev/dxg", "/dev/kfd")
+        if not any(os.path.exists(m) for m in markers):
             return False
     if not _installed("torch"):
         return False
@@ -374,10 +386,16 @@ def shortest_paths(
         out = np.empty((len(sources), n_cols), dtype=dtype)
     elif tuple(out.shape) != (len(sources), n_cols):
         raise ValueError(f"out has shape {tuple(out.shape)}; expected {(len(sources), n_cols)}.")
-    workers = 1 if backend != "scipy" else effective_n_jobs(n_jobs)  # GPU backends: one device
-    # blocks: a few per worker, each with bounded working memory (32 MiB of float64 rows, so
-    # that the blocks in flight add little to the result's own memory)
-    rows_per_block = max(1, min((1 << 22) // max(n, 1), -(-len(sources) // (4 * workers))))
+    if backend == "scipy":
+        # a few blocks per worker, each with bounded working memory (32 MiB of float64 rows,
+        # so that the blocks in flight add little to the result's own memory)
+        workers = effective_n_jobs(n_jobs)
+        rows_per_block = max(1, min((1 << 22) // max(n, 1), -(-len(sources) // (4 * workers))))
+    else:
+        # GPU backends: one device, and batches as large as 256 MiB of float64 rows allow
+        # (the backend chunks its own device memory further)
+        workers = 1
+        rows_per_block = max(1, (1 << 25) // max(n, 1))
     blocks = [sources[s : s + rows_per_block] for s in range(0, len(sources), rows_per_block)]
     bar = tqdm(total=len(sources), desc="shortest paths", disable=not progress, leave=False)
     if workers == 1 or len(blocks) == 1:

@@ -38,22 +38,6 @@ def _mlp(torch, sizes, final=None):
     return torch.nn.Sequential(*layers)
 
 
-def _mean_std_module(decoder, torch):
-    """``z -> (mean, sqrt(mean (1 - mean)))`` around a Bernoulli mean decoder."""
-
-    class MeanStd(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.decoder = decoder
-
-        def forward(self, z):
-            mean = self.decoder(z)
-            # the floor keeps the square root differentiable at saturated pixels
-            return mean, torch.sqrt(mean * (1 - mean) + 1e-6)
-
-    return MeanStd()
-
-
 class VAE(BaseEstimator):
     """Variational autoencoder with a Gaussian encoder and a Bernoulli decoder.
 
@@ -247,7 +231,9 @@ class VAE(BaseEstimator):
         2018): it also grows where the decoder becomes uncertain, away from the data.
         """
         check_is_fitted(self, "decoder_")
-        return _mean_std_module(self.decoder_, self._torch)
+        from ._torch_modules import MeanStd
+
+        return MeanStd(self.decoder_)
 
     def bound(self, X, n_samples: int = 1, random_state=None) -> np.ndarray:
         """Monte-Carlo estimate of the importance-weighted bound L_K on log p(x), per point.

@@ -144,3 +144,25 @@ def test_auto_backend_rule(rng, monkeypatch):
     fake_rapids(monkeypatch)
     assert choose_backend(chain, 1000) == "cugraph"
     assert choose_backend(shallow, 1) == "cugraph"
+
+
+def test_gpu_backends_get_large_batches(rng, monkeypatch):
+    """A GPU backend receives the sources in batches bounded by memory, not split per worker."""
+    calls = []
+
+    def recording(graph, sources, limit=np.inf, return_predecessors=False):
+        calls.append(len(sources))
+        return dijkstra(graph, True, indices=sources, limit=limit)
+
+    monkeypatch.setitem(paths.BACKENDS, "torch", recording)
+    G = random_graph(rng, 200, 0.05)
+    D = shortest_paths(G, np.arange(200), backend="torch", n_jobs=2)
+    assert calls == [200]
+    np.testing.assert_array_equal(D, dijkstra(G, True))
+
+
+def test_hop_depth_with_many_components():
+    """Thousands of small components: the double sweep runs once over all of them."""
+    stars = nx.disjoint_union_all([nx.star_graph(4) for _ in range(2000)] + [nx.path_graph(30)])
+    A = nx.to_scipy_sparse_array(stars, format="csr", dtype=float)
+    assert hop_depth(A) == 2 * 29

@@ -208,3 +208,29 @@ def test_latent_errors(rng):
         est.transform(rng.normal(size=(3, 4)))
     with pytest.raises(IndexError):
         est.distance(0, 10)
+
+
+def test_image_shaped_and_pickled_decoders(rng):
+    """Decoders returning images (m, 1, h, w) measure the flattened images; the VAE's
+    stochastic decoder pickles (it is a named module)."""
+    import pickle
+
+    A = rng.normal(size=(4, 2))
+    flat = LatentDistance(lambda Z: Z @ A.T, n_neighbors=5)
+    image = LatentDistance(lambda Z: (Z @ A.T).reshape(len(Z), 1, 2, 2), n_neighbors=5)
+    Z = rng.normal(size=(60, 2))
+    np.testing.assert_allclose(image.fit_transform(Z), flat.fit_transform(Z), rtol=1e-12)
+    np.testing.assert_allclose(
+        magnification_factor(linear_decoder(A), Z[:3]),
+        magnification_factor(lambda Y: (Y @ A.T).reshape(len(Y), 2, 2), Z[:3]),
+        rtol=1e-6,
+    )
+
+    from gendist import VAE
+
+    vae = VAE(hidden=(8,), epochs=1, random_state=0).fit(rng.uniform(size=(30, 6)))
+    est = LatentDistance(vae.stochastic_decoder(), n_neighbors=4).fit(
+        vae.encode(rng.uniform(size=(20, 6)))
+    )
+    again = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(again.distances(), est.distances())
