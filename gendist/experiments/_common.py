@@ -116,3 +116,21 @@ def pyplot():
         )
         return None
     return plt
+
+
+def image_mosaic(strips, gap: int = 2, pair_gap: int = 10):
+    """Stack strips ((n_frames, 784) arrays, two per pair) into one image, dark ink on white,
+    with ``gap`` pixels between frames and rows and ``pair_gap`` between pairs; returns the
+    image and the vertical centre of every row."""
+    n = strips[0].shape[0]
+    width = n * 28 + (n - 1) * gap
+    rows, centres, y = [], [], 0
+    for r, F in enumerate(strips):
+        row = np.ones((28, width))
+        for f in range(n):
+            row[:, f * (28 + gap) : f * (28 + gap) + 28] = 1.0 - F[f].reshape(28, 28)
+        space = gap if r % 2 == 0 else pair_gap
+        rows += [row, np.ones((space, width))]
+        centres.append(y + 14)
+        y += 28 + space
+    return np.vstack(rows[:-1]), centres

@@ -42,7 +42,7 @@ from ..estimator import GenerativeDistance
 from ..latent import LatentDistance
 from ..refine import resample_polyline
 from ..vae import IWAE, VAE
-from ._common import markdown_table, output_folder, pyplot, write_csv
+from ._common import image_mosaic, markdown_table, output_folder, pyplot, write_csv
 from .mnist import choose_beta, select_variance
 
 DEFAULTS = {
@@ -397,15 +397,6 @@ def _summary(cfg, training, data_info, measures, agreement, means, geodesics, se
     return "\n".join(lines) + "\n"
 
 
-def _mosaic(strips):
-    """Rows of 28 x 28 images with a 2-pixel gap, as one array."""
-    rows = []
-    for frames in strips:
-        tiles = [np.pad(f.reshape(28, 28), 1, constant_values=1.0) for f in frames]
-        rows.append(np.hstack(tiles))
-    return np.vstack(rows)
-
-
 def _figures(models, latent, codes, labels, geodesics, means, cfg, out):
     plt = pyplot()
     if plt is None:
@@ -455,8 +446,9 @@ def _figures(models, latent, codes, labels, geodesics, means, cfg, out):
                 strips.append(models[name].decode(frames))
                 names.append(f"{g['label_a']}→{g['label_b']} {kind}")
         fig, ax = plt.subplots(figsize=(0.75 * cfg["n_frames"] + 1.6, 0.62 * len(strips) + 0.4))
-        ax.imshow(_mosaic(strips), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        ax.set_yticks([30 * i + 15 for i in range(len(strips))], names, fontsize=7)
+        img, centres = image_mosaic(strips)
+        ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_yticks(centres, names, fontsize=7)
         ax.set_xticks([])
         ax.set_title(f"{name}: decoded along the geodesic and the straight line", fontsize=9)
         fig.tight_layout()

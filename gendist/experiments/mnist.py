@@ -64,7 +64,7 @@ from ..densities import GaussianMixtureDensity
 from ..estimator import GenerativeDistance
 from ..metric import resolve_lambda
 from ..refine import resample_polyline
-from ._common import markdown_table, output_folder, pyplot, write_csv
+from ._common import image_mosaic, markdown_table, output_folder, pyplot, write_csv
 
 DEFAULTS = {
     "datasets": ["mnist", "fashion-mnist"],
@@ -552,24 +552,6 @@ def _summary(rows, variance_rows, graphs, cfg, seconds) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def _mosaic(strips, gap: int = 2, pair_gap: int = 10):
-    """Stack strips ((n_frames, 784) arrays, two per pair) into one image, dark ink on white,
-    with ``gap`` pixels between frames and rows and ``pair_gap`` between pairs; returns the
-    image and the vertical centre of every row."""
-    n = strips[0].shape[0]
-    width = n * 28 + (n - 1) * gap
-    rows, centres, y = [], [], 0
-    for r, F in enumerate(strips):
-        row = np.ones((28, width))
-        for f in range(n):
-            row[:, f * (28 + gap) : f * (28 + gap) + 28] = 1.0 - F[f].reshape(28, 28)
-        space = gap if r % 2 == 0 else pair_gap
-        rows += [row, np.ones((space, width))]
-        centres.append(y + 14)
-        y += 28 + space
-    return np.vstack(rows[:-1]), centres
-
-
 def _of_kind(pairs, kind):
     return [p for p in pairs if p["kind"] == kind]
 
@@ -592,7 +574,7 @@ def _figures(details, frame_rows, cfg, out):
                     if path == "geodesic"
                     else "linear"
                 )
-        img, centres = _mosaic(strips)
+        img, centres = image_mosaic(strips)
         fig, ax = plt.subplots(figsize=(0.75 * cfg["n_frames"] + 1.6, 0.62 * len(strips) + 0.4))
         ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         ax.set_yticks(centres, names, fontsize=7)
