@@ -258,9 +258,8 @@ def _cuda_available() -> bool:
 def choose_backend(graph, n_sources: int = 1) -> str:
     """The backend ``backend="auto"`` runs for ``n_sources`` sources on ``graph``.
 
-    * No CUDA device (or no torch): ``"scipy"``. On a CPU, scipy's Dijkstra was 10-26x
-      faster than the torch Bellman-Ford at n = 1,000-10,000, the gap growing with n
-      (benchmarks/scale.md).
+    * No CUDA device (or no torch): ``"scipy"``. On a CPU, scipy's Dijkstra was 11-92x
+      faster than the torch Bellman-Ford at n = 1,000-10,000 (benchmarks/scale.md).
     * CUDA present, at least 32 sources and a shortest path estimated to have at most 1,000
       hops (:func:`hop_depth`): ``"torch"``. Bellman-Ford pays one sweep over every edge
       per hop, and hops grow like sqrt(n) on 2-D graphs (the estimate is 210 at n = 20,000
