@@ -134,3 +134,19 @@ def image_mosaic(strips, gap: int = 2, pair_gap: int = 10):
         centres.append(y + 14)
         y += 28 + space
     return np.vstack(rows[:-1]), centres
+
+
+def save_strips(plt, strips, names, title: str, path: Path, n_frames: int) -> Path:
+    """Draw image strips (see :func:`image_mosaic`) with a label per row and save the figure."""
+    img, centres = image_mosaic(strips)
+    fig, ax = plt.subplots(figsize=(0.75 * n_frames + 1.6, 0.62 * len(strips) + 0.4))
+    ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_yticks(centres, names, fontsize=7)
+    ax.set_xticks([])
+    for s in ax.spines.values():
+        s.set_visible(False)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -42,7 +42,7 @@ from ..estimator import GenerativeDistance
 from ..latent import LatentDistance
 from ..refine import resample_polyline
 from ..vae import IWAE, VAE
-from ._common import image_mosaic, markdown_table, output_folder, pyplot, write_csv
+from ._common import markdown_table, output_folder, pyplot, save_strips, write_csv
 from .mnist import choose_beta, select_variance
 
 DEFAULTS = {
@@ -445,17 +445,10 @@ def _figures(models, latent, codes, labels, geodesics, means, cfg, out):
                 )
                 strips.append(models[name].decode(frames))
                 names.append(f"{g['label_a']}→{g['label_b']} {kind}")
-        fig, ax = plt.subplots(figsize=(0.75 * cfg["n_frames"] + 1.6, 0.62 * len(strips) + 0.4))
-        img, centres = image_mosaic(strips)
-        ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        ax.set_yticks(centres, names, fontsize=7)
-        ax.set_xticks([])
-        ax.set_title(f"{name}: decoded along the geodesic and the straight line", fontsize=9)
-        fig.tight_layout()
-        path = out / f"strips_{name}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        files.append(path)
+        title = f"{name}: decoded along the geodesic and the straight line"
+        files.append(
+            save_strips(plt, strips, names, title, out / f"strips_{name}.png", cfg["n_frames"])
+        )
 
     fig, axes = plt.subplots(1, len(DISTANCES), figsize=(3.3 * len(DISTANCES), 3.2))
     for ax, name in zip(axes, DISTANCES):

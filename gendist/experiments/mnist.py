@@ -64,7 +64,7 @@ from ..densities import GaussianMixtureDensity
 from ..estimator import GenerativeDistance
 from ..metric import resolve_lambda
 from ..refine import resample_polyline
-from ._common import image_mosaic, markdown_table, output_folder, pyplot, write_csv
+from ._common import markdown_table, output_folder, pyplot, save_strips, write_csv
 
 DEFAULTS = {
     "datasets": ["mnist", "fashion-mnist"],
@@ -574,19 +574,10 @@ def _figures(details, frame_rows, cfg, out):
                     if path == "geodesic"
                     else "linear"
                 )
-        img, centres = image_mosaic(strips)
-        fig, ax = plt.subplots(figsize=(0.75 * cfg["n_frames"] + 1.6, 0.62 * len(strips) + 0.4))
-        ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        ax.set_yticks(centres, names, fontsize=7)
-        ax.set_xticks([])
-        for s in ax.spines.values():
-            s.set_visible(False)
-        ax.set_title(f"{name}: geodesic (upper) vs linear (lower) interpolation", fontsize=9)
-        fig.tight_layout()
-        path = out / f"strips_{name}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        files.append(path)
+        title = f"{name}: geodesic (upper) vs linear (lower) interpolation"
+        files.append(
+            save_strips(plt, strips, names, title, out / f"strips_{name}.png", cfg["n_frames"])
+        )
 
     names = list(details)
     fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.4), squeeze=False)
