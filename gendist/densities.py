@@ -32,7 +32,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from ._backend import get_backend
+from ._compute import get_namespace
 from ._optional import import_optional
 from ._validation import check_int, check_log_density_values, check_points, check_positive
 
@@ -412,7 +412,7 @@ class GaussianMixtureDensity(Density):
         return p["_log_norm"][None, :] - 0.5 * maha
 
     def log_prob(self, X):
-        xp = get_backend(X)
+        xp = get_namespace(X)
         if xp.name == "numpy":
             X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self.n_features:
@@ -428,7 +428,7 @@ class GaussianMixtureDensity(Density):
         ]
         if not out:
             return X[:, 0] * 0.0
-        return out[0] if len(out) == 1 else _concat(out, xp)
+        return out[0] if len(out) == 1 else xp.concatenate(out)
 
     def log_prob_tensor(self, x):
         return self.log_prob(x)
@@ -896,13 +896,7 @@ class RealNVPDensity(Density, BaseEstimator):
         return self.from_latent(Z)
 
 
-_NUMPY_BACKEND = get_backend(np.zeros(0))
-
-
-def _concat(parts, xp):
-    if xp.name == "numpy":
-        return np.concatenate(parts)
-    return xp.torch.cat(parts)
+_NUMPY_BACKEND = get_namespace(np.zeros(0))
 
 
 def _is_torch_model(obj) -> bool:

@@ -16,7 +16,7 @@ import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
 from tqdm.auto import tqdm
 
-from ._backend import logsumexp
+from ._compute import logsumexp
 from ._validation import check_int, check_positive
 from .densities import Density, evaluate_log_density
 

@@ -29,6 +29,7 @@ from scipy import sparse
 from scipy.sparse.csgraph import connected_components, dijkstra, shortest_path
 from tqdm.auto import tqdm
 
+from ._compute import default_memory_limit
 from ._optional import import_optional
 from .graph import GraphTooLargeError
 
@@ -289,14 +290,6 @@ def _resolve_backend(name: str, graph=None, n_sources: int = 1) -> str:
     if name not in BACKENDS:
         raise ValueError(f"backend must be 'auto' or one of {sorted(BACKENDS)}, got {name!r}.")
     return name
-
-
-def default_memory_limit() -> int:
-    """Half of the physical memory, in bytes (8 GiB when it cannot be read)."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
-    except (ValueError, OSError, AttributeError):
-        return 8 << 30
 
 
 def check_memory(n_rows: int, n_cols: int, dtype, memory_limit: int | None = None) -> None:

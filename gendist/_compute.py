@@ -1,0 +1,322 @@
+"""The compute layer: one array namespace over numpy and torch, one device rule, one chunk rule.
+
+**Namespace** (after POT's ``ot.backend``). Code that must run on numpy arrays and on torch
+tensors (on any device, with or without autograd) asks :func:`get_namespace` for the namespace
+of its input and uses only the operations defined here, so that one implementation serves the
+CPU, the GPU and gradients. :func:`to_numpy` is the one way back to numpy.
+
+**Device rule.** ``device=None`` means numpy on the CPU, everywhere. A device (``"cpu"``,
+``"cuda"``, ``"cuda:1"``, a ``torch.device``) means torch on that device, for every stage of
+gendist's own arithmetic (graph search, quadrature, shortest paths); :func:`resolve_device`
+checks it before any work. Models (densities, decoders) are evaluated on their own device, and
+their inputs move there.
+
+**Chunk rule.** :func:`chunk_rows` sizes every chunk from the memory one row needs:
+scikit-learn's ``working_memory`` on the CPU (``sklearn.set_config(working_memory=MiB)``, as
+scikit-learn's own chunked pairwise computations), half the free memory on CUDA.
+:func:`iter_chunks` runs a function over such chunks and halves a chunk that runs out of
+memory, then retries it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+
+import numpy as np
+from sklearn import get_config
+
+__all__ = [
+    "is_torch_tensor",
+    "get_namespace",
+    "to_numpy",
+    "resolve_device",
+    "chunk_rows",
+    "iter_chunks",
+    "default_memory_limit",
+]
+
+
+def logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
+    """``log(sum(exp(a), axis))`` for real numpy arrays, stable, ``-inf`` for all ``-inf`` slices.
+
+    About 2.5x faster than :func:`scipy.special.logsumexp`, whose generality (weights, signs,
+    complex input, array-API dispatch) costs more than the arithmetic on the small trailing
+    axes used here (quadrature nodes, mixture components).
+    """
+    m = a.max(axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)
+    with np.errstate(divide="ignore"):
+        return np.log(np.exp(a - m).sum(axis=axis)) + np.squeeze(m, axis)
+
+
+class _NumpyNamespace:
+    """Operations on numpy arrays."""
+
+    name = "numpy"
+
+    @staticmethod
+    def asarray(a, like=None, dtype=None):
+        return np.asarray(a, dtype=dtype if dtype is not None else getattr(like, "dtype", None))
+
+    @staticmethod
+    def linspace(start, stop, num, like=None):
+        return np.linspace(start, stop, num)
+
+    @staticmethod
+    def logsumexp(a, axis):
+        return logsumexp(a, axis)
+
+    @staticmethod
+    def logaddexp(a, b):
+        return np.logaddexp(a, b)
+
+    @staticmethod
+    def clip_min(a, minimum):
+        return np.maximum(a, minimum)
+
+    @staticmethod
+    def sum(a, axis):
+        return a.sum(axis=axis)
+
+    @staticmethod
+    def sqrt(a):
+        return np.sqrt(a)
+
+    @staticmethod
+    def log(a):
+        with np.errstate(divide="ignore"):
+            return np.log(a)
+
+    @staticmethod
+    def exp(a):
+        return np.exp(a)
+
+    @staticmethod
+    def concatenate(parts, axis=0):
+        return np.concatenate(parts, axis=axis)
+
+    @staticmethod
+    def stack(parts, axis=0):
+        return np.stack(parts, axis=axis)
+
+    @staticmethod
+    def isfinite(a):
+        return np.isfinite(a)
+
+
+class _TorchNamespace:
+    """Operations on torch tensors; tensors made from numpy follow the device of ``like``."""
+
+    name = "torch"
+
+    def __init__(self):
+        import torch
+
+        self.torch = torch
+
+    def asarray(self, a, like=None, dtype=None):
+        if like is None:
+            return self.torch.as_tensor(a, dtype=dtype)
+        return self.torch.as_tensor(
+            a, dtype=dtype if dtype is not None else like.dtype, device=like.device
+        )
+
+    def linspace(self, start, stop, num, like=None):
+        kw = {} if like is None else {"dtype": like.dtype, "device": like.device}
+        return self.torch.linspace(start, stop, num, **kw)
+
+    def logsumexp(self, a, axis):
+        return self.torch.logsumexp(a, dim=axis)
+
+    def logaddexp(self, a, b):
+        return self.torch.logaddexp(a, self.torch.as_tensor(b, dtype=a.dtype, device=a.device))
+
+    def clip_min(self, a, minimum):
+        return self.torch.clamp(a, min=minimum)
+
+    @staticmethod
+    def sum(a, axis):
+        return a.sum(dim=axis)
+
+    def sqrt(self, a):
+        return self.torch.sqrt(a)
+
+    def log(self, a):
+        return self.torch.log(a)
+
+    def exp(self, a):
+        return self.torch.exp(a)
+
+    def concatenate(self, parts, axis=0):
+        return self.torch.cat(list(parts), dim=axis)
+
+    def stack(self, parts, axis=0):
+        return self.torch.stack(list(parts), dim=axis)
+
+    def isfinite(self, a):
+        return self.torch.isfinite(a)
+
+
+_NUMPY = _NumpyNamespace()
+_TORCH: list = []  # the torch namespace, made on first use (importing torch is slow)
+
+
+def is_torch_tensor(a) -> bool:
+    """True when ``a`` is a torch tensor (without importing torch when it is not loaded)."""
+    return "torch" in sys.modules and isinstance(a, sys.modules["torch"].Tensor)
+
+
+def get_namespace(*arrays):
+    """The namespace of the inputs: torch when any is a torch tensor, else numpy.
+
+    Returns
+    -------
+    namespace
+        A cached instance with ``name`` ``"numpy"`` or ``"torch"`` and the operations above.
+    """
+    if any(is_torch_tensor(a) for a in arrays):
+        if not _TORCH:
+            _TORCH.append(_TorchNamespace())
+        return _TORCH[0]
+    return _NUMPY
+
+
+def to_numpy(a, dtype=None) -> np.ndarray:
+    """``a`` as a numpy array (a torch tensor is detached and brought to the CPU first).
+
+    Parameters
+    ----------
+    a : array-like or torch.Tensor
+    dtype : numpy dtype, optional
+
+    Returns
+    -------
+    ndarray
+    """
+    if is_torch_tensor(a):
+        a = a.detach().cpu().numpy()
+    return np.asarray(a, dtype=dtype)
+
+
+def resolve_device(device):
+    """Check a ``device`` argument before any work: None (numpy on the CPU) or a torch device.
+
+    Parameters
+    ----------
+    device : None, str or torch.device
+
+    Returns
+    -------
+    device : None or torch.device
+
+    Raises
+    ------
+    ImportError
+        If a device is asked for and torch is not installed.
+    ValueError
+        If the device is not one torch knows, or a CUDA device is asked for that torch does
+        not see.
+    """
+    if device is None:
+        return None
+    from ._optional import import_optional
+
+    torch = import_optional("torch")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"device must be None (numpy on the CPU), 'cpu', 'cuda' or 'cuda:N', got {device!r}."
+        ) from exc
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device={str(device)!r} was asked for, but torch sees no CUDA device "
+                "(torch.cuda.is_available() is False: no GPU, no driver, or a CPU build of "
+                "torch). Use device=None or device='cpu'."
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device={str(device)!r}: torch sees {torch.cuda.device_count()} CUDA device(s)."
+            )
+    return device
+
+
+def _is_cuda(device) -> bool:
+    return device is not None and getattr(device, "type", str(device).split(":")[0]) == "cuda"
+
+
+def chunk_rows(row_bytes: int, *, device=None, max_rows: int | None = None) -> int:
+    """How many rows of ``row_bytes`` bytes each to hold at once (at least 1).
+
+    On the CPU (``device`` None or a CPU device) the budget is scikit-learn's
+    ``working_memory`` (MiB, :func:`sklearn.get_config`; 1024 unless set), as in
+    scikit-learn's chunked pairwise computations; on a CUDA device, half of its free memory.
+
+    Parameters
+    ----------
+    row_bytes : int
+        Memory one row needs, temporaries included.
+    device : None, str or torch.device
+    max_rows : int, optional
+        Never more rows than this.
+
+    Returns
+    -------
+    int
+    """
+    row_bytes = max(1, int(row_bytes))
+    if _is_cuda(device):
+        import torch
+
+        rows = max(1, torch.cuda.mem_get_info(device)[0] // 2 // row_bytes)
+    else:
+        rows = max(1, int(get_config()["working_memory"] * 2**20) // row_bytes)
+    return int(rows if max_rows is None else max(1, min(rows, max_rows)))
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, MemoryError):
+        return True
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(exc, torch.cuda.OutOfMemoryError)
+
+
+def iter_chunks(
+    func: Callable[[int, int], object],
+    n_rows: int,
+    row_bytes: int,
+    *,
+    device=None,
+    max_rows: int | None = None,
+) -> Iterator[tuple[int, int, object]]:
+    """``(start, stop, func(start, stop))`` over ``[0, n_rows)`` in chunks of :func:`chunk_rows`.
+
+    A chunk that runs out of memory (``MemoryError``, ``torch.cuda.OutOfMemoryError``) is
+    halved and retried; only a single row that does not fit raises.
+    """
+    step = chunk_rows(row_bytes, device=device, max_rows=max_rows)
+    start = 0
+    while start < n_rows:
+        stop = min(n_rows, start + step)
+        try:
+            result = func(start, stop)
+        except Exception as exc:
+            if not _is_out_of_memory(exc) or step == 1:
+                raise
+            step = max(1, step // 2)
+            if _is_cuda(device):
+                sys.modules["torch"].cuda.empty_cache()
+            continue
+        yield start, stop, result
+        start = stop
+
+
+def default_memory_limit() -> int:
+    """Half of the physical memory, in bytes (8 GiB when it cannot be read)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
