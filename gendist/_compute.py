@@ -248,7 +248,9 @@ def _is_cuda(device) -> bool:
     return device is not None and getattr(device, "type", str(device).split(":")[0]) == "cuda"
 
 
-def chunk_rows(row_bytes: int, *, device=None, max_rows: int | None = None) -> int:
+def chunk_rows(
+    row_bytes: int, *, device=None, max_rows: int | None = None, budget: int | None = None
+) -> int:
     """How many rows of ``row_bytes`` bytes each to hold at once (at least 1).
 
     On the CPU (``device`` None or a CPU device) the budget is scikit-learn's
@@ -262,13 +264,17 @@ def chunk_rows(row_bytes: int, *, device=None, max_rows: int | None = None) -> i
     device : None, str or torch.device
     max_rows : int, optional
         Never more rows than this.
+    budget : int, optional
+        Bytes to use instead of the rule above (a caller's own memory budget).
 
     Returns
     -------
     int
     """
     row_bytes = max(1, int(row_bytes))
-    if _is_cuda(device):
+    if budget is not None:
+        rows = max(1, int(budget) // row_bytes)
+    elif _is_cuda(device):
         import torch
 
         rows = max(1, torch.cuda.mem_get_info(device)[0] // 2 // row_bytes)
@@ -291,13 +297,14 @@ def iter_chunks(
     *,
     device=None,
     max_rows: int | None = None,
+    budget: int | None = None,
 ) -> Iterator[tuple[int, int, object]]:
     """``(start, stop, func(start, stop))`` over ``[0, n_rows)`` in chunks of :func:`chunk_rows`.
 
     A chunk that runs out of memory (``MemoryError``, ``torch.cuda.OutOfMemoryError``) is
     halved and retried; only a single row that does not fit raises.
     """
-    step = chunk_rows(row_bytes, device=device, max_rows=max_rows)
+    step = chunk_rows(row_bytes, device=device, max_rows=max_rows, budget=budget)
     start = 0
     while start < n_rows:
         stop = min(n_rows, start + step)

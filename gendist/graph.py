@@ -19,12 +19,15 @@ from sklearn.neighbors import NearestNeighbors
 from ._validation import check_int, check_positive
 
 __all__ = [
+    "neighbourhood_graph",
     "build_edges",
     "torch_edges",
     "radius_edges",
     "knn_edges",
     "auto_radius",
     "symmetric_csr",
+    "add_vertices",
+    "min_length_factor",
     "component_report",
     "join_edges",
     "GraphTooLargeError",
@@ -157,6 +160,31 @@ def build_edges(X, radius=None, n_neighbors=None, nn=None, max_edges=None):
     return rows, cols, _pair_lengths(X, rows, cols)
 
 
+def neighbourhood_graph(X, radius=None, n_neighbors=None, *, device=None, nn=None, max_edges=None):
+    """Edges of the epsilon-, kNN or adaptive-epsilon graph, on the CPU or on a torch device.
+
+    The one switch between the builders: scikit-learn's neighbour search
+    (:func:`build_edges`) when ``device`` is None, the blocked all-pairs search in torch
+    (:func:`torch_edges`) on a device. Both give the same graph.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+    radius, n_neighbors, max_edges : as in :func:`build_edges`
+    device : None, str or torch.device
+    nn : NearestNeighbors, optional
+        Already fitted on ``X`` (CPU search only).
+
+    Returns
+    -------
+    rows, cols : ndarray of shape (E,), int64, with ``rows < cols``
+    lengths : ndarray of shape (E,), exact Euclidean lengths
+    """
+    if device is None:
+        return build_edges(X, radius, n_neighbors, nn=nn, max_edges=max_edges)
+    return torch_edges(X, radius, n_neighbors, device=device, max_edges=max_edges)
+
+
 def torch_edges(X, radius=None, n_neighbors=None, device=None, dtype=None, max_edges=None):
     """:func:`build_edges` by a blocked all-pairs search in torch (on CUDA when present).
 
@@ -173,7 +201,7 @@ def torch_edges(X, radius=None, n_neighbors=None, device=None, dtype=None, max_e
     X : ndarray of shape (n, d)
     radius, n_neighbors, max_edges : as in :func:`build_edges`
     device : str or torch.device, optional
-        Default: ``"cuda"`` when available, else ``"cpu"``.
+        Default: ``"cpu"``.
     dtype : torch dtype, optional
         Of the fast search: float32 on CUDA, float64 on the CPU by default.
 
@@ -186,7 +214,7 @@ def torch_edges(X, radius=None, n_neighbors=None, device=None, dtype=None, max_e
     torch = import_optional("torch")
     if radius is None and n_neighbors is None:
         raise ValueError("give radius, n_neighbors, or both (adaptive epsilon).")
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = torch.device("cpu" if device is None else device)
     dtype = dtype or (torch.float32 if device.type == "cuda" else torch.float64)
     tol = 64 * torch.finfo(dtype).eps
     n = X.shape[0]
@@ -289,6 +317,80 @@ def symmetric_csr(n: int, rows, cols, weights) -> sparse.csr_matrix:
     np.cumsum(np.bincount(r, minlength=n), out=indptr[1:])
     idx_dtype = np.int32 if max(n, len(w)) < 2**31 - 1 else np.int64
     return sparse.csr_matrix((w, c.astype(idx_dtype), indptr.astype(idx_dtype)), shape=(n, n))
+
+
+def add_vertices(
+    graph, rows, cols, weights, n_new: int, *, both_directions: bool
+) -> sparse.csr_matrix:
+    """The graph with ``n_new`` new vertices ``N, N + 1, ...`` joined to it.
+
+    New vertex ``N + rows[e]`` is joined to old vertex ``cols[e]`` with weight
+    ``weights[e]``. With ``both_directions`` the edges go both ways (the new vertices are
+    passable, as the ends of a pair query); without, only out of the new vertices, which then
+    have no incoming edge, so that no path passes through them and the old graph's distances
+    are unchanged (sources for :meth:`transform`-style queries).
+
+    The new vertices' indices are the largest, so their entries go at the ends of the old
+    rows: one insertion into the CSR arrays, without sorting or converting the graph.
+
+    Parameters
+    ----------
+    graph : sparse matrix of shape (N, N)
+    rows : ndarray of shape (E,), int
+        New vertex of each edge, in ``[0, n_new)``.
+    cols : ndarray of shape (E,), int
+        Old vertex of each edge, in ``[0, N)``.
+    weights : ndarray of shape (E,)
+    n_new : int
+        Number of new vertices m.
+    both_directions : bool
+
+    Returns
+    -------
+    graph : scipy.sparse.csr_matrix of shape (N + m, N + m)
+    """
+    G = sparse.csr_matrix(graph)
+    N = G.shape[0]
+    rows, cols = np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
+    weights = np.asarray(weights, dtype=np.float64)
+    m = int(n_new)
+    indices, data, indptr = G.indices.astype(np.int64), G.data, G.indptr.astype(np.int64)
+    if both_directions:
+        order = np.lexsort((rows, cols))  # by old vertex, then new vertex
+        at = indptr[cols[order] + 1]
+        indices = np.insert(indices, at, N + rows[order])
+        data = np.insert(data, at, weights[order])
+        indptr = indptr + np.concatenate([[0], np.cumsum(np.bincount(cols, minlength=N))])
+    by_new = np.lexsort((cols, rows))  # the new vertices' own rows, at the end
+    indices = np.concatenate([indices, cols[by_new]])
+    data = np.concatenate([data, weights[by_new]])
+    indptr = np.concatenate([indptr, indptr[-1] + np.cumsum(np.bincount(rows, minlength=m))])
+    return sparse.csr_matrix((data, indices, indptr), shape=(N + m, N + m))
+
+
+def min_length_factor(lengths, log_weights) -> float:
+    """Smallest ``weight / Euclidean length`` over edges, rounded down a little.
+
+    Every graph distance ``d(u, v)`` is then at least ``factor * |x_u - x_v|`` (a path's
+    weight is at least ``factor`` times its Euclidean length, which is at least the chord):
+    the admissible A* bound of single-pair queries. Zero-length edges (duplicates) are left
+    out; ``inf`` when no edge has a positive length.
+
+    Parameters
+    ----------
+    lengths : ndarray of shape (E,)
+        Euclidean lengths of the edges, as the graph builders return them.
+    log_weights : ndarray of shape (E,)
+        Their log-weights.
+
+    Returns
+    -------
+    factor : float
+    """
+    lengths = np.asarray(lengths, dtype=np.float64)
+    moved = lengths > 0
+    ratio = np.asarray(log_weights)[moved] - np.log(lengths[moved])
+    return float(np.exp(ratio.min()) * (1 - 1e-9)) if ratio.size else np.inf
 
 
 def component_report(graph: sparse.csr_matrix, warn: bool = True):

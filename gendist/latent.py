@@ -25,16 +25,12 @@ from __future__ import annotations
 import copy
 
 import numpy as np
-from scipy import sparse
-from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.neighbors import NearestNeighbors
-from sklearn.utils.validation import check_is_fitted
-from tqdm.auto import tqdm
 
+from ._compute import get_namespace, to_numpy
+from ._engine import GraphDistanceBase
 from ._optional import import_optional
 from ._validation import check_int, check_points
-from .graph import build_edges, component_report, symmetric_csr
-from .paths import Geodesic, astar_shortest_path, shortest_paths
+from .metric import SegmentMetric, _row_norms, segment_nodes
 
 __all__ = ["PullbackMetric", "LatentDistance", "magnification_factor"]
 
@@ -45,7 +41,7 @@ def _is_torch_module(decoder) -> bool:
     )
 
 
-class PullbackMetric:
+class PullbackMetric(SegmentMetric):
     """The pullback of the Euclidean metric through a decoder.
 
     Parameters
@@ -59,16 +55,24 @@ class PullbackMetric:
         Nodes of the decoded polyline along each latent segment (>= 2), endpoints included.
     batch_size : int, default=8192
         Latent points per decoder call.
+    chunk_bytes : int, optional
+        Memory budget of the decoded nodes held at once (default: the chunk rule of
+        :mod:`gendist._compute`).
     """
 
-    def __init__(self, decoder, n_quad: int = 8, batch_size: int = 8192):
+    def __init__(self, decoder, n_quad: int = 8, batch_size: int = 8192, chunk_bytes=None):
         if not callable(decoder):
             raise TypeError(f"decoder must be callable, got {type(decoder).__name__}.")
         self.decoder = decoder
         self.n_quad = check_int(n_quad, "n_quad", minimum=2)
         self.batch_size = check_int(batch_size, "batch_size")
-        self.differentiable = _is_torch_module(decoder)
+        self.chunk_bytes = chunk_bytes
         self._decoder64 = None
+
+    @property
+    def differentiable(self) -> bool:
+        """Whether lengths can be differentiated by autograd (a torch decoder)."""
+        return _is_torch_module(self.decoder)
 
     # ------------------------------------------------------------------ decoding
     def _param(self):
@@ -114,7 +118,7 @@ class PullbackMetric:
                 kw = {} if ref is None else {"device": ref.device, "dtype": ref.dtype}
                 with torch.no_grad():
                     out = self._joint(self.decoder(torch.as_tensor(batch, **kw)), torch)
-                parts.append(out.detach().cpu().double().numpy())
+                parts.append(to_numpy(out, np.float64))
             else:
                 out = self.decoder(batch)
                 parts.append(np.asarray(self._joint(out), dtype=np.float64))
@@ -128,50 +132,51 @@ class PullbackMetric:
         return F
 
     # ------------------------------------------------------------------ lengths
-    def _nodes(self, A, B):
-        t = np.linspace(0.0, 1.0, self.n_quad)
-        return A[:, None, :] + t[None, :, None] * (B - A)[:, None, :]
+    def _decode_tensor(self, Z):
+        """Decoded points of a torch tensor of codes, as a tensor of ``Z``'s dtype and device.
 
-    def log_segment_lengths(self, A, B) -> np.ndarray:
-        """Log-length of the latent segments ``A[e] -> B[e]`` (decoded polylines).
+        With gradients asked for, through a float64 copy of the decoder; without, through
+        the decoder itself on its own device and dtype (the numbers of :meth:`decode`)."""
+        torch = import_optional("torch")
+        if Z.requires_grad and torch.is_grad_enabled():
+            decoder = self._float64_decoder()
+            ref = next(iter(decoder.parameters()), None)
+            device = Z.device if ref is None else ref.device
+            F = self._joint(decoder(Z.to(device)), torch)
+            return F.to(device=Z.device, dtype=Z.dtype)
+        ref = self._param()
+        kw = {"device": Z.device, "dtype": Z.dtype} if ref is None else {
+            "device": ref.device,
+            "dtype": ref.dtype,
+        }
+        parts = []
+        with torch.no_grad():
+            for s in range(0, len(Z), self.batch_size):
+                out = self.decoder(Z[s : s + self.batch_size].to(**kw))
+                parts.append(self._joint(out, torch).to(device=Z.device, dtype=Z.dtype))
+        F = torch.cat(parts) if parts else Z.new_empty((0, 0))
+        if not bool(torch.isfinite(F).all()):
+            raise ValueError("the decoder returned NaN or inf.")
+        return F
 
-        Parameters
-        ----------
-        A, B : ndarray of shape (E, q)
-
-        Returns
-        -------
-        log_length : ndarray of shape (E,); -inf for zero-length segments
-        """
-        A, B = np.asarray(A, dtype=np.float64), np.asarray(B, dtype=np.float64)
+    def _segment_log_lengths(self, A, B, values_A=None, values_B=None):
+        """Log-lengths of latent segments: the decoded polylines through ``n_quad`` nodes."""
+        xp = get_namespace(A, B)
         E, q = A.shape
         if E == 0:
-            return np.empty(0)
-        F = self.decode(self._nodes(A, B).reshape(-1, q)).reshape(E, self.n_quad, -1)
-        lengths = np.linalg.norm(np.diff(F, axis=1), axis=2).sum(axis=1)
-        lengths[np.all(A == B, axis=1)] = 0.0
-        with np.errstate(divide="ignore"):
-            return np.log(lengths)
-
-    def edge_log_weights(self, Z, rows, cols, progress: bool = False) -> np.ndarray:
-        """Log-lengths of the edges ``Z[rows[e]] -> Z[cols[e]]``, in chunks of about
-        ``batch_size`` decoded points.
-
-        Returns
-        -------
-        log_weight : ndarray of shape (E,)
-        """
-        step = max(1, self.batch_size // self.n_quad)
-        out = np.empty(len(rows))
-        for s in tqdm(range(0, len(rows), step), desc="edge weights", disable=not progress):
-            r, c = rows[s : s + step], cols[s : s + step]
-            out[s : s + len(r)] = self.log_segment_lengths(Z[r], Z[c])
-        return out
-
-    def curve_length(self, points) -> float:
-        """Length of a latent polyline under the metric."""
-        P = np.asarray(points, dtype=np.float64)
-        return float(np.exp(self.log_segment_lengths(P[:-1], P[1:])).sum())
+            return A[:, 0] * 0.0
+        nodes = segment_nodes(A, B, xp.linspace(0.0, 1.0, self.n_quad, like=A))
+        flat = nodes.reshape(-1, q)
+        F = self.decode(flat) if xp.name == "numpy" else self._decode_tensor(flat)
+        F = F.reshape(E, self.n_quad, -1)
+        steps = F[:, 1:] - F[:, :-1]
+        grad = xp.name == "torch" and (A.requires_grad or B.requires_grad)
+        lengths = _row_norms(steps.reshape(-1, steps.shape[-1]), 1e-300 if grad else 0.0)
+        lengths = xp.sum(lengths.reshape(E, self.n_quad - 1), axis=1)
+        if not grad:  # zero-length segments: exactly zero, also where decoding is not exact
+            same = (A == B).all(1) if xp.name == "torch" else np.all(A == B, axis=1)
+            lengths = lengths * (~same)
+        return xp.log(lengths)
 
     def _float64_decoder(self):
         """A float64 copy of a torch decoder (for gradients and Jacobians), made once."""
@@ -180,22 +185,6 @@ class PullbackMetric:
             for p in self._decoder64.parameters():
                 p.requires_grad_(False)
         return self._decoder64
-
-    def curve_length_tensor(self, P):
-        """Differentiable length of a latent polyline given as a float64 torch tensor (m, q)."""
-        torch = import_optional("torch")
-        decoder = self._float64_decoder()
-        ref = next(iter(decoder.parameters()), None)
-        device = P.device if ref is None else ref.device
-        t = torch.linspace(0.0, 1.0, self.n_quad, dtype=torch.float64, device=device)
-        P = P.to(device)
-        A, delta = P[:-1], P[1:] - P[:-1]
-        nodes = A[:, None, :] + t[None, :, None] * delta[:, None, :]
-        F = self._joint(decoder(nodes.reshape(-1, P.shape[1])), torch)
-        F = F.reshape(len(A), self.n_quad, -1)
-        steps = F[:, 1:] - F[:, :-1]
-        # |step| with a floor, so that coincident points have a finite gradient
-        return torch.sqrt((steps * steps).sum(-1) + 1e-300).sum().cpu()
 
     # ------------------------------------------------------------------ metric tensor
     def jacobian(self, Z, step: float = 1e-5) -> np.ndarray:
@@ -262,12 +251,15 @@ def magnification_factor(decoder, Z) -> np.ndarray:
     return np.exp(metric.log_magnification_factor(check_points(Z, "Z")))
 
 
-class LatentDistance(TransformerMixin, BaseEstimator):
+class LatentDistance(GraphDistanceBase):
     """Pullback (decoder-induced) geodesic distances between latent codes.
 
     ``fit(Z)`` joins every code to its nearest neighbours in latent space and weights each
     edge by the length of its decoded image (:class:`PullbackMetric`); distances are shortest
-    paths on that graph, single pairs come from A* and geodesics can be optimised as curves.
+    paths on that graph, single pairs come from a bidirectional search started from the A*
+    bound ``min_length_factor_ * |z_a - z_b|``, and geodesics can be optimised as curves. It
+    shares every query with :class:`gendist.GenerativeDistance` (``transform``,
+    ``distances``, ``kneighbors``, ``distance``, ``geodesic``; codes or new points).
 
     Parameters
     ----------
@@ -275,177 +267,73 @@ class LatentDistance(TransformerMixin, BaseEstimator):
         Latent codes (m, q) -> decoded points (m, D), or ``(mean, std)``.
     n_neighbors : int, default=10
         Neighbours of each code in the (symmetrised) kNN graph.
+    radius : float or "auto", default=None
+        Join codes closer than ``radius`` as well (adaptive epsilon-graph with
+        ``n_neighbors``), or alone with ``n_neighbors=None``.
     n_quad : int, default=8
         Decoded nodes per edge.
     batch_size : int, default=8192
         Latent points per decoder call.
-    backend : str, default="auto"
+    backend : {"auto", "scipy", "torch", "cugraph"}, default="auto"
         Shortest-path backend (see :mod:`gendist.paths`).
     n_jobs : int, default=None
-        Workers for many-source shortest paths.
+        Workers for many-source shortest paths and the edge-weight chunks (joblib semantics).
+    dtype : {"float64", "float32"}, default="float64"
+        Dtype of returned distance matrices.
+    memory_limit : int, default=None
+        Bytes allowed for a distance matrix or the graph (default: half the physical memory).
+    device : str or torch.device, default=None
+        None: numpy on the CPU. A torch device: the graph search, the edge weights (codes
+        decoded as tensors; the decoder runs on its own device) and the ``"torch"``
+        shortest-path backend there; needs a torch decoder.
     verbose : bool, default=False
         Progress bars.
 
     Attributes
     ----------
     metric_ : PullbackMetric
+    vertices_ : ndarray of shape (m, q)
+        The codes (a copy).
     graph_ : scipy.sparse.csr_matrix of shape (m, m)
     min_length_factor_ : float
         The smallest edge weight per unit latent length: ``min_length_factor_ * |z_u - z_v|``
-        is a lower bound on the graph distance of u and v, the A* heuristic.
+        is a lower bound on the graph distance of u and v, the A* bound.
     n_components_, component_labels_
     """
+
+    _parameter_constraints: dict = {
+        **GraphDistanceBase._parameter_constraints,
+        "decoder": [callable],
+    }
 
     def __init__(
         self,
         decoder,
         *,
         n_neighbors=10,
+        radius=None,
         n_quad=8,
         batch_size=8192,
         backend="auto",
         n_jobs=None,
+        dtype="float64",
+        memory_limit=None,
+        device=None,
         verbose=False,
     ):
         self.decoder = decoder
         self.n_neighbors = n_neighbors
+        self.radius = radius
         self.n_quad = n_quad
         self.batch_size = batch_size
         self.backend = backend
         self.n_jobs = n_jobs
+        self.dtype = dtype
+        self.memory_limit = memory_limit
+        self.device = device
         self.verbose = verbose
 
-    def fit(self, Z, y=None):
-        """Build the latent kNN graph and its pullback edge weights.
-
-        Parameters
-        ----------
-        Z : array-like of shape (m, q)
-            Latent codes (e.g. posterior means of an encoder).
-        """
-        Z = check_points(Z, "Z", min_samples=2)
-        k = check_int(self.n_neighbors, "n_neighbors")
-        self.metric_ = PullbackMetric(self.decoder, self.n_quad, self.batch_size)
-        self.Z_ = Z
-        self.n_features_in_ = Z.shape[1]
-        self.nn_ = NearestNeighbors().fit(Z)
-        rows, cols, lengths = build_edges(Z, None, min(k, len(Z) - 1), nn=self.nn_)
-        log_w = self.metric_.edge_log_weights(Z, rows, cols, progress=bool(self.verbose))
-        weights = np.exp(log_w)
-        self.graph_ = symmetric_csr(len(Z), rows, cols, weights)
-        positive = lengths > 0
-        self.min_length_factor_ = (
-            float(np.min(weights[positive] / lengths[positive])) if positive.any() else 0.0
-        )
-        self.n_components_, self.component_labels_ = component_report(self.graph_)
-        return self
-
-    def distances(self, sources=None, limit=np.inf):
-        """Graph distances from ``sources`` (default: all codes) to every code.
-
-        Returns
-        -------
-        D : ndarray of shape (len(sources), m)
-        """
-        check_is_fitted(self, "graph_")
-        m = self.graph_.shape[0]
-        sources = np.arange(m) if sources is None else np.asarray(sources, dtype=np.int64)
-        return shortest_paths(
-            self.graph_,
-            sources,
-            limit=limit,
-            backend=self.backend,
-            n_jobs=self.n_jobs,
-            progress=bool(self.verbose),
-        )
-
-    def fit_transform(self, Z, y=None):
-        """Fit, then return all pairwise pullback distances among the codes, (m, m)."""
-        return self.fit(Z).distances()
-
-    def transform(self, Z):
-        """Distances from new codes to every fitted code: each new code joins the graph
-        through straight pullback segments to its ``n_neighbors`` nearest fitted codes.
-
-        Returns
-        -------
-        D : ndarray of shape (len(Z), m)
-        """
-        check_is_fitted(self, "graph_")
-        Z = check_points(Z, "Z", n_features=self.n_features_in_)
-        k = min(check_int(self.n_neighbors, "n_neighbors"), len(self.Z_))
-        _, idx = self.nn_.kneighbors(Z, k)
-        q, G = len(Z), self.graph_
-        m = G.shape[0]
-        joins = np.exp(
-            self.metric_.log_segment_lengths(np.repeat(Z, k, axis=0), self.Z_[idx.ravel()])
-        )
-        # the new codes as vertices m, m + 1, ... with out-edges only: sources, never passed
-        graph = sparse.csr_matrix(
-            (
-                np.concatenate([G.data, joins]),
-                np.concatenate([G.indices, idx.ravel()]).astype(np.int64),
-                np.concatenate([G.indptr, G.indptr[-1] + k * np.arange(1, q + 1)]).astype(np.int64),
-            ),
-            shape=(m + q, m + q),
-        )
-        return shortest_paths(
-            graph,
-            np.arange(m, m + q),
-            columns=np.arange(m),
-            backend=self.backend,
-            n_jobs=self.n_jobs,
-        )
-
-    def _check_vertex(self, i, name):
-        m = self.graph_.shape[0]
-        if not (np.issubdtype(type(i), np.integer) and 0 <= i < m):
-            raise IndexError(f"{name} must be a code index in [0, {m}), got {i!r}.")
-        return int(i)
-
-    def _heuristic(self, target: int) -> np.ndarray:
-        return self.min_length_factor_ * np.linalg.norm(self.Z_ - self.Z_[target], axis=1)
-
-    def distance(self, a: int, b: int) -> float:
-        """Pullback graph distance between codes ``a`` and ``b`` (indices), by A*."""
-        check_is_fitted(self, "graph_")
-        a, b = self._check_vertex(a, "a"), self._check_vertex(b, "b")
-        return astar_shortest_path(self.graph_, a, b, self._heuristic(b))[0]
-
-    def geodesic(self, a: int, b: int, refine=False) -> Geodesic:
-        """The geodesic between codes ``a`` and ``b``: the A* graph path, optionally
-        optimised as a continuous curve.
-
-        Parameters
-        ----------
-        a, b : int
-            Code indices.
-        refine : bool or dict, default=False
-            Optimise the curve's length under the pullback metric with
-            :func:`gendist.refine.refine_path` (endpoints fixed, initialised from the graph
-            path); a dict passes its options (``n_points``, ``n_rounds``, ``method``, ...).
-            The result is never longer than the graph path.
-
-        Returns
-        -------
-        Geodesic
-            ``points`` in latent space, ``indices`` (-1 for points off the graph after
-            refinement), ``length``.
-        """
-        check_is_fitted(self, "graph_")
-        a, b = self._check_vertex(a, "a"), self._check_vertex(b, "b")
-        length, path = astar_shortest_path(self.graph_, a, b, self._heuristic(b))
-        if path is None:
-            raise ValueError(f"codes {a} and {b} are in different components of the graph.")
-        points = self.Z_[path]
-        if not refine or len(path) < 2:
-            return Geodesic(points, path, length)
-        from .refine import refine_path
-
-        options = refine if isinstance(refine, dict) else {}
-        refined, refined_length = refine_path(self.metric_, points, **options)
-        if refined is points or np.array_equal(refined, points):  # not shortened
-            return Geodesic(points, path, length)
-        indices = np.full(len(refined), -1, dtype=np.int64)
-        indices[[0, -1]] = a, b
-        return Geodesic(refined, indices, refined_length)
+    def _prepare(self, Z):
+        """The codes are the vertices; the metric is the decoder's pullback."""
+        metric = PullbackMetric(self.decoder, self.n_quad, self.batch_size)
+        return Z, 0, metric, None

@@ -1,19 +1,25 @@
 """Shortest paths on the weighted graph: many sources at once, in row blocks, over processes.
 
+The functional core, in the manner of :mod:`scipy.sparse.csgraph`: every function takes a
+sparse graph (``csr_matrix`` or ``csr_array``; symmetric, non-negative weights, explicit zeros
+are zero-weight edges) that :func:`validate_graph` checks, vertex indices that
+:func:`check_vertex_indices` checks, and answers ``inf`` for unreachable vertices and
+:data:`NO_PREDECESSOR` (scipy's -9999) where a vertex has no predecessor.
+
 A backend is a function ``(graph, sources, limit, return_predecessors) -> dist[, pred]`` with
-``dist`` of shape (len(sources), n) in float64; :data:`BACKENDS` maps names to backends, so
-GPU implementations can join without touching the callers.
+``dist`` of shape (len(sources), n) in float64; :data:`BACKEND_NAMES` lists them:
 
 * ``"scipy"`` runs :func:`scipy.sparse.csgraph.dijkstra` on the symmetric CSR with
   ``directed=True``, which gives the undirected distances 1.2-1.7x faster than
   ``directed=False``. scipy's Dijkstra holds the GIL, so source blocks are spread over
   processes with joblib (whose backends also bring dask.distributed and Ray).
 * ``"torch"`` is a batched many-source Bellman-Ford in torch (:func:`_torch_bellman_ford`),
-  on CUDA when present: it needs as many sweeps as a shortest path has hops, so on a CPU it
-  is slower than scipy and is meant for GPUs. Its blocks run in this process, one device.
+  on the ``device`` given (the CPU when None): it needs as many sweeps as a shortest path has
+  hops, so on a CPU it is slower than scipy and is meant for GPUs. Its blocks run in this
+  process, one device.
 * ``"cugraph"`` calls RAPIDS ``pylibcugraph.sssp`` once per source on a graph built once on
   the GPU from CuPy CSR arrays (:func:`_cugraph_sssp`); extra ``gpu``.
-* ``"auto"`` picks one of them by the hardware, the installed libraries and the graph; see
+* ``"auto"`` picks one of them by the device, the installed libraries and the graph; see
   :func:`choose_backend`.
 """
 
@@ -22,30 +28,119 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components, dijkstra, shortest_path
+from sklearn import get_config
 from tqdm.auto import tqdm
 
-from ._compute import default_memory_limit
+from ._compute import chunk_rows, default_memory_limit
 from ._optional import import_optional
 from .graph import GraphTooLargeError
 
 __all__ = [
-    "BACKENDS",
-    "choose_backend",
-    "hop_depth",
+    "BACKEND_NAMES",
+    "NO_PREDECESSOR",
     "Geodesic",
+    "validate_graph",
+    "check_vertex_indices",
     "shortest_paths",
     "shortest_path_tree",
     "pair_shortest_path",
     "astar_shortest_path",
+    "nearest_vertices",
     "reconstruct_path",
+    "choose_backend",
     "check_memory",
-    "default_memory_limit",
 ]
+
+#: The predecessor of a vertex that has none (the source, unreachable vertices): scipy's value.
+NO_PREDECESSOR = -9999
+
+#: Shortest-path backends, ``"auto"`` first (see :func:`choose_backend`).
+BACKEND_NAMES = ("auto", "scipy", "torch", "cugraph")
+
+
+def validate_graph(graph, name: str = "graph") -> sparse.csr_matrix:
+    """Check a weighted graph and return it as a float64 CSR matrix (no copy when it is one).
+
+    Parameters
+    ----------
+    graph : scipy sparse matrix or array of shape (n, n)
+        Non-negative finite weights; explicit zeros are zero-weight edges. Dense arrays are
+        refused: scipy reads their zeros as missing edges.
+    name : str
+        Argument name used in error messages.
+
+    Returns
+    -------
+    graph : scipy.sparse.csr_matrix of shape (n, n), float64
+
+    Raises
+    ------
+    TypeError
+        If the graph is not a scipy sparse matrix or array.
+    ValueError
+        If it is not square or holds a negative, NaN or infinite weight (scipy's Dijkstra
+        aborts the process on negative weights).
+    """
+    if not sparse.issparse(graph):
+        raise TypeError(
+            f"{name} must be a scipy sparse matrix or array (CSR), got {type(graph).__name__}; "
+            "a dense matrix loses its zero-weight edges."
+        )
+    if graph.ndim != 2 or graph.shape[0] != graph.shape[1]:
+        raise ValueError(f"{name} must be a square (n, n) adjacency matrix, got {graph.shape}.")
+    if graph.format != "csr" or not isinstance(graph, sparse.csr_matrix):
+        graph = sparse.csr_matrix(graph)
+    if graph.dtype != np.float64:
+        graph = graph.astype(np.float64)
+    data = graph.data
+    bad = ~np.isfinite(data) | (data < 0)
+    if bad.any():
+        raise ValueError(
+            f"{name} has {int(np.isnan(data).sum())} NaN, {int(np.isinf(data).sum())} infinite "
+            f"and {int((data < 0).sum())} negative of {len(data)} edge weights; weights must "
+            "be finite and >= 0 (leave out an edge instead of weighting it inf)."
+        )
+    return graph
+
+
+def check_vertex_indices(indices, n: int, name: str = "indices") -> np.ndarray:
+    """Check vertex indices as scipy's ``indices`` and return them as a 1-D int64 array.
+
+    Parameters
+    ----------
+    indices : int or array-like of int
+        Integers in ``[0, n)``. Floats, booleans, negative indices (no wrapping) and indices
+        out of range are refused.
+    n : int
+        Number of vertices.
+    name : str
+        Argument name used in error messages.
+
+    Returns
+    -------
+    indices : ndarray of shape (k,), int64
+    """
+    array = np.asarray(indices)
+    if array.size == 0:
+        return np.empty(0, dtype=np.int64)
+    if array.dtype == object:
+        try:
+            array = np.asarray(indices, dtype=np.int64)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name} must be vertex indices (integers), got {indices!r}.") from exc
+    if array.dtype.kind == "b" or array.dtype.kind not in "iu":
+        kind = "booleans" if array.dtype.kind == "b" else f"dtype {array.dtype}"
+        raise TypeError(f"{name} must be vertex indices (integers), got {kind}.")
+    array = array.reshape(-1).astype(np.int64)
+    if np.any((array < 0) | (array >= n)):
+        raise IndexError(f"{name} must be vertex indices in [0, {n}): indices out of range.")
+    return array
 
 
 def _scipy_dijkstra(graph, sources, limit=np.inf, return_predecessors=False):
@@ -79,7 +174,7 @@ def _neighbour_table(graph, torch, device, dtype):
 
 
 def _torch_bellman_ford(
-    graph, sources, limit=np.inf, return_predecessors=False, device=None, chunk_bytes=1 << 28
+    graph, sources, limit=np.inf, return_predecessors=False, device=None, chunk_bytes=None
 ):
     """Many-source shortest paths by synchronous Bellman-Ford relaxation in torch.
 
@@ -90,8 +185,9 @@ def _torch_bellman_ford(
     nothing changes: the exact fixed point, so the distances are the shortest-path distances
     up to the order of float additions. Sweeps are as many as the most hops on a shortest
     path (about sqrt(n) on 2-D graphs), each costs n * K * B, so scipy's Dijkstra is faster on
-    a CPU; on a GPU the sweeps run in parallel. Sources are processed in chunks of at most
-    ``chunk_bytes`` of (n, K, B) working memory.
+    a CPU; on a GPU the sweeps run in parallel. Runs on ``device`` (the CPU when None).
+    Sources are processed in chunks of (n, K, B) working memory sized by
+    :func:`gendist._compute.chunk_rows` (or at most ``chunk_bytes``).
 
     Returns
     -------
@@ -100,14 +196,13 @@ def _torch_bellman_ford(
         ``return_predecessors``
     """
     torch = import_optional("torch")
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device("cpu" if device is None else device)
     dtype = torch.float64
     sources = np.asarray(sources, dtype=np.int64).reshape(-1)
     n = graph.shape[0]
     neighbours, weights = _neighbour_table(graph, torch, device, dtype)
     K = neighbours.shape[1]
-    step = max(1, chunk_bytes // (8 * (n + 1) * K))
+    step = chunk_rows(8 * (n + 1) * K, device=device, budget=chunk_bytes)
     dist_out = np.empty((len(sources), n))
     pred_out = np.full((len(sources), n), -9999, dtype=np.int64) if return_predecessors else None
     for start in range(0, len(sources), step):
@@ -191,7 +286,7 @@ def _cugraph_sssp(graph, sources, limit=np.inf, return_predecessors=False):
     return (dist_out, pred_out) if return_predecessors else dist_out
 
 
-BACKENDS = {"scipy": _scipy_dijkstra, "torch": _torch_bellman_ford, "cugraph": _cugraph_sssp}
+_BACKENDS = {"scipy": _scipy_dijkstra, "torch": _torch_bellman_ford, "cugraph": _cugraph_sssp}
 
 #: "auto" runs the torch Bellman-Ford on CUDA only when a shortest path is estimated to have
 #: at most this many hops (sweeps), and when at least ``_TORCH_MIN_SOURCES`` sources share them
@@ -256,25 +351,27 @@ def _cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def choose_backend(graph, n_sources: int = 1) -> str:
-    """The backend ``backend="auto"`` runs for ``n_sources`` sources on ``graph``.
+def choose_backend(graph, n_sources: int = 1, device=None) -> str:
+    """The backend ``backend="auto"`` runs for ``n_sources`` sources on ``graph`` and ``device``.
 
-    * No CUDA device (or no torch): ``"scipy"``. On a CPU, scipy's Dijkstra was 11-92x
-      faster than the torch Bellman-Ford at n = 1,000-10,000 (benchmarks/scale.md).
-    * CUDA present, at least 32 sources and a shortest path estimated to have at most 1,000
+    * No CUDA ``device`` (None, the CPU; or CUDA that torch does not see): ``"scipy"``. On a
+      CPU, scipy's Dijkstra was 11-92x faster than the torch Bellman-Ford at n = 1,000-10,000
+      (benchmarks/scale.md).
+    * A CUDA device, at least 32 sources and a shortest path estimated to have at most 1,000
       hops (:func:`hop_depth`): ``"torch"``. Bellman-Ford pays one sweep over every edge
       per hop, and hops grow like sqrt(n) on 2-D graphs (the estimate is 210 at n = 20,000
       and 674 at n = 200,000 for uniform points and 12 neighbours; 16 at n = 20,000 in 10-D);
       Dijkstra pays about one edge per edge. With a sweep of n K
       gathers at GPU memory bandwidth against one core's Dijkstra, that is a win while the
       hop depth stays below roughly 1,000.
-    * Otherwise with CUDA, ``"cugraph"`` when pylibcugraph is installed (its SSSP does not
+    * Otherwise on CUDA, ``"cugraph"`` when pylibcugraph is installed (its SSSP does not
       pay for the hop depth the same way), else ``"scipy"``.
 
     The thresholds come from this cost model and the CPU measurements; they are to be
     recalibrated against GPU measurements.
     """
-    if not _cuda_available():
+    on_cuda = device is not None and str(device).startswith("cuda")
+    if not on_cuda or not _cuda_available():
         return "scipy"
     if n_sources >= _TORCH_MIN_SOURCES and hop_depth(graph) <= _TORCH_MAX_HOPS:
         return "torch"
@@ -283,13 +380,16 @@ def choose_backend(graph, n_sources: int = 1) -> str:
     return "scipy"
 
 
-def _resolve_backend(name: str, graph=None, n_sources: int = 1) -> str:
-    """The backend's name, with ``"auto"`` resolved by :func:`choose_backend`."""
+def _backend_function(name: str, graph, n_sources: int = 1, device=None):
+    """The backend function for ``name`` (``"auto"`` resolved), bound to ``device``."""
     if name == "auto":
-        return "scipy" if graph is None else choose_backend(graph, n_sources)
-    if name not in BACKENDS:
-        raise ValueError(f"backend must be 'auto' or one of {sorted(BACKENDS)}, got {name!r}.")
-    return name
+        name = choose_backend(graph, n_sources, device)
+    if name not in _BACKENDS:
+        raise ValueError(f"backend must be one of {BACKEND_NAMES}, got {name!r}.")
+    function = _BACKENDS[name]
+    if name == "torch" and device is not None:
+        function = partial(function, device=device)
+    return name, function
 
 
 def check_memory(n_rows: int, n_cols: int, dtype, memory_limit: int | None = None) -> None:
@@ -313,8 +413,43 @@ def check_memory(n_rows: int, n_cols: int, dtype, memory_limit: int | None = Non
         )
 
 
+def _check_vertex(vertex, n: int, name: str) -> int:
+    """One vertex index (an integer, not a bool or a float) in ``[0, n)``."""
+    if np.ndim(vertex) != 0 or isinstance(vertex, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a vertex index (an integer), got {vertex!r}.")
+    if np.asarray(vertex).dtype.kind not in "iu":
+        raise TypeError(f"{name} must be a vertex index (an integer), got {vertex!r}.")
+    if not 0 <= vertex < n:
+        raise IndexError(f"{name} must be a vertex index in [0, {n}), got {vertex}.")
+    return int(vertex)
+
+
+def _check_limit(limit) -> float:
+    if isinstance(limit, bool) or not isinstance(limit, (int, float, np.integer, np.floating)):
+        raise TypeError(f"limit must be a number (a distance, inf for none), got {limit!r}.")
+    limit = float(limit)
+    if np.isnan(limit) or limit < 0:
+        raise ValueError(f"limit must be a distance >= 0 (inf for no limit), got {limit}.")
+    return limit
+
+
+def _check_out(out, shape: tuple) -> None:
+    if not (hasattr(out, "shape") and hasattr(out, "dtype") and hasattr(out, "__setitem__")):
+        raise TypeError(
+            "out must be an array that takes slice assignment (a numpy array or memmap, a "
+            f"zarr array), got {type(out).__name__}."
+        )
+    if np.dtype(out.dtype) not in (np.float32, np.float64):
+        raise TypeError(
+            f"out has dtype {np.dtype(out.dtype)}; distances need float32 or float64 "
+            "(inf marks unreachable vertices)."
+        )
+    if tuple(out.shape) != shape:
+        raise ValueError(f"out has shape {tuple(out.shape)}; expected {shape}.")
+
+
 def _block(graph, sources, limit, dtype, backend, columns):
-    dist = BACKENDS[backend](graph, sources, limit)
+    dist = backend(graph, sources, limit)
     if columns is not None:
         dist = dist[:, columns]
     return dist.astype(dtype, copy=False)
@@ -332,6 +467,7 @@ def shortest_paths(
     memory_limit: int | None = None,
     progress: bool = False,
     out=None,
+    device=None,
 ) -> np.ndarray:
     """Graph distances from ``sources`` to every vertex (or to ``columns``).
 
@@ -347,7 +483,7 @@ def shortest_paths(
     dtype : {float64, float32}
         Dtype of the result; float32 halves its memory.
     backend : str
-        A key of :data:`BACKENDS`, or ``"auto"`` (:func:`choose_backend`).
+        One of :data:`BACKEND_NAMES` (``"auto"``: :func:`choose_backend`).
     n_jobs : int, optional
         Processes for source blocks (joblib semantics: -1 = all cores).
     memory_limit : int, optional
@@ -357,7 +493,9 @@ def shortest_paths(
     out : array-like of shape (B, n) or (B, len(columns)), optional
         Where to write the rows block by block instead of a new array in RAM: a
         ``numpy.memmap`` (``numpy.lib.format.open_memmap``), a zarr array, or anything that
-        takes slice assignment. The memory limit does not apply to it.
+        takes slice assignment, of dtype float32 or float64. The memory limit does not apply.
+    device : None, str or torch.device
+        Where the ``"torch"`` backend runs (the CPU when None), and what ``"auto"`` decides by.
 
     Returns
     -------
@@ -367,27 +505,32 @@ def shortest_paths(
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float64):
         raise ValueError(f"dtype must be float32 or float64, got {dtype}.")
+    graph = validate_graph(graph)
     n = graph.shape[0]
-    sources = np.asarray(sources, dtype=np.int64).reshape(-1)
-    if np.any((sources < 0) | (sources >= n)):
-        raise IndexError(f"sources must be vertex indices in [0, {n}).")
-    backend = _resolve_backend(backend, graph, len(sources))
+    sources = check_vertex_indices(sources, n, "sources")
+    columns = None if columns is None else check_vertex_indices(columns, n, "columns")
+    limit = _check_limit(limit)
+    name, backend = _backend_function(backend, graph, len(sources), device)
     n_cols = n if columns is None else len(columns)
     if out is None:
         check_memory(len(sources), n_cols, dtype, memory_limit)
         out = np.empty((len(sources), n_cols), dtype=dtype)
-    elif tuple(out.shape) != (len(sources), n_cols):
-        raise ValueError(f"out has shape {tuple(out.shape)}; expected {(len(sources), n_cols)}.")
-    if backend == "scipy":
-        # a few blocks per worker, each with bounded working memory (32 MiB of float64 rows,
-        # so that the blocks in flight add little to the result's own memory)
-        workers = effective_n_jobs(n_jobs)
-        rows_per_block = max(1, min((1 << 22) // max(n, 1), -(-len(sources) // (4 * workers))))
     else:
-        # GPU backends: one device, and batches as large as 256 MiB of float64 rows allow
-        # (the backend chunks its own device memory further)
+        _check_out(out, (len(sources), n_cols))
+    working_memory = int(get_config()["working_memory"] * 2**20)
+    if name == "scipy":
+        # a few blocks per worker, each with rows of 1/32 of the working memory (32 MiB by
+        # default), so that the blocks in flight add little to the result's own memory
+        workers = effective_n_jobs(n_jobs)
+        rows_per_block = min(
+            chunk_rows(8 * max(n, 1), budget=working_memory // 32),
+            max(1, -(-len(sources) // (4 * workers))),
+        )
+    else:
+        # GPU backends: one device, and batches of a quarter of the working memory (256 MiB
+        # by default) of float64 rows (the backend chunks its own device memory further)
         workers = 1
-        rows_per_block = max(1, (1 << 25) // max(n, 1))
+        rows_per_block = chunk_rows(8 * max(n, 1), budget=working_memory // 4)
     blocks = [sources[s : s + rows_per_block] for s in range(0, len(sources), rows_per_block)]
     bar = tqdm(total=len(sources), desc="shortest paths", disable=not progress, leave=False)
     if workers == 1 or len(blocks) == 1:
@@ -405,15 +548,20 @@ def shortest_paths(
     return out
 
 
-def shortest_path_tree(graph, source: int, limit: float = np.inf, backend: str = "auto"):
+def shortest_path_tree(
+    graph, source: int, limit: float = np.inf, backend: str = "auto", device=None
+):
     """Distances and predecessors from one source.
 
     Returns
     -------
     dist : ndarray of shape (n,)
-    predecessors : ndarray of shape (n,), -9999 where there is none
+    predecessors : ndarray of shape (n,), :data:`NO_PREDECESSOR` where there is none
     """
-    dist, pred = BACKENDS[_resolve_backend(backend, graph)](graph, [int(source)], limit, True)
+    graph = validate_graph(graph)
+    source = _check_vertex(source, graph.shape[0], "source")
+    _, function = _backend_function(backend, graph, 1, device)
+    dist, pred = function(graph, [int(source)], _check_limit(limit), True)
     return dist[0], pred[0]
 
 
@@ -441,6 +589,87 @@ def _lightest_edge(graph, vertices) -> float:
         if weights.size:
             return float(weights.min())
     return 1.0
+
+
+def nearest_vertices(
+    graph,
+    sources,
+    n_neighbors: int,
+    *,
+    backend: str = "auto",
+    n_jobs: int | None = None,
+    device=None,
+    progress: bool = False,
+):
+    """The ``n_neighbors`` nearest vertices of each source, without all-pairs distances.
+
+    Each source's search is bounded (``limit``) by a radius that doubles, from the largest
+    weight of its own edges, until it reaches k other vertices (or its whole component), so
+    the work is local. Sources go in blocks whose (block, n) distance rows take a quarter of
+    the working memory (:func:`gendist._compute.chunk_rows`), so the memory does not grow
+    with the number of sources.
+
+    Parameters
+    ----------
+    graph : sparse matrix of shape (n, n)
+    sources : array-like of int, shape (B,)
+    n_neighbors : int
+        k; at most n - 1 are returned.
+    backend, n_jobs, device, progress
+        As in :func:`shortest_paths`.
+
+    Returns
+    -------
+    distances : ndarray of shape (B, k)
+        Increasing; inf where a component has fewer than k other vertices.
+    indices : ndarray of shape (B, k)
+        Vertex indices (-1 where the distance is inf). A vertex is not its own neighbour.
+    """
+    G = validate_graph(graph)
+    N = G.shape[0]
+    sources = check_vertex_indices(sources, N, "sources")
+    if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, (int, np.integer)):
+        raise TypeError(f"n_neighbors must be an integer, got {n_neighbors!r}.")
+    if n_neighbors < 1:
+        raise ValueError(f"n_neighbors must be >= 1, got {n_neighbors}.")
+    k = min(int(n_neighbors), N - 1)
+    out_d = np.full((len(sources), k), np.inf)
+    out_i = np.full((len(sources), k), -1, dtype=np.int64)
+    largest = np.maximum.reduceat(np.append(G.data, 0.0), G.indptr[:-1])
+    largest[np.diff(G.indptr) == 0] = 0.0
+    block = chunk_rows(8 * 3 * max(N, 1), budget=int(get_config()["working_memory"] * 2**20) // 4)
+    bar = tqdm(total=len(sources), desc="nearest vertices", disable=not progress, leave=False)
+    for start in range(0, len(sources), block):
+        rows = np.arange(start, min(start + block, len(sources)))
+        src = sources[rows]
+        radius = np.maximum(largest[src], np.finfo(float).tiny)
+        todo = np.arange(len(src))
+        reached_before = np.full(len(src), -1)
+        while todo.size:
+            limit = float(radius[todo].max())
+            D = shortest_paths(
+                G, src[todo], limit=limit, backend=backend, n_jobs=n_jobs, device=device
+            )
+            D[np.arange(len(todo)), src[todo]] = np.inf  # not itself
+            reached = np.isfinite(D).sum(axis=1)
+            done = reached >= k
+            for row in np.flatnonzero(~done & (reached == reached_before[todo])):
+                # no growth although the radius doubled: done if the component is exhausted
+                ball = np.append(np.flatnonzero(np.isfinite(D[row])), src[todo[row]])
+                dist_row = D[row].copy()
+                dist_row[src[todo[row]]] = 0.0
+                done[row] = _closed(G, ball, dist_row)
+            nearest = np.argsort(D, axis=1, kind="stable")[:, :k]
+            dist = np.take_along_axis(D, nearest, 1)
+            finished = rows[todo[done]]
+            out_d[finished] = dist[done]
+            out_i[finished] = np.where(np.isfinite(dist[done]), nearest[done], -1)
+            reached_before[todo] = reached
+            radius[todo] = 2 * limit
+            todo = todo[~done]
+        bar.update(len(rows))
+    bar.close()
+    return out_d, out_i
 
 
 def pair_shortest_path(graph, source: int, target: int, lower_bound: float = 0.0):
@@ -479,12 +708,9 @@ def pair_shortest_path(graph, source: int, target: int, lower_bound: float = 0.0
     path : ndarray of int, shape (k,), or None
         Vertex indices from ``source`` to ``target``; None when not connected.
     """
-    graph = graph if sparse.isspmatrix_csr(graph) else sparse.csr_matrix(graph)
+    graph = validate_graph(graph)
     n = graph.shape[0]
-    for name, vertex in (("source", source), ("target", target)):
-        if not 0 <= vertex < n:
-            raise IndexError(f"{name} must be a vertex index in [0, {n}), got {vertex}.")
-    source, target = int(source), int(target)
+    source, target = _check_vertex(source, n, "source"), _check_vertex(target, n, "target")
     if source == target:
         return 0.0, np.array([source], dtype=np.int64)
     radius = 0.5 * float(lower_bound)
@@ -562,15 +788,12 @@ def astar_shortest_path(graph, source: int, target: int, heuristic):
     ValueError
         If the heuristic is not consistent (a reduced weight is negative beyond rounding).
     """
-    graph = graph if sparse.isspmatrix_csr(graph) else sparse.csr_matrix(graph)
+    graph = validate_graph(graph)
     n = graph.shape[0]
-    for name, vertex in (("source", source), ("target", target)):
-        if not 0 <= vertex < n:
-            raise IndexError(f"{name} must be a vertex index in [0, {n}), got {vertex}.")
+    source, target = _check_vertex(source, n, "source"), _check_vertex(target, n, "target")
     h = np.asarray(heuristic, dtype=np.float64).reshape(-1)
     if h.shape != (n,) or not np.all(np.isfinite(h)) or np.any(h < 0):
         raise ValueError(f"heuristic must hold {n} finite non-negative values.")
-    source, target = int(source), int(target)
     if source == target:
         return 0.0, np.array([source], dtype=np.int64)
     tails = np.repeat(np.arange(n), np.diff(graph.indptr))

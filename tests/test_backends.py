@@ -134,16 +134,18 @@ def test_auto_backend_rule(rng, monkeypatch):
     n = 3000
     chain = symmetric_csr(n, np.arange(n - 1), np.arange(1, n), np.ones(n - 1))
     monkeypatch.setattr(paths, "_cuda_available", lambda: False)
-    assert choose_backend(shallow, 1000) == "scipy"
+    assert choose_backend(shallow, 1000, "cuda") == "scipy"
     monkeypatch.setattr(paths, "_cuda_available", lambda: True)
     assert hop_depth(chain) == 2 * (n - 1) > paths._TORCH_MAX_HOPS
-    assert choose_backend(shallow, 1000) == "torch"
-    assert choose_backend(shallow, 1) in ("scipy", "cugraph")  # few sources: no batch to share
+    # the device rule: no device (numpy on the CPU) or a CPU device never picks a GPU backend
+    assert choose_backend(shallow, 1000) == choose_backend(shallow, 1000, "cpu") == "scipy"
+    assert choose_backend(shallow, 1000, "cuda") == "torch"
+    assert choose_backend(shallow, 1, "cuda") in ("scipy", "cugraph")  # few sources: no batch to share
     monkeypatch.setitem(sys.modules, "pylibcugraph", None)
-    assert choose_backend(chain, 1000) == "scipy"
+    assert choose_backend(chain, 1000, "cuda") == "scipy"
     fake_rapids(monkeypatch)
-    assert choose_backend(chain, 1000) == "cugraph"
-    assert choose_backend(shallow, 1) == "cugraph"
+    assert choose_backend(chain, 1000, "cuda") == "cugraph"
+    assert choose_backend(shallow, 1, "cuda") == "cugraph"
 
 
 def test_gpu_backends_get_large_batches(rng, monkeypatch):
@@ -154,7 +156,7 @@ def test_gpu_backends_get_large_batches(rng, monkeypatch):
         calls.append(len(sources))
         return dijkstra(graph, True, indices=sources, limit=limit)
 
-    monkeypatch.setitem(paths.BACKENDS, "torch", recording)
+    monkeypatch.setitem(paths._BACKENDS, "torch", recording)
     G = random_graph(rng, 200, 0.05)
     D = shortest_paths(G, np.arange(200), backend="torch", n_jobs=2)
     assert calls == [200]

@@ -152,7 +152,7 @@ def test_torch_edge_weights_equal_numpy(rng, device):
     rows, cols = coo.row, coo.col
     expected = ref.metric_.edge_log_weights(X, rows, cols, ref.log_prob_)
     metric = ConformalMetric(mixture, ref.metric_.log_lam, 1.0, 0.0, 8, chunk_bytes=20_000)
-    got = metric.edge_log_weights_torch(X, rows, cols, ref.log_prob_, device=device)
+    got = metric.edge_log_weights(X, rows, cols, ref.log_prob_, device=device)
     assert np.array_equal(np.isinf(got), np.isinf(expected)) and np.isinf(got).any()
     finite = np.isfinite(expected)
     np.testing.assert_allclose(got[finite], expected[finite], rtol=1e-10)
@@ -185,7 +185,7 @@ def test_torch_edge_weights_retry_with_halved_chunks_on_out_of_memory(rng):
 
     small = SmallDevice.isotropic(X[:10], 0.5)
     metric = ConformalMetric(small, ref.metric_.log_lam, 1.0, 0.0, 8)
-    got = metric.edge_log_weights_torch(X, rows, cols, ref.log_prob_, device="cpu")
+    got = metric.edge_log_weights(X, rows, cols, ref.log_prob_, device="cpu")
     expected = ref.metric_.edge_log_weights(X, rows, cols, ref.log_prob_)
     np.testing.assert_allclose(got, expected, rtol=1e-10)
     # the first chunks failed, then every node was evaluated once in chunks that fit

@@ -1,0 +1,446 @@
+"""The graph-distance engine under the estimators, after scikit-learn's ``NeighborsBase``.
+
+:class:`GraphDistanceBase` owns the fit skeleton
+
+    vertices -> metric -> neighbourhood graph -> edge weights -> symmetric CSR -> components
+
+and implements every query once: ``transform``, ``distances``, ``kneighbors``, ``distance``
+and ``geodesic``. A subclass only says what its vertices and its metric are
+(:meth:`GraphDistanceBase._prepare`); it owns no graph or path algorithm, which live in
+:mod:`gendist.graph` and :mod:`gendist.paths` (as scikit-learn's Isomap owns none).
+:class:`gendist.GenerativeDistance` (a density's conformal metric on data points) and
+:class:`gendist.LatentDistance` (a decoder's pullback metric on latent codes) are the two.
+"""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.neighbors import NearestNeighbors
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._compute import default_memory_limit, resolve_device
+from ._validation import check_points
+from .graph import (
+    add_vertices,
+    auto_radius,
+    component_report,
+    join_edges,
+    min_length_factor,
+    neighbourhood_graph,
+    symmetric_csr,
+)
+from .paths import (
+    BACKEND_NAMES,
+    Geodesic,
+    check_vertex_indices,
+    nearest_vertices,
+    pair_shortest_path,
+    shortest_paths,
+)
+from .refine import refine_path
+
+__all__ = ["GraphDistanceBase"]
+
+
+class GraphDistanceBase(TransformerMixin, BaseEstimator):
+    """Distances and geodesics on a neighbourhood graph weighted by a segment metric.
+
+    Not for direct use: subclasses implement :meth:`_prepare` and set ``__init__`` with the
+    parameters named in ``_parameter_constraints`` (the shared ones below, plus their own).
+
+    Shared parameters: ``radius``, ``n_neighbors`` (the graph rule), ``n_quad`` (nodes per
+    edge), ``backend`` (shortest paths), ``n_jobs`` (joblib workers), ``dtype`` (of returned
+    distance matrices), ``memory_limit`` (bytes), ``batch_size`` (points per model call),
+    ``device`` (None: numpy on the CPU; a torch device: graph search, quadrature and the torch
+    shortest-path backend there), ``verbose`` (progress bars).
+    """
+
+    _parameter_constraints: dict = {
+        "radius": [None, StrOptions({"auto"}), Interval(Real, 0, None, closed="neither")],
+        "n_neighbors": [None, Interval(Integral, 1, None, closed="left")],
+        "n_quad": [Interval(Integral, 2, None, closed="left")],
+        "backend": [StrOptions(set(BACKEND_NAMES))],
+        "n_jobs": [None, Integral],
+        "dtype": [str, type, np.dtype],
+        "memory_limit": [None, Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "device": "no_validation",  # checked by gendist._compute.resolve_device
+        "verbose": ["verbose"],
+    }
+
+    # ------------------------------------------------------------------ subclass hooks
+    def _check_params(self) -> None:
+        """Checks of the subclass's own parameters beyond the declared constraints."""
+
+    def _prepare(self, X: np.ndarray):
+        """Vertices and metric for the training points ``X`` (validated float64, a copy).
+
+        Returns
+        -------
+        vertices : ndarray of shape (N, d)
+            The training points first (vertex ``i`` is ``X[i]``), then any other vertex.
+        join_offset : int
+            Vertices ``[join_offset, N)`` carry the graph; those before it (the training
+            points, when the graph is built on synthetic vertices only) join it through
+            their neighbours there, as new points do.
+        metric : gendist.metric.SegmentMetric
+        vertex_values : ndarray of shape (N,) or None
+            ``metric.vertex_values(vertices)``.
+        """
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ checks
+    def _check_all_params(self):
+        """Every parameter, before any work: declared constraints, then the rest."""
+        self._validate_params()
+        if str(np.dtype(self.dtype)) not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}.")
+        self._check_params()
+        return resolve_device(self.device)
+
+    def _memory_limit(self) -> int:
+        return default_memory_limit() if self.memory_limit is None else self.memory_limit
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X, y=None):
+        """Build the graph on the vertices and weight its edges under the metric.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training points.
+        y : ignored
+
+        Returns
+        -------
+        self
+        """
+        device = self._check_all_params()
+        X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2, copy=True)
+        self.device_ = device
+        progress = bool(self.verbose)
+        V, offset, metric, values = self._prepare(X)
+        self.vertices_, self.metric_ = V, metric
+        self.data_index_ = np.arange(X.shape[0])
+        self._vertex_values, self._join_offset = values, offset
+
+        graph_points = V[offset:]
+        self.nn_ = NearestNeighbors().fit(graph_points)
+        radius = self.radius
+        if radius is None and self.n_neighbors is None:
+            radius = "auto"
+        if isinstance(radius, str):
+            radius = auto_radius(graph_points, nn=self.nn_)
+        self.radius_ = radius
+        rows, cols, lengths = neighbourhood_graph(
+            graph_points,
+            radius,
+            self.n_neighbors,
+            device=device,
+            nn=self.nn_,
+            max_edges=self._memory_limit() // 64,
+        )
+        rows, cols = rows + offset, cols + offset
+        if offset:
+            self._nn_data = NearestNeighbors().fit(X)
+            jr, jc, jl = self._join_edges(X)
+            keep = (jc >= offset) | (jr < jc)  # coincident training points: each pair once
+            rows, cols = np.concatenate([rows, jr[keep]]), np.concatenate([cols, jc[keep]])
+            lengths = np.concatenate([lengths, jl[keep]])
+        log_w = metric.edge_log_weights(
+            V, rows, cols, values, progress=progress, n_jobs=self.n_jobs, device=device
+        )
+        self.graph_ = symmetric_csr(V.shape[0], rows, cols, np.exp(log_w))
+        factor = min_length_factor(lengths, log_w)
+        self.min_length_factor_ = factor if np.isfinite(factor) else 0.0
+        self.n_components_, self.component_labels_ = component_report(self.graph_)
+        return self
+
+    def fit_transform(self, X, y=None):
+        """Fit, then return the distances among the training points.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : ignored
+
+        Returns
+        -------
+        D : ndarray of shape (n_samples, n_samples)
+        """
+        self.fit(X)
+        idx = self.data_index_
+        return self._shortest_paths(self.graph_, idx, columns=idx)
+
+    # ------------------------------------------------------------------ joining new points
+    def _join_edges(self, Y):
+        """(row of Y, vertex, Euclidean length) of the edges joining points to the graph by
+        its own rule."""
+        offset = self._join_offset
+        rows, cols, lengths = join_edges(
+            self.nn_, self.vertices_[offset:], Y, self.radius_, self.n_neighbors
+        )
+        cols = cols + offset
+        if offset:
+            # a point that coincides with a training point is that point (distance 0)
+            same = self._nn_data.radius_neighbors(Y, 0.0, return_distance=False)
+            counts = [len(a) for a in same]
+            rows = np.concatenate([rows, np.repeat(np.arange(len(Y)), counts)])
+            cols = np.concatenate([cols, np.concatenate(same).astype(np.int64)])
+            lengths = np.concatenate([lengths, np.zeros(sum(counts))])
+        return rows, cols, lengths
+
+    def _joined_graph(self, Y, both_directions: bool):
+        """The fitted graph with the points ``Y`` joined as vertices ``N, N + 1, ...``.
+
+        Returns
+        -------
+        graph : scipy.sparse.csr_matrix of shape (N + m, N + m)
+        factor : float
+            :func:`gendist.graph.min_length_factor` of the new edges (inf without any).
+        """
+        rows, cols, lengths = self._join_edges(Y)
+        log_w = self.metric_.edge_log_weights(
+            Y,
+            rows,
+            cols,
+            self.metric_.vertex_values(Y),
+            self.vertices_,
+            self._vertex_values,
+            device=self.device_,
+        )
+        graph = add_vertices(
+            self.graph_, rows, cols, np.exp(log_w), len(Y), both_directions=both_directions
+        )
+        return graph, min_length_factor(lengths, log_w)
+
+    # ------------------------------------------------------------------ queries
+    def _shortest_paths(self, graph, sources, columns=None, limit=np.inf, dtype=None, out=None):
+        return shortest_paths(
+            graph,
+            sources,
+            columns=columns,
+            limit=limit,
+            dtype=self.dtype if dtype is None else dtype,
+            backend=self.backend,
+            n_jobs=self.n_jobs,
+            memory_limit=self._memory_limit(),
+            progress=bool(self.verbose),
+            out=out,
+            device=self.device_,
+        )
+
+    def _sources(self, sources):
+        N = self.graph_.shape[0]
+        return np.arange(N) if sources is None else check_vertex_indices(sources, N, "sources")
+
+    def transform(self, X):
+        """Distances from new points to the training points.
+
+        New points join the fitted graph through their neighbours (by the graph's own radius /
+        kNN rule) with exact segment costs, as sources only: the fitted graph is not changed,
+        and new points do not join each other.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+
+        Returns
+        -------
+        D : ndarray of shape (n_queries, n_samples)
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        graph, _ = self._joined_graph(X, both_directions=False)
+        N = self.graph_.shape[0]
+        return self._shortest_paths(graph, N + np.arange(X.shape[0]), columns=self.data_index_)
+
+    def distances(self, sources=None, *, limit=np.inf, dtype=None, out=None):
+        """Rows of the vertex distance matrix.
+
+        Parameters
+        ----------
+        sources : array-like of int, optional
+            Vertex indices (default: all vertices). Compute a large matrix in blocks of rows.
+        limit : float, default=inf
+            Stop searching beyond this distance; farther vertices get inf.
+        dtype : {"float64", "float32"}, optional
+            Defaults to the estimator's ``dtype``.
+        out : array-like of shape (n_sources, n_vertices), optional
+            Write the rows there block by block (a ``numpy.memmap`` or a zarr array, float32
+            or float64) instead of RAM; the memory limit then does not apply.
+
+        Returns
+        -------
+        D : ndarray of shape (n_sources, n_vertices), or ``out``
+        """
+        check_is_fitted(self)
+        sources = self._sources(sources)
+        return self._shortest_paths(self.graph_, sources, limit=limit, dtype=dtype, out=out)
+
+    def kneighbors(self, sources=None, n_neighbors: int = 5):
+        """The k nearest vertices in generative distance, without all-pairs distances.
+
+        Bounded searches (:func:`gendist.paths.nearest_vertices`): each source's search stops
+        at a radius that doubles until it holds k other vertices, and the sources go in
+        memory-bounded blocks.
+
+        Parameters
+        ----------
+        sources : array-like of int, optional
+            Vertex indices (default: all vertices).
+        n_neighbors : int, default=5
+            k, the number of neighbours returned (not the graph's ``n_neighbors``).
+
+        Returns
+        -------
+        distances : ndarray of shape (n_sources, n_neighbors)
+            Increasing; inf where a component has fewer than k other vertices.
+        indices : ndarray of shape (n_sources, n_neighbors)
+            Vertex indices (-1 where the distance is inf). A vertex is not its own neighbour.
+        """
+        check_is_fitted(self)
+        return nearest_vertices(
+            self.graph_,
+            self._sources(sources),
+            n_neighbors,
+            backend=self.backend,
+            n_jobs=self.n_jobs,
+            device=self.device_,
+            progress=bool(self.verbose),
+        )
+
+    def _endpoint(self, a, name):
+        """A vertex index, or a point (as a (1, d) array), from what the user passed.
+
+        An integer (a Python or numpy integer, a 0-d integer array) is a vertex index; an
+        array of shape (n_features,) or (1, n_features) is a point. Booleans, other scalars
+        and several points are refused.
+        """
+        d = self.n_features_in_
+        if a is None or isinstance(a, (bool, np.bool_)):
+            raise TypeError(f"{name} must be a vertex index or a point of {d} features, got {a!r}.")
+        array = np.asarray(a)
+        if array.ndim == 0:
+            if array.dtype.kind not in "iu":
+                raise TypeError(
+                    f"{name} must be a vertex index (an integer) or a point of shape ({d},), "
+                    f"got {a!r}."
+                )
+            return int(check_vertex_indices(array, self.graph_.shape[0], name)[0]), None
+        if array.ndim > 2 or (array.ndim == 2 and array.shape[0] != 1):
+            raise ValueError(
+                f"{name} must be one point of shape ({d},), got an array of shape "
+                f"{array.shape}; use transform for several points."
+            )
+        return None, check_points(array.reshape(1, -1), name, n_features=d)
+
+    def _pair_query(self, a, b):
+        """Shortest path between two vertices or points, without an all-pairs run.
+
+        Points join the graph in both directions; a shortest path never passes through its
+        own ends, so joining them changes no distance between the two. Two equal points are
+        at distance 0.
+
+        Returns
+        -------
+        length : float
+        path : ndarray of int or None
+            Vertex indices; ``N`` and ``N + 1`` (``N`` vertices) are the new points.
+        new_points : ndarray of shape (m, d) or None
+        """
+        check_is_fitted(self)
+        (ia, pa), (ib, pb) = self._endpoint(a, "a"), self._endpoint(b, "b")
+        N = self.graph_.shape[0]
+        if pa is not None and pb is not None and np.array_equal(pa, pb):
+            return 0.0, np.array([N]), pa
+        new = [p for p in (pa, pb) if p is not None]
+        if not new:
+            if self.component_labels_[ia] != self.component_labels_[ib]:
+                return np.inf, None, None
+            graph, factor = self.graph_, self.min_length_factor_
+        else:
+            graph, join_factor = self._joined_graph(np.vstack(new), both_directions=True)
+            factor = min(self.min_length_factor_, join_factor)
+        source = N if pa is not None else ia
+        target = N + len(new) - 1 if pb is not None else ib
+        x_a = pa[0] if pa is not None else self.vertices_[ia]
+        x_b = pb[0] if pb is not None else self.vertices_[ib]
+        bound = factor * float(np.linalg.norm(x_a - x_b))
+        length, path = pair_shortest_path(graph, source, target, lower_bound=bound)
+        return length, path, (np.vstack(new) if new else None)
+
+    def distance(self, a, b) -> float:
+        """The distance between two vertices or points.
+
+        A bidirectional Dijkstra from both ends (:func:`gendist.paths.pair_shortest_path`),
+        started from the admissible bound ``min_length_factor_ * |a - b|``: the work grows
+        with the distance, not with the graph, and the result is the same float as the
+        all-pairs one. New points join the graph through their neighbours, not each other
+        (two equal points are at distance 0).
+
+        Parameters
+        ----------
+        a, b : int or array-like of shape (n_features,)
+            A vertex index, or a point (which joins the graph through its neighbours).
+
+        Returns
+        -------
+        distance : float
+            ``inf`` when a and b lie in different connected components.
+        """
+        return float(self._pair_query(a, b)[0])
+
+    def geodesic(self, a, b, refine=False) -> Geodesic:
+        """The geodesic between two vertices or points: the graph path, optionally refined.
+
+        Parameters
+        ----------
+        a, b : int or array-like of shape (n_features,)
+            A vertex index, or a point (which joins the graph through its neighbours).
+        refine : bool or dict, default=False
+            Also move the path's interior points off the vertices to shorten it under the
+            metric (:func:`gendist.refine.refine_path`); a dict passes options such as
+            ``n_points`` or ``method``. The refined path is never longer than the graph path
+            and is closer to the true geodesic, at the cost of model evaluations along it.
+
+        Returns
+        -------
+        Geodesic
+            ``points`` (k, d) from a to b, ``indices`` (vertex index, -1 for a point that is
+            not a vertex), and ``length``, its length under the metric.
+
+        Raises
+        ------
+        ValueError
+            If a and b lie in different connected components.
+        """
+        length, path, new = self._pair_query(a, b)
+        if path is None:
+            raise ValueError(
+                f"a and b lie in different connected components of the graph "
+                f"({self.n_components_} components); there is no geodesic between them."
+            )
+        N = self.graph_.shape[0]
+        indices = np.where(path >= N, -1, path)
+        points = np.vstack([self.vertices_[i] if i < N else new[i - N] for i in path])
+        if refine and len(points) > 1:
+            options = refine if isinstance(refine, dict) else {}
+            refined, refined_length = refine_path(
+                self.metric_, points, progress=bool(self.verbose), **options
+            )
+            if refined is not points:
+                inner = np.full(len(refined) - 2, -1)
+                indices = np.concatenate([indices[:1], inner, indices[-1:]])
+                points, length = refined, refined_length
+        return Geodesic(points=points, indices=indices, length=float(length))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64"]
+        return tags
+
