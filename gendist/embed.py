@@ -58,7 +58,7 @@ def tsne_embedding(
     *,
     perplexity: float = 30.0,
     inf_factor: float = 2.0,
-    backend: str = "sklearn",
+    method: str = "sklearn",
     random_state=None,
     **tsne_params,
 ) -> np.ndarray:
@@ -75,13 +75,13 @@ def tsne_embedding(
         Effective number of neighbours; lowered to ``(n - 1) / 3`` for small n.
     inf_factor : float, default=2.0
         See :func:`finite_distances`.
-    backend : {"sklearn", "opentsne"}, default="sklearn"
+    method : {"sklearn", "opentsne"}, default="sklearn"
         scikit-learn's Barnes-Hut :class:`~sklearn.manifold.TSNE`, or
         openTSNE's (``pip install openTSNE``; FFT-accelerated gradients, faster for
         thousands of points and more, and multi-threaded).
     random_state : int, RandomState instance or None
     **tsne_params
-        Further parameters of the backend's ``TSNE``.
+        Further parameters of that implementation's ``TSNE``.
 
     Returns
     -------
@@ -91,7 +91,7 @@ def tsne_embedding(
     if len(D) < 4:
         raise ValueError(f"t-SNE needs at least 4 points, got {len(D)}.")
     perplexity = min(check_positive(perplexity, "perplexity"), (len(D) - 1) / 3)
-    if backend == "opentsne":
+    if method == "opentsne":
         open_tsne = import_optional("openTSNE")
         seed = check_random_state(random_state).randint(np.iinfo(np.int32).max)
         params = {"initialization": "random", **tsne_params}
@@ -99,8 +99,10 @@ def tsne_embedding(
             n_components, perplexity=perplexity, metric="precomputed", random_state=seed, **params
         )
         return np.asarray(tsne.fit(D))
-    if backend != "sklearn":
-        raise ValueError(f'backend must be "sklearn" or "opentsne", got {backend!r}.')
+    if method != "sklearn":
+        raise ValueError(
+            f'method (the t-SNE backend) must be "sklearn" or "opentsne", got {method!r}.'
+        )
     params = {"init": "random", **tsne_params}
     tsne = TSNE(
         n_components,

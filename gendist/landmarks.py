@@ -15,7 +15,7 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from ._validation import check_int
-from .paths import shortest_paths
+from .paths import check_vertex_indices, shortest_paths, validate_graph
 
 __all__ = ["choose_landmarks", "landmark_bounds", "landmark_mds"]
 
@@ -56,6 +56,7 @@ def choose_landmarks(
     distances : ndarray of shape (L, n)
         Generative distances from each landmark to every vertex.
     """
+    graph = validate_graph(graph)
     n = graph.shape[0]
     L = check_int(n_landmarks, "n_landmarks")
     if L > n:
@@ -94,12 +95,32 @@ def landmark_bounds(distances: np.ndarray, rows, cols):
         not, the two lie in different components: both bounds are inf. Where no landmark
         reaches either end, ``lower = 0`` and ``upper = inf``.
     """
-    A = distances[:, np.asarray(rows)]
-    B = distances[:, np.asarray(cols)]
+    distances = _check_landmark_distances(distances)
+    n = distances.shape[1]
+    rows, cols = check_vertex_indices(rows, n, "rows"), check_vertex_indices(cols, n, "cols")
+    if rows.shape != cols.shape:
+        raise ValueError(
+            f"rows and cols must pair up: got {len(rows)} rows and {len(cols)} cols."
+        )
+    A = distances[:, rows]
+    B = distances[:, cols]
     with np.errstate(invalid="ignore"):  # inf - inf where a landmark reaches neither end
         gap = np.abs(A - B)
     gap[np.isinf(A) & np.isinf(B)] = 0.0
     return gap.max(axis=0), (A + B).min(axis=0)
+
+
+def _check_landmark_distances(distances) -> np.ndarray:
+    """An (L, n) matrix of non-negative distances (inf allowed), as float64."""
+    distances = np.asarray(distances, dtype=np.float64)
+    if distances.ndim != 2 or distances.size == 0:
+        raise ValueError(
+            f"distances must be an (L, n) matrix of landmark distances, got shape "
+            f"{distances.shape}."
+        )
+    if np.isnan(distances).any() or (distances < 0).any():
+        raise ValueError("distances must be >= 0 (inf allowed), without NaN.")
+    return distances
 
 
 def landmark_mds(distances: np.ndarray, landmarks, n_components: int = 2) -> np.ndarray:
@@ -124,9 +145,15 @@ def landmark_mds(distances: np.ndarray, landmarks, n_components: int = 2) -> np.
     -------
     embedding : ndarray of shape (n, n_components)
     """
-    distances = np.asarray(distances, dtype=np.float64)
+    distances = _check_landmark_distances(distances)
     k = check_int(n_components, "n_components")
     L = distances.shape[0]
+    landmarks = check_vertex_indices(landmarks, distances.shape[1], "landmarks")
+    if len(landmarks) != L:
+        raise ValueError(
+            f"landmarks names {len(landmarks)} vertices, but distances has {L} rows (one "
+            "per landmark)."
+        )
     if k >= L:
         raise ValueError(f"n_components={k} must be below the {L} landmarks.")
     if not np.isfinite(distances).all():
@@ -135,7 +162,7 @@ def landmark_mds(distances: np.ndarray, landmarks, n_components: int = 2) -> np.
             "component at a time (component_labels_)."
         )
     sq = distances**2
-    sq_landmarks = sq[:, np.asarray(landmarks)]
+    sq_landmarks = sq[:, landmarks]
     centring = np.eye(L) - 1.0 / L
     gram = -0.5 * centring @ sq_landmarks @ centring
     values, vectors = np.linalg.eigh(gram)

@@ -47,7 +47,7 @@ class VAE(BaseEstimator):
         Dimension q of the latent space.
     hidden : sequence of int, default=(512, 256)
         Widths of the encoder's hidden layers (the decoder mirrors them).
-    n_samples : int, default=1
+    n_importance_samples : int, default=1
         Importance samples K per point in the training objective: 1 trains on the ELBO (KL in
         closed form), K > 1 on the importance-weighted bound L_K (an IWAE).
     epochs : int, default=30
@@ -76,7 +76,7 @@ class VAE(BaseEstimator):
         self,
         latent_dim=2,
         hidden=(512, 256),
-        n_samples=1,
+        n_importance_samples=1,
         epochs=30,
         batch_size=128,
         lr=1e-3,
@@ -86,7 +86,7 @@ class VAE(BaseEstimator):
     ):
         self.latent_dim = latent_dim
         self.hidden = hidden
-        self.n_samples = n_samples
+        self.n_importance_samples = n_importance_samples
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -140,7 +140,7 @@ class VAE(BaseEstimator):
     def _check_params(self):
         q = check_int(self.latent_dim, "latent_dim")
         hidden = [check_int(h, "hidden[i]") for h in self.hidden]
-        check_int(self.n_samples, "n_samples")
+        check_int(self.n_importance_samples, "n_importance_samples")
         check_int(self.epochs, "epochs")
         check_int(self.batch_size, "batch_size")
         check_positive(self.lr, "lr")
@@ -179,7 +179,7 @@ class VAE(BaseEstimator):
         params = list(self.encoder_.parameters()) + list(self._decoder_logits.parameters())
         optimizer = torch.optim.Adam(params, lr=self.lr)
         Xt = torch.as_tensor(X, dtype=torch.float32, device=device)
-        K = int(self.n_samples)
+        K = int(self.n_importance_samples)
         self.history_ = []
         bar = tqdm(range(self.epochs), desc=type(self).__name__, disable=not self.verbose)
         for _ in bar:
@@ -235,10 +235,10 @@ class VAE(BaseEstimator):
 
         return MeanStd(self.decoder_)
 
-    def bound(self, X, n_samples: int = 1, random_state=None) -> np.ndarray:
+    def bound(self, X, n_importance_samples: int = 1, random_state=None) -> np.ndarray:
         """Monte-Carlo estimate of the importance-weighted bound L_K on log p(x), per point.
 
-        ``n_samples=1`` is the ELBO (sampled, no closed-form KL); larger K is tighter.
+        ``n_importance_samples=1`` is the ELBO (sampled, no closed-form KL); larger K is tighter.
 
         Returns
         -------
@@ -246,7 +246,7 @@ class VAE(BaseEstimator):
         """
         check_is_fitted(self, "encoder_")
         X = self._check_X(X, self.n_features_in_)
-        K = check_int(n_samples, "n_samples")
+        K = check_int(n_importance_samples, "n_importance_samples")
         rng = check_random_state(random_state)
         ref = next(self.encoder_.parameters())
         generator = self._torch.Generator(device=ref.device).manual_seed(
@@ -283,7 +283,7 @@ class IWAE(VAE):
         self,
         latent_dim=2,
         hidden=(512, 256),
-        n_samples=5,
+        n_importance_samples=5,
         epochs=30,
         batch_size=128,
         lr=1e-3,
@@ -294,7 +294,7 @@ class IWAE(VAE):
         super().__init__(
             latent_dim=latent_dim,
             hidden=hidden,
-            n_samples=n_samples,
+            n_importance_samples=n_importance_samples,
             epochs=epochs,
             batch_size=batch_size,
             lr=lr,

@@ -189,7 +189,7 @@ def test_tsne_embedding_preserves_neighbourhoods(backend):
     from sklearn.manifold import trustworthiness
 
     X, y = make_blobs(150, centers=3, cluster_std=0.5, random_state=1)
-    Y = tsne_embedding(euclidean_distances(X), perplexity=20, backend=backend, random_state=0)
+    Y = tsne_embedding(euclidean_distances(X), perplexity=20, method=backend, random_state=0)
     assert Y.shape == (150, 2)
     assert trustworthiness(X, Y, n_neighbors=10) > 0.9
     centroids = np.array([Y[y == k].mean(0) for k in range(3)])
@@ -199,7 +199,7 @@ def test_tsne_embedding_preserves_neighbourhoods(backend):
 
 def test_tsne_embedding_rejects_unknown_backend():
     with pytest.raises(ValueError, match="backend"):
-        tsne_embedding(np.ones((5, 5)) - np.eye(5), backend="umap")
+        tsne_embedding(np.ones((5, 5)) - np.eye(5), method="umap")
 
 
 # ------------------------------------------------------------------ datasets

@@ -140,7 +140,8 @@ def test_auto_backend_rule(rng, monkeypatch):
     # the device rule: no device (numpy on the CPU) or a CPU device never picks a GPU backend
     assert choose_backend(shallow, 1000) == choose_backend(shallow, 1000, "cpu") == "scipy"
     assert choose_backend(shallow, 1000, "cuda") == "torch"
-    assert choose_backend(shallow, 1, "cuda") in ("scipy", "cugraph")  # few sources: no batch to share
+    # few sources: no batch to share
+    assert choose_backend(shallow, 1, "cuda") in ("scipy", "cugraph")
     monkeypatch.setitem(sys.modules, "pylibcugraph", None)
     assert choose_backend(chain, 1000, "cuda") == "scipy"
     fake_rapids(monkeypatch)

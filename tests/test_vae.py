@@ -46,7 +46,7 @@ def test_training_raises_the_bound_and_iwae_is_tighter(digits):
     untrained = VAE(hidden=(64,), epochs=1, lr=1e-12, random_state=0).fit(train)
     vae = VAE(hidden=(64,), epochs=5, random_state=0).fit(train)
     assert vae.score(held) > untrained.score(held) + 100  # nats per image
-    iwae = IWAE(hidden=(64,), epochs=5, n_samples=5, random_state=0).fit(train)
+    iwae = IWAE(hidden=(64,), epochs=5, n_importance_samples=5, random_state=0).fit(train)
     for model in (vae, iwae):
         elbo = model.bound(held, 1, random_state=1).mean()
         tight = model.bound(held, 200, random_state=1).mean()
