@@ -9,7 +9,8 @@ cluster a) minimise
 
 with ``G`` the double-centred kernel matrix and ``penalty = -2 min G`` by default, sampled by
 simulated annealing (``dwave-samplers``). A point whose row of ``q`` is not one-hot gets the
-label -1.
+label -1. The QUBO's pieces (:func:`double_centre`, :func:`ising_qubo`,
+:func:`decode_assignment`) are importable for advanced use.
 """
 
 from __future__ import annotations
@@ -26,13 +27,7 @@ from sklearn.utils.validation import validate_data
 from ._optional import import_optional
 from ._validation import check_int, check_positive
 
-__all__ = [
-    "IsingClustering",
-    "double_centre",
-    "ising_qubo",
-    "decode_assignment",
-    "precomputed_clusterer",
-]
+__all__ = ["IsingClustering", "precomputed_clusterer"]
 
 
 def double_centre(K) -> np.ndarray:

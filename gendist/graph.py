@@ -5,6 +5,11 @@ symmetric CSR matrix in :func:`symmetric_csr`. Coincident points (duplicates) ar
 zero-length edges, which are kept as explicit zeros: scipy's shortest paths treat an explicit
 zero in a sparse matrix as an edge of weight 0, so duplicates stay at distance 0 instead of
 falling apart into separate components.
+
+:func:`neighbourhood_graph` is the one entry point (scikit-learn's neighbour search on the
+CPU, :func:`torch_edges` on a device). Building blocks, for advanced use: :func:`build_edges`,
+:func:`radius_edges`, :func:`knn_edges`, :func:`symmetric_csr`, :func:`add_vertices` (new
+vertices joined to a graph), :func:`min_length_factor` (the A* bound of a weighted graph).
 """
 
 from __future__ import annotations
@@ -16,20 +21,14 @@ from scipy import sparse
 from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
 from sklearn.neighbors import NearestNeighbors
 
+from ._compute import chunk_rows, to_numpy
 from ._validation import check_int, check_positive
 
 __all__ = [
     "neighbourhood_graph",
-    "build_edges",
-    "torch_edges",
-    "radius_edges",
-    "knn_edges",
     "auto_radius",
-    "symmetric_csr",
-    "add_vertices",
-    "min_length_factor",
-    "component_report",
     "join_edges",
+    "component_report",
     "GraphTooLargeError",
 ]
 
@@ -46,7 +45,7 @@ def _pair_lengths(X: np.ndarray, rows: np.ndarray, cols: np.ndarray, Y=None) -> 
     """
     Y = X if Y is None else Y
     out = np.empty(len(rows))
-    step = max(1, (1 << 24) // max(1, X.shape[1]))
+    step = chunk_rows(2 * 8 * max(1, X.shape[1]))  # the gathered rows and their difference
     for s in range(0, len(rows), step):
         diff = X[rows[s : s + step]] - Y[cols[s : s + step]]
         out[s : s + step] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
@@ -221,7 +220,8 @@ def torch_edges(X, radius=None, n_neighbors=None, device=None, dtype=None, max_e
     k = None if n_neighbors is None else min(check_int(n_neighbors, "n_neighbors"), n - 1)
     Xt = torch.as_tensor(X, dtype=dtype, device=device)
     sq_norm = (Xt * Xt).sum(1)
-    step = max(1, (1 << 26) // max(n, 1))
+    # a block of distance rows, with its slack, mask and top-k temporaries
+    step = chunk_rows(4 * max(n, 1) * torch.finfo(dtype).bits // 8, device=device)
     rows, cols, total = [], [], 0
     for s in range(0, n, step):
         block = torch.arange(s, min(n, s + step), device=device)
@@ -230,7 +230,7 @@ def torch_edges(X, radius=None, n_neighbors=None, device=None, dtype=None, max_e
         d2[torch.arange(len(block), device=device), block] = float("inf")  # not itself
         if radius is not None:
             r, c = torch.nonzero(d2 <= radius**2 + slack, as_tuple=True)
-            r, c = (r + s).cpu().numpy(), c.cpu().numpy()
+            r, c = to_numpy(r + s), to_numpy(c)
             exact = _pair_lengths(X, r, c)
             within = (exact <= radius) & (r < c)
             rows.append(r[within])
@@ -240,13 +240,13 @@ def torch_edges(X, radius=None, n_neighbors=None, device=None, dtype=None, max_e
         if k:
             m = min(k + 8, n - 1)
             approx, idx = torch.topk(d2, m, dim=1, largest=False)
-            idx, approx = idx.cpu().numpy(), approx.cpu().numpy()
+            idx, approx = to_numpy(idx), to_numpy(approx)
             r = np.repeat(np.arange(s, s + len(block)), m)
             exact = _pair_lengths(X, r, idx.ravel()).reshape(-1, m)
             order = np.argsort(exact, axis=1, kind="stable")[:, :k]
             kth = np.take_along_axis(exact, order[:, -1:], 1)[:, 0]
             # proven when the (m)-th candidate is surely farther than the exact k-th
-            margin = slack.max(dim=1).values.cpu().numpy()
+            margin = to_numpy(slack.max(dim=1).values)
             proven = (m == n - 1) | (approx[:, -1] - margin > kth**2 * (1 + 1e-12))
             chosen = np.take_along_axis(idx, order, 1)
             for i in np.flatnonzero(~proven):  # exact over all points

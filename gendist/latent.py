@@ -26,7 +26,7 @@ import copy
 
 import numpy as np
 
-from ._compute import get_namespace, to_numpy
+from ._compute import chunk_rows, get_namespace, to_numpy
 from ._engine import GraphDistanceBase
 from ._optional import import_optional
 from ._validation import check_int, check_points
@@ -206,11 +206,11 @@ class PullbackMetric(SegmentMetric):
 
             # forward mode: q Jacobian-vector products (q is small), not D reverse passes
             jac = torch.func.vmap(torch.func.jacfwd(single))
+            D = self.decode(Z[:1]).shape[1]
+            step = chunk_rows(4 * D * q * 8, device=device, max_rows=self.batch_size)
             parts = [
-                jac(torch.as_tensor(Z[s : s + 256], dtype=torch.float64, device=device))
-                .cpu()
-                .numpy()
-                for s in range(0, m, 256)
+                to_numpy(jac(torch.as_tensor(Z[s : s + step], dtype=torch.float64, device=device)))
+                for s in range(0, m, step)
             ]
             return np.concatenate(parts) if parts else np.empty((0, 0, q))
         h = step * np.maximum(1.0, np.abs(Z))  # (m, q)

@@ -28,15 +28,7 @@ from ._compute import chunk_rows, get_namespace, iter_chunks, to_numpy
 from ._validation import check_int, check_positive
 from .densities import Density, evaluate_log_density
 
-__all__ = [
-    "SegmentMetric",
-    "ConformalMetric",
-    "check_lambda",
-    "resolve_lambda",
-    "log_length_factor",
-    "trapezoid_log_weights",
-    "segment_nodes",
-]
+__all__ = ["SegmentMetric", "ConformalMetric", "resolve_lambda", "log_length_factor"]
 
 #: fewest edges per chunk sent to a joblib worker
 _MIN_PARALLEL_CHUNK = 20_000

@@ -37,7 +37,7 @@ from scipy.sparse.csgraph import connected_components, dijkstra, shortest_path
 from sklearn import get_config
 from tqdm.auto import tqdm
 
-from ._compute import chunk_rows, default_memory_limit
+from ._compute import chunk_rows, default_memory_limit, to_numpy
 from ._optional import import_optional
 from .graph import GraphTooLargeError
 
@@ -204,7 +204,9 @@ def _torch_bellman_ford(
     K = neighbours.shape[1]
     step = chunk_rows(8 * (n + 1) * K, device=device, budget=chunk_bytes)
     dist_out = np.empty((len(sources), n))
-    pred_out = np.full((len(sources), n), -9999, dtype=np.int64) if return_predecessors else None
+    pred_out = None
+    if return_predecessors:
+        pred_out = np.full((len(sources), n), NO_PREDECESSOR, dtype=np.int64)
     for start in range(0, len(sources), step):
         block = sources[start : start + step]
         B = len(block)
@@ -212,7 +214,7 @@ def _torch_bellman_ford(
         D[torch.as_tensor(block, device=device), torch.arange(B, device=device)] = 0.0
         # predecessor = the neighbour of the last strict improvement: acyclic even with
         # zero-weight edges (a tie never moves it)
-        pred = torch.full((n, B), -9999, dtype=torch.int64, device=device)
+        pred = torch.full((n, B), NO_PREDECESSOR, dtype=torch.int64, device=device)
         while True:
             best, arg = (D[neighbours] + weights[:, :, None]).min(dim=1)  # over (n, K, B)
             improved = best < D[:n]
@@ -223,9 +225,9 @@ def _torch_bellman_ford(
                 pred = torch.where(improved, torch.gather(neighbours, 1, arg), pred)
         dist = D[:n].T
         beyond = dist > limit
-        dist_out[start : start + B] = torch.where(beyond, float("inf"), dist).cpu().numpy()
+        dist_out[start : start + B] = to_numpy(torch.where(beyond, float("inf"), dist))
         if return_predecessors:
-            pred_out[start : start + B] = torch.where(beyond, -9999, pred.T).cpu().numpy()
+            pred_out[start : start + B] = to_numpy(torch.where(beyond, NO_PREDECESSOR, pred.T))
     return (dist_out, pred_out) if return_predecessors else dist_out
 
 
@@ -266,7 +268,7 @@ def _cugraph_sssp(graph, sources, limit=np.inf, return_predecessors=False):
     cutoff = float(limit) if np.isfinite(limit) else float(np.finfo(np.float64).max)
     sources = np.asarray(sources, dtype=np.int64).reshape(-1)
     dist_out = np.full((len(sources), n), np.inf)
-    pred_out = np.full((len(sources), n), -9999, dtype=np.int64)
+    pred_out = np.full((len(sources), n), NO_PREDECESSOR, dtype=np.int64)
     for i, source in enumerate(sources):
         vertices, dist, pred = (
             cp.asnumpy(a)
@@ -282,7 +284,7 @@ def _cugraph_sssp(graph, sources, limit=np.inf, return_predecessors=False):
         dist = dist.astype(np.float64)
         unreached = (dist >= np.finfo(dist.dtype).max) | (dist > limit)
         dist_out[i, vertices] = np.where(unreached, np.inf, dist)
-        pred_out[i, vertices] = np.where(unreached | (pred < 0), -9999, pred)
+        pred_out[i, vertices] = np.where(unreached | (pred < 0), NO_PREDECESSOR, pred)
     return (dist_out, pred_out) if return_predecessors else dist_out
 
 

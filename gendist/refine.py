@@ -23,6 +23,7 @@ import numpy as np
 from scipy.optimize import minimize
 from tqdm.auto import tqdm
 
+from ._compute import to_numpy
 from ._optional import import_optional
 from ._validation import check_int, check_points, check_positive
 
@@ -70,7 +71,7 @@ def _autograd_length(metric):
         P = torch.tensor(P, dtype=torch.float64, requires_grad=True)
         total = metric.curve_length_tensor(P)
         total.backward()
-        return float(total.detach()), P.grad.numpy()
+        return float(total.detach()), to_numpy(P.grad)
 
     return length_and_grad
 

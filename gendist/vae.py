@@ -21,6 +21,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
+from ._compute import chunk_rows, to_numpy
 from ._optional import import_optional
 from ._validation import check_int, check_points, check_positive
 
@@ -212,14 +213,14 @@ class VAE(BaseEstimator):
             out = [
                 self._posterior(self._tensor(X[s : s + 4096]))[0] for s in range(0, len(X), 4096)
             ]
-        return self._torch.cat(out).cpu().double().numpy()
+        return to_numpy(self._torch.cat(out), np.float64)
 
     def decode(self, Z) -> np.ndarray:
         """Decoded mean images of latent codes, shape (m, D), in [0, 1]."""
         check_is_fitted(self, "decoder_")
         Z = check_points(Z, "Z", n_features=self.latent_dim)
         with self._torch.no_grad():
-            return self.decoder_(self._tensor(Z)).cpu().double().numpy()
+            return to_numpy(self.decoder_(self._tensor(Z)), np.float64)
 
     def stochastic_decoder(self):
         """The decoder as a torch module ``z -> (mean, std)``, the Bernoulli standard deviation
@@ -252,13 +253,14 @@ class VAE(BaseEstimator):
         generator = self._torch.Generator(device=ref.device).manual_seed(
             int(rng.randint(2**31 - 1))
         )
-        step = max(1, 65536 // K)
+        # points whose K samples, decoded images and log-weights fit the working memory
+        step = chunk_rows(K * (self.n_features_in_ + 2 * self.latent_dim) * 4 * 4)
         with self._torch.no_grad():
             out = [
                 self._bound(self._tensor(X[s : s + step]), K, generator)
                 for s in range(0, len(X), step)
             ]
-        return self._torch.cat(out).cpu().double().numpy()
+        return to_numpy(self._torch.cat(out), np.float64)
 
     def score(self, X, y=None) -> float:
         """Mean ELBO per point (nats)."""
