@@ -35,6 +35,7 @@ __all__ = [
     "chunk_rows",
     "iter_chunks",
     "default_memory_limit",
+    "row_norms",
 ]
 
 
@@ -181,6 +182,52 @@ def get_namespace(*arrays):
             _TORCH.append(_TorchNamespace())
         return _TORCH[0]
     return _NUMPY
+
+
+#: squared norms outside [_SAFE_SQUARES, 1 / _SAFE_SQUARES] are recomputed with scaling
+_SAFE_SQUARES = 1e-280
+
+
+def row_norms(delta, floor: float = 0.0):
+    """Euclidean norm of every row of ``delta`` (numpy array or torch tensor), scale-safe.
+
+    ``sqrt(sum(delta**2))`` under- or overflows when the entries are below about 1e-154 or
+    above 1e154; rows whose squares leave the safe range are recomputed as
+    ``s * sqrt(sum((delta / s)**2))`` with ``s`` their largest absolute entry, so lengths are
+    right at any scale float64 holds. Rows in the usual range keep the plain formula.
+
+    Parameters
+    ----------
+    delta : array of shape (E, d)
+    floor : float
+        Added under the square root (a positive floor keeps gradients finite at zero rows).
+
+    Returns
+    -------
+    norms : array of shape (E,)
+    """
+    xp = get_namespace(delta)
+    if xp.name == "numpy":
+        squares = np.einsum("ij,ij->i", delta, delta)
+    else:
+        squares = (delta * delta).sum(1)
+    norms = xp.sqrt(squares + floor)
+    nonzero = (delta != 0).any(1)
+    risky = (squares > 1 / _SAFE_SQUARES) | ~xp.isfinite(squares)
+    risky = risky | ((squares < _SAFE_SQUARES) & nonzero)
+    if not bool(risky.any()):
+        return norms
+    if xp.name == "numpy":
+        part = delta[risky]
+        scale = np.abs(part).max(axis=1)
+        scaled = part / scale[:, None]
+        norms = norms.copy()
+        norms[risky] = scale * np.sqrt(np.einsum("ij,ij->i", scaled, scaled))
+        return norms
+    torch = sys.modules["torch"]
+    scale = torch.where(risky, delta.abs().amax(dim=1), torch.ones_like(squares))
+    scaled = delta / scale[:, None]
+    return torch.where(risky, scale * torch.sqrt((scaled * scaled).sum(1)), norms)
 
 
 def to_numpy(a, dtype=None) -> np.ndarray:

@@ -18,16 +18,17 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.neighbors import NearestNeighbors
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._compute import default_memory_limit, resolve_device
+from ._compute import default_memory_limit, resolve_device, row_norms
 from ._validation import check_points
 from .graph import (
+    NeighbourIndex,
     add_vertices,
     auto_radius,
     component_report,
+    distance_unit,
     join_edges,
     min_length_factor,
     neighbourhood_graph,
@@ -129,7 +130,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         self._vertex_values, self._join_offset = values, offset
 
         graph_points = V[offset:]
-        self.nn_ = NearestNeighbors().fit(graph_points)
+        self.nn_ = NeighbourIndex().fit(graph_points)
         radius = self.radius
         if radius is None and self.n_neighbors is None:
             radius = "auto"
@@ -146,7 +147,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         )
         rows, cols = rows + offset, cols + offset
         if offset:
-            self._nn_data = NearestNeighbors().fit(X)
+            self._nn_data = NeighbourIndex().fit(X)
             jr, jc, jl = self._join_edges(X)
             keep = (jc >= offset) | (jr < jc)  # coincident training points: each pair once
             rows, cols = np.concatenate([rows, jr[keep]]), np.concatenate([cols, jc[keep]])
@@ -154,10 +155,15 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         log_w = metric.edge_log_weights(
             V, rows, cols, values, progress=progress, n_jobs=self.n_jobs, device=device
         )
+        self.log_distance_unit_ = distance_unit(log_w, V.shape[0])
+        log_w = log_w - self.log_distance_unit_
         self.graph_ = symmetric_csr(V.shape[0], rows, cols, np.exp(log_w))
         factor = min_length_factor(lengths, log_w)
         self.min_length_factor_ = factor if np.isfinite(factor) else 0.0
         self.n_components_, self.component_labels_ = component_report(self.graph_)
+        self.quadrature_error_ = metric.quadrature_error(
+            V, rows, cols, values, log_w + self.log_distance_unit_
+        )
         return self
 
     def fit_transform(self, X, y=None):
@@ -213,6 +219,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             self._vertex_values,
             device=self.device_,
         )
+        log_w = log_w - self.log_distance_unit_
         graph = add_vertices(
             self.graph_, rows, cols, np.exp(log_w), len(Y), both_directions=both_directions
         )
@@ -370,7 +377,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         target = N + len(new) - 1 if pb is not None else ib
         x_a = pa[0] if pa is not None else self.vertices_[ia]
         x_b = pb[0] if pb is not None else self.vertices_[ib]
-        bound = factor * float(np.linalg.norm(x_a - x_b))
+        bound = factor * float(row_norms((x_a - x_b)[None])[0])
         length, path = pair_shortest_path(graph, source, target, lower_bound=bound)
         return length, path, (np.vstack(new) if new else None)
 

@@ -21,11 +21,12 @@ from scipy import sparse
 from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
 from sklearn.neighbors import NearestNeighbors
 
-from ._compute import chunk_rows, to_numpy
+from ._compute import chunk_rows, row_norms, to_numpy
 from ._validation import check_int, check_positive
 
 __all__ = [
     "neighbourhood_graph",
+    "NeighbourIndex",
     "auto_radius",
     "join_edges",
     "component_report",
@@ -35,6 +36,65 @@ __all__ = [
 
 class GraphTooLargeError(MemoryError):
     """Raised when a graph or a distance matrix would not fit the memory budget."""
+
+
+#: coordinates whose largest magnitude lies outside [_SEARCH_RANGE, 1 / _SEARCH_RANGE] are
+#: divided by a power of two before a neighbour search (squared distances of differences of
+#: about 1e150 overflow, of about 1e-150 underflow)
+_SEARCH_RANGE = 2.0**-200
+
+#: the largest coordinate magnitude whose differences float64 still holds
+_MAX_COORDINATE = 1e300
+
+
+class NeighbourIndex(NearestNeighbors):
+    """scikit-learn's :class:`~sklearn.neighbors.NearestNeighbors` at any scale float64 holds.
+
+    Its searches use squared distances, which overflow for coordinates near 1e155 and
+    underflow near 1e-160, so neighbours come out wrong or the search fails. Here the points
+    are divided by a power of two (an exact operation) that brings their largest magnitude
+    near 1 when it lies outside [2^-200, 2^200], and queries, radii and returned distances
+    are converted; inside that range nothing changes. Coordinates beyond 1e300 in magnitude
+    are refused (their differences overflow).
+
+    Attributes
+    ----------
+    scale_ : float
+        The power of two the points are divided by (1.0 in the usual range).
+    """
+
+    def fit(self, X, y=None):
+        X = np.asarray(X, dtype=np.float64)
+        largest = float(np.max(np.abs(X))) if X.size else 0.0
+        if largest > _MAX_COORDINATE:
+            raise ValueError(
+                f"coordinates as large as {largest:.3g} cannot be differenced in float64 "
+                f"(the limit is {_MAX_COORDINATE:.0e}); rescale the data."
+            )
+        self.scale_ = 1.0
+        if largest > 0 and not _SEARCH_RANGE <= largest <= 1 / _SEARCH_RANGE:
+            self.scale_ = float(2.0 ** np.round(np.log2(largest)))
+        return super().fit(X / self.scale_ if self.scale_ != 1.0 else X)
+
+    def _scaled(self, X):
+        if X is None or self.scale_ == 1.0:
+            return X
+        return np.asarray(X, dtype=np.float64) / self.scale_
+
+    def kneighbors(self, X=None, n_neighbors=None, return_distance=True):
+        out = super().kneighbors(self._scaled(X), n_neighbors, return_distance)
+        if return_distance and self.scale_ != 1.0:
+            return out[0] * self.scale_, out[1]
+        return out
+
+    def radius_neighbors(self, X=None, radius=None, return_distance=True, sort_results=False):
+        radius = self.radius if radius is None else radius
+        out = super().radius_neighbors(
+            self._scaled(X), radius / self.scale_, return_distance, sort_results
+        )
+        if return_distance and self.scale_ != 1.0:
+            return np.array([d * self.scale_ for d in out[0]], dtype=object), out[1]
+        return out
 
 
 def _pair_lengths(X: np.ndarray, rows: np.ndarray, cols: np.ndarray, Y=None) -> np.ndarray:
@@ -47,8 +107,7 @@ def _pair_lengths(X: np.ndarray, rows: np.ndarray, cols: np.ndarray, Y=None) -> 
     out = np.empty(len(rows))
     step = chunk_rows(2 * 8 * max(1, X.shape[1]))  # the gathered rows and their difference
     for s in range(0, len(rows), step):
-        diff = X[rows[s : s + step]] - Y[cols[s : s + step]]
-        out[s : s + step] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+        out[s : s + step] = row_norms(X[rows[s : s + step]] - Y[cols[s : s + step]])
     return out
 
 
@@ -70,14 +129,14 @@ def _too_many(n_edges: int, max_edges: int | None, what: str):
         )
 
 
-def radius_edges(X, radius: float, nn: NearestNeighbors | None = None, max_edges=None):
+def radius_edges(X, radius: float, nn: NeighbourIndex | None = None, max_edges=None):
     """Pairs ``i < j`` with ``|x_i - x_j| <= radius`` (duplicates included, at length 0).
 
     Parameters
     ----------
     X : ndarray of shape (n, d)
     radius : float
-    nn : NearestNeighbors, optional
+    nn : NeighbourIndex, optional
         Already fitted on ``X``.
     max_edges : int, optional
         Refuse (GraphTooLargeError) before building more edges than this.
@@ -88,7 +147,7 @@ def radius_edges(X, radius: float, nn: NearestNeighbors | None = None, max_edges
     lengths : ndarray of shape (E,), Euclidean lengths
     """
     n = X.shape[0]
-    nn = nn if nn is not None else NearestNeighbors().fit(X)
+    nn = nn if nn is not None else NeighbourIndex().fit(X)
     rows, cols, total = [], [], 0
     step = 2048
     for s in range(0, n, step):
@@ -106,7 +165,7 @@ def radius_edges(X, radius: float, nn: NearestNeighbors | None = None, max_edges
     return rows, cols, _pair_lengths(X, rows, cols)
 
 
-def knn_edges(X, n_neighbors: int, nn: NearestNeighbors | None = None):
+def knn_edges(X, n_neighbors: int, nn: NeighbourIndex | None = None):
     """Symmetrised k-nearest-neighbour pairs ``i < j``: i is among j's k nearest, or j among i's.
 
     Returns
@@ -115,7 +174,7 @@ def knn_edges(X, n_neighbors: int, nn: NearestNeighbors | None = None):
     """
     n = X.shape[0]
     k = min(check_int(n_neighbors, "n_neighbors"), n - 1)
-    nn = nn if nn is not None else NearestNeighbors().fit(X)
+    nn = nn if nn is not None else NeighbourIndex().fit(X)
     ind = nn.kneighbors(None, k, return_distance=False)
     rows, cols = _unique_pairs(np.repeat(np.arange(n), k), ind.ravel(), n)
     return rows, cols, _pair_lengths(X, rows, cols)
@@ -133,7 +192,7 @@ def build_edges(X, radius=None, n_neighbors=None, nn=None, max_edges=None):
         Join every point to its k nearest neighbours (symmetrised). Given together with
         ``radius``, the graph is the adaptive epsilon-graph: the union of both, so that every
         vertex keeps at least k neighbours.
-    nn : NearestNeighbors, optional
+    nn : NeighbourIndex, optional
         Already fitted on ``X``.
     max_edges : int, optional
         Memory guard for the radius graph.
@@ -144,7 +203,7 @@ def build_edges(X, radius=None, n_neighbors=None, nn=None, max_edges=None):
     """
     if radius is None and n_neighbors is None:
         raise ValueError("give radius, n_neighbors, or both (adaptive epsilon).")
-    nn = nn if nn is not None else NearestNeighbors().fit(X)
+    nn = nn if nn is not None else NeighbourIndex().fit(X)
     parts = []
     if radius is not None:
         parts.append(radius_edges(X, radius, nn=nn, max_edges=max_edges))
@@ -171,7 +230,7 @@ def neighbourhood_graph(X, radius=None, n_neighbors=None, *, device=None, nn=Non
     X : ndarray of shape (n, d)
     radius, n_neighbors, max_edges : as in :func:`build_edges`
     device : None, str or torch.device
-    nn : NearestNeighbors, optional
+    nn : NeighbourIndex, optional
         Already fitted on ``X`` (CPU search only).
 
     Returns
@@ -259,7 +318,7 @@ def torch_edges(X, radius=None, n_neighbors=None, device=None, dtype=None, max_e
     return rows, cols, _pair_lengths(X, rows, cols)
 
 
-def auto_radius(X, n_neighbors: int = 10, nn: NearestNeighbors | None = None) -> float:
+def auto_radius(X, n_neighbors: int = 10, nn: NeighbourIndex | None = None) -> float:
     """A radius whose epsilon-graph is connected: the longest edge of a spanning tree.
 
     The spanning tree is the minimum spanning tree of the kNN graph, completed (when the kNN
@@ -276,7 +335,7 @@ def auto_radius(X, n_neighbors: int = 10, nn: NearestNeighbors | None = None) ->
     n = X.shape[0]
     if n < 2:
         raise ValueError("a graph needs at least 2 points.")
-    nn = nn if nn is not None else NearestNeighbors().fit(X)
+    nn = nn if nn is not None else NeighbourIndex().fit(X)
     rows, cols, lengths = knn_edges(X, min(n_neighbors, n - 1), nn=nn)
     while True:
         # MST ignores explicit zeros: lift zero lengths (duplicates) to the smallest positive
@@ -295,11 +354,11 @@ def _nearest_outside(X, labels, component):
     """Shortest edge (i, j, length) from a point of ``component`` to a point outside it."""
     inside = np.flatnonzero(labels == component)
     outside = np.flatnonzero(labels != component)
-    nn = NearestNeighbors(n_neighbors=1).fit(X[outside])
+    nn = NeighbourIndex(n_neighbors=1).fit(X[outside])
     dist, ind = nn.kneighbors(X[inside])
     best = int(np.argmin(dist[:, 0]))
     i, j = inside[best], outside[ind[best, 0]]
-    return i, j, float(np.linalg.norm(X[i] - X[j]))
+    return i, j, float(row_norms(X[i][None] - X[j][None])[0])
 
 
 def symmetric_csr(n: int, rows, cols, weights) -> sparse.csr_matrix:
@@ -393,6 +452,62 @@ def min_length_factor(lengths, log_weights) -> float:
     return float(np.exp(ratio.min()) * (1 - 1e-9)) if ratio.size else np.inf
 
 
+#: exp() of log-weights in [_LOG_FLOOR, _LOG_CEILING] is a normal float64
+_LOG_FLOOR, _LOG_CEILING = -700.0, 700.0
+
+
+def distance_unit(log_weights, n_vertices: int) -> float:
+    """The log of the unit graph weights are stored in: 0 unless they leave float64.
+
+    Weights are exact in log space, but a graph stores ``exp(log w)``: below about e^-708 it
+    is 0 (every distance 0), above e^709 inf (every pair "disconnected"), and a path adds up
+    to ``n_vertices`` weights. When the log-weights leave that range, all of them are
+    shifted by one common constant ``c`` (weights in units of e^c) with a warning that says
+    so; when they span more than float64 can hold at once, no unit helps, and an error says
+    what to change.
+
+    Parameters
+    ----------
+    log_weights : ndarray of shape (E,)
+        Log-weights of the graph's edges (-inf for zero-length edges).
+    n_vertices : int
+
+    Returns
+    -------
+    log_unit : float
+        ``c``; distances are reported as multiples of ``e^c``.
+
+    Raises
+    ------
+    ValueError
+        If the finite log-weights span more than float64's range.
+    """
+    finite = np.asarray(log_weights)[np.isfinite(log_weights)]
+    if finite.size == 0:
+        return 0.0
+    low, high = float(finite.min()), float(finite.max())
+    ceiling = _LOG_CEILING - np.log(max(n_vertices, 2))  # room for sums along paths
+    if low >= _LOG_FLOOR and high <= ceiling:
+        return 0.0
+    if high - low > ceiling - _LOG_FLOOR:
+        raise ValueError(
+            f"the edge weights under this metric span e^{low:.4g} to e^{high:.4g}, a range "
+            "float64 cannot hold (about e^-700 to e^700): some distances would become 0 "
+            "or inf. Lower beta (the contrast grows like beta * log p), or set lam relative "
+            "to the data (lam='quantile:q') or larger."
+        )
+    unit = high - ceiling if high > ceiling else low - _LOG_FLOOR
+    warnings.warn(
+        f"the edge weights under this metric lie between e^{low:.6g} and e^{high:.6g}, "
+        f"outside float64; distances are reported in units of e^{unit:.6g} "
+        "(log_distance_unit_): multiply by exp(log_distance_unit_) for the metric's own "
+        "units. Lower beta or raise lam to stay in range.",
+        UserWarning,
+        stacklevel=3,
+    )
+    return unit
+
+
 def component_report(graph: sparse.csr_matrix, warn: bool = True):
     """Connected components of the graph, with a warning when there is more than one.
 
@@ -414,7 +529,7 @@ def component_report(graph: sparse.csr_matrix, warn: bool = True):
     return n_comp, labels
 
 
-def join_edges(nn: NearestNeighbors, vertices, Y, radius=None, n_neighbors=None):
+def join_edges(nn: NeighbourIndex, vertices, Y, radius=None, n_neighbors=None):
     """Edges that join new points ``Y`` to the fitted vertices, by the graph's own rule.
 
     A new point is joined to the vertices within ``radius`` and/or to its ``n_neighbors``

@@ -26,11 +26,11 @@ import copy
 
 import numpy as np
 
-from ._compute import chunk_rows, get_namespace, to_numpy
+from ._compute import chunk_rows, get_namespace, row_norms, to_numpy
 from ._engine import GraphDistanceBase
 from ._optional import import_optional
 from ._validation import check_int, check_points
-from .metric import SegmentMetric, _row_norms, segment_nodes
+from .metric import SegmentMetric, segment_nodes
 
 __all__ = ["PullbackMetric", "LatentDistance", "magnification_factor"]
 
@@ -68,6 +68,10 @@ class PullbackMetric(SegmentMetric):
         self.batch_size = check_int(batch_size, "batch_size")
         self.chunk_bytes = chunk_bytes
         self._decoder64 = None
+
+    def with_nodes(self, n_quad: int) -> PullbackMetric:
+        """The same metric with ``n_quad`` decoded nodes per segment."""
+        return PullbackMetric(self.decoder, n_quad, self.batch_size, self.chunk_bytes)
 
     @property
     def differentiable(self) -> bool:
@@ -171,7 +175,7 @@ class PullbackMetric(SegmentMetric):
         F = F.reshape(E, self.n_quad, -1)
         steps = F[:, 1:] - F[:, :-1]
         grad = xp.name == "torch" and (A.requires_grad or B.requires_grad)
-        lengths = _row_norms(steps.reshape(-1, steps.shape[-1]), 1e-300 if grad else 0.0)
+        lengths = row_norms(steps.reshape(-1, steps.shape[-1]), 1e-300 if grad else 0.0)
         lengths = xp.sum(lengths.reshape(E, self.n_quad - 1), axis=1)
         if not grad:  # zero-length segments: exactly zero, also where decoding is not exact
             same = (A == B).all(1) if xp.name == "torch" else np.all(A == B, axis=1)
