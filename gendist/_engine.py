@@ -38,6 +38,7 @@ from .paths import (
     BACKEND_NAMES,
     Geodesic,
     check_vertex_indices,
+    mirror_upper_triangle,
     nearest_vertices,
     pair_shortest_path,
     shortest_paths,
@@ -180,7 +181,9 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         """
         self.fit(X)
         idx = self.data_index_
-        return self._shortest_paths(self.graph_, idx, columns=idx)
+        D = self._shortest_paths(self.graph_, idx, columns=idx)
+        mirror_upper_triangle(D)
+        return D
 
     # ------------------------------------------------------------------ joining new points
     def _join_edges(self, Y):
@@ -200,8 +203,23 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             lengths = np.concatenate([lengths, np.zeros(sum(counts))])
         return rows, cols, lengths
 
-    def _joined_graph(self, Y, both_directions: bool):
-        """The fitted graph with the points ``Y`` joined as vertices ``N, N + 1, ...``.
+    def _are_neighbours(self, a, b) -> bool:
+        """Whether two new points would be joined by the graph's own rule: within
+        ``radius_``, or one among the other's ``n_neighbors`` nearest (had it been a
+        vertex)."""
+        gap = float(row_norms((a - b)[None])[0])
+        if self.radius_ is not None and gap <= self.radius_:
+            return True
+        if self.n_neighbors is not None:
+            k = min(self.n_neighbors, self.nn_.n_samples_fit_)
+            kth = self.nn_.kneighbors(np.vstack([a, b]), k)[0][:, -1]
+            return bool(gap <= kth.max())
+        return False
+
+    def _joined_graph(self, Y, both_directions: bool, link: bool = False):
+        """The fitted graph with the points ``Y`` joined as vertices ``N, N + 1, ...``;
+        with ``link``, two points (``Y`` of shape (2, d)) are also joined to each other by
+        their segment when the graph's rule makes them neighbours.
 
         Returns
         -------
@@ -220,8 +238,23 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             device=self.device_,
         )
         log_w = log_w - self.log_distance_unit_
+        links = None
+        if link and self._are_neighbours(Y[0], Y[1]):
+            values = self.metric_.vertex_values(Y)
+            ends = (None, None) if values is None else (values[:1], values[1:])
+            log_link = self.metric_.log_segment_lengths(Y[:1], Y[1:], *ends)
+            log_link = log_link - self.log_distance_unit_
+            links = ([0], [1], np.exp(log_link))
+            lengths = np.append(lengths, row_norms(Y[1:] - Y[:1]))
+            log_w = np.append(log_w, log_link)
         graph = add_vertices(
-            self.graph_, rows, cols, np.exp(log_w), len(Y), both_directions=both_directions
+            self.graph_,
+            rows,
+            cols,
+            np.exp(log_w[: len(rows)]),
+            len(Y),
+            both_directions=both_directions,
+            links=links,
         )
         return graph, min_length_factor(lengths, log_w)
 
@@ -284,10 +317,17 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         Returns
         -------
         D : ndarray of shape (n_sources, n_vertices), or ``out``
+            With all sources, exactly symmetric (each pair measured from its lower index,
+            as :meth:`distance` does).
         """
         check_is_fitted(self)
-        sources = self._sources(sources)
-        return self._shortest_paths(self.graph_, sources, limit=limit, dtype=dtype, out=out)
+        every = sources is None
+        D = self._shortest_paths(
+            self.graph_, self._sources(sources), limit=limit, dtype=dtype, out=out
+        )
+        if every:
+            mirror_upper_triangle(D)
+        return D
 
     def kneighbors(self, sources=None, n_neighbors: int = 5):
         """The k nearest vertices in generative distance, without all-pairs distances.
@@ -350,8 +390,9 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         """Shortest path between two vertices or points, without an all-pairs run.
 
         Points join the graph in both directions; a shortest path never passes through its
-        own ends, so joining them changes no distance between the two. Two equal points are
-        at distance 0.
+        own ends, so joining them changes no distance between the two. Two new points are
+        joined to each other too, by their segment, when the graph's rule makes them
+        neighbours; two equal points are at distance 0.
 
         Returns
         -------
@@ -371,8 +412,12 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
                 return np.inf, None, None
             graph, factor = self.graph_, self.min_length_factor_
         else:
-            graph, join_factor = self._joined_graph(np.vstack(new), both_directions=True)
+            graph, join_factor = self._joined_graph(
+                np.vstack(new), both_directions=True, link=len(new) == 2
+            )
             factor = min(self.min_length_factor_, join_factor)
+        if pa is None and pb is None and ia > ib:
+            ia, ib = ib, ia  # two vertices: from the lower index, as the all-pairs matrix
         source = N if pa is not None else ia
         target = N + len(new) - 1 if pb is not None else ib
         x_a = pa[0] if pa is not None else self.vertices_[ia]
@@ -437,13 +482,15 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         points = np.vstack([self.vertices_[i] if i < N else new[i - N] for i in path])
         if refine and len(points) > 1:
             options = refine if isinstance(refine, dict) else {}
-            refined, refined_length = refine_path(
-                self.metric_, points, progress=bool(self.verbose), **options
+            refined, _, info = refine_path(
+                self.metric_, points, progress=bool(self.verbose), return_info=True, **options
             )
             if refined is not points:
                 inner = np.full(len(refined) - 2, -1)
                 indices = np.concatenate([indices[:1], inner, indices[-1:]])
-                points, length = refined, refined_length
+                # in the graph's unit (see log_distance_unit_), like the graph path's length
+                length = float(np.exp(info["log_length"] - self.log_distance_unit_))
+                points = refined
         return Geodesic(points=points, indices=indices, length=float(length))
 
     def __sklearn_tags__(self):

@@ -379,7 +379,7 @@ def symmetric_csr(n: int, rows, cols, weights) -> sparse.csr_matrix:
 
 
 def add_vertices(
-    graph, rows, cols, weights, n_new: int, *, both_directions: bool
+    graph, rows, cols, weights, n_new: int, *, both_directions: bool, links=None
 ) -> sparse.csr_matrix:
     """The graph with ``n_new`` new vertices ``N, N + 1, ...`` joined to it.
 
@@ -403,6 +403,8 @@ def add_vertices(
     n_new : int
         Number of new vertices m.
     both_directions : bool
+    links : tuple of three arrays (i, j, weight), optional
+        Edges between new vertices ``N + i`` and ``N + j``, both ways.
 
     Returns
     -------
@@ -420,6 +422,11 @@ def add_vertices(
         indices = np.insert(indices, at, N + rows[order])
         data = np.insert(data, at, weights[order])
         indptr = indptr + np.concatenate([[0], np.cumsum(np.bincount(cols, minlength=N))])
+    if links is not None:  # among new vertices: both ways, after the old columns
+        li, lj, lw = (np.asarray(a) for a in links)
+        rows = np.concatenate([rows, li, lj]).astype(np.int64)
+        cols = np.concatenate([cols, N + lj, N + li]).astype(np.int64)
+        weights = np.concatenate([weights, lw, lw]).astype(np.float64)
     by_new = np.lexsort((cols, rows))  # the new vertices' own rows, at the end
     indices = np.concatenate([indices, cols[by_new]])
     data = np.concatenate([data, weights[by_new]])

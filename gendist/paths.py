@@ -53,6 +53,7 @@ __all__ = [
     "astar_shortest_path",
     "nearest_vertices",
     "reconstruct_path",
+    "mirror_upper_triangle",
     "choose_backend",
     "check_memory",
 ]
@@ -454,7 +455,52 @@ def _block(graph, sources, limit, dtype, backend, columns):
     dist = backend(graph, sources, limit)
     if columns is not None:
         dist = dist[:, columns]
+    if dtype == np.float32:
+        _check_float32(dist)
     return dist.astype(dtype, copy=False)
+
+
+def _check_float32(dist: np.ndarray) -> None:
+    """Refuse a cast to float32 that would turn finite distances into inf or positive ones
+    into 0 (inf reads as disconnected, 0 as the same point)."""
+    finite = dist[np.isfinite(dist)]
+    info = np.finfo(np.float32)
+    if finite.size and finite.max() > info.max:
+        raise OverflowError(
+            f"distances up to {finite.max():.3g} exceed float32 (largest {info.max:.3g}); "
+            "they would read as disconnected (inf). Use dtype='float64'."
+        )
+    small = finite[(finite > 0) & (finite < info.tiny)]
+    if small.size:
+        raise OverflowError(
+            f"distances as small as {small.min():.3g} are below float32's range (smallest "
+            f"{info.tiny:.3g}); they would read as 0. Use dtype='float64'."
+        )
+
+
+def mirror_upper_triangle(D) -> None:
+    """Make a square distance matrix exactly symmetric, in place: ``D[j, i] = D[i, j]``, i < j.
+
+    Shortest paths from i to j and from j to i have the same length up to the order of
+    float additions; the lower-index source's is kept (the path it measures, reversed, is a
+    path from j to i), which is also what single-pair queries between two vertices search
+    from. Works block by block, so ``D`` can be a memory map or a zarr array.
+
+    Parameters
+    ----------
+    D : array of shape (n, n), modified in place
+    """
+    n = D.shape[0]
+    step = max(1, int(np.sqrt(chunk_rows(8 * 4))))
+    for i in range(0, n, step):
+        for j in range(i, n, step):
+            block = np.array(D[i : i + step, j : j + step])
+            if i == j:  # the diagonal block: its own upper triangle
+                upper = np.triu_indices(len(block), 1)
+                block.T[upper] = block[upper]
+                D[i : i + step, j : j + step] = block
+            else:
+                D[j : j + step, i : i + step] = block.T
 
 
 def shortest_paths(
