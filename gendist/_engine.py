@@ -178,6 +178,9 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         Returns
         -------
         D : ndarray of shape (n_samples, n_samples)
+            Exactly symmetric: each pair is measured from its lower index (a path's length
+            depends on the direction only through the order of float additions), the same
+            float as :meth:`distance`.
         """
         self.fit(X)
         idx = self.data_index_
@@ -317,17 +320,12 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         Returns
         -------
         D : ndarray of shape (n_sources, n_vertices), or ``out``
-            With all sources, exactly symmetric (each pair measured from its lower index,
-            as :meth:`distance` does).
+            Row i is the single-source run from vertex i (the same floats whatever the other
+            sources); :meth:`fit_transform` is the exactly symmetric matrix.
         """
         check_is_fitted(self)
-        every = sources is None
-        D = self._shortest_paths(
-            self.graph_, self._sources(sources), limit=limit, dtype=dtype, out=out
-        )
-        if every:
-            mirror_upper_triangle(D)
-        return D
+        sources = self._sources(sources)
+        return self._shortest_paths(self.graph_, sources, limit=limit, dtype=dtype, out=out)
 
     def kneighbors(self, sources=None, n_neighbors: int = 5):
         """The k nearest vertices in generative distance, without all-pairs distances.
