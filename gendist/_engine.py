@@ -99,7 +99,11 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
     def _check_all_params(self):
         """Every parameter, before any work: declared constraints, then the rest."""
         self._validate_params()
-        if str(np.dtype(self.dtype)) not in ("float32", "float64"):
+        try:
+            name = str(np.dtype(self.dtype))
+        except TypeError:
+            name = None
+        if name not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}.")
         self._check_params()
         return resolve_device(self.device)

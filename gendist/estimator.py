@@ -179,7 +179,7 @@ class GenerativeDistance(GraphDistanceBase):
         "beta": [Interval(Real, 0, None, closed="neither")],
         "p0": [Interval(Real, 0, None, closed="left")],
         "vertices": [StrOptions(set(_VERTEX_MODES))],
-        "n_vertex_samples": [None, Interval(Integral, 1, None, closed="left")],
+        "n_vertex_samples": [None, Interval(Integral, 2, None, closed="left")],
         "random_state": ["random_state"],
     }
 

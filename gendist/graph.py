@@ -120,13 +120,29 @@ def _unique_pairs(rows, cols, n):
     return key // n, key % n
 
 
-def _too_many(n_edges: int, max_edges: int | None, what: str):
+def _too_many(n_edges: int, max_edges: int | None, what: str, estimated: bool = False):
     if max_edges is not None and n_edges > max_edges:
+        size = f"would have about {n_edges:,}" if estimated else f"has more than {max_edges:,}"
         raise GraphTooLargeError(
-            f"the {what} has more than {max_edges:,} edges, over the memory budget. Use a "
+            f"the {what} {size} edges, over the memory budget of {max_edges:,} edges. Use a "
             "smaller radius, n_neighbors (a kNN graph has at most n*k edges), fewer vertices, "
             "or raise memory_limit."
         )
+
+
+def _sampled_degree(nn, X, radius, n_sample: int = 256) -> float:
+    """Mean number of other points within ``radius``, from a sample of at most ``n_sample``
+    points queried a few at a time, so that the estimate itself stays small in memory even
+    when the radius covers every point."""
+    n = X.shape[0]
+    sample = np.random.default_rng(0).choice(n, size=min(n, n_sample), replace=False)
+    per_query = max(1, min(len(sample), chunk_rows(8 * n)))
+    counts = [
+        len(a) - 1
+        for s in range(0, len(sample), per_query)
+        for a in nn.radius_neighbors(X[sample[s : s + per_query]], radius, return_distance=False)
+    ]
+    return float(np.mean(counts))
 
 
 def radius_edges(X, radius: float, nn: NeighbourIndex | None = None, max_edges=None):
@@ -148,8 +164,11 @@ def radius_edges(X, radius: float, nn: NeighbourIndex | None = None, max_edges=N
     """
     n = X.shape[0]
     nn = nn if nn is not None else NeighbourIndex().fit(X)
+    degree = _sampled_degree(nn, X, radius)
+    what = f"radius graph (radius={radius:.4g})"
+    _too_many(int(n * degree / 2), max_edges, what, estimated=True)
     rows, cols, total = [], [], 0
-    step = 2048
+    step = chunk_rows(3 * 8 * (degree + 1))  # neighbour lists, their rows, the mask
     for s in range(0, n, step):
         ind = nn.radius_neighbors(X[s : s + step], radius, return_distance=False)
         counts = np.fromiter((len(a) for a in ind), dtype=np.int64, count=len(ind))
@@ -159,7 +178,7 @@ def radius_edges(X, radius: float, nn: NeighbourIndex | None = None, max_edges=N
         rows.append(r[upper])
         cols.append(c[upper])
         total += int(upper.sum())
-        _too_many(total, max_edges, f"radius graph (radius={radius:.4g})")
+        _too_many(total, max_edges, what)
     rows = np.concatenate(rows).astype(np.int64)
     cols = np.concatenate(cols).astype(np.int64)
     return rows, cols, _pair_lengths(X, rows, cols)

@@ -395,24 +395,34 @@ def _backend_function(name: str, graph, n_sources: int = 1, device=None):
     return name, function
 
 
+def _bytes(n: float) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{int(n)} bytes"
+
+
 def check_memory(n_rows: int, n_cols: int, dtype, memory_limit: int | None = None) -> None:
     """Refuse a (n_rows, n_cols) result that would exceed ``memory_limit`` bytes.
 
     Raises
     ------
     GraphTooLargeError
-        With the alternatives: row blocks, landmarks, ``limit``, float32.
+        With the alternatives: fewer rows at a time, rows written to disk (``out=``),
+        landmarks, ``limit``, float32 (when the result is float64).
     """
     limit = default_memory_limit() if memory_limit is None else memory_limit
-    need = n_rows * n_cols * np.dtype(dtype).itemsize
+    dtype = np.dtype(dtype)
+    need = n_rows * n_cols * dtype.itemsize
     if need > limit:
+        float32 = "; use dtype='float32' (half the memory)" if dtype == np.float64 else ""
         raise GraphTooLargeError(
-            f"a {n_rows:,} x {n_cols:,} {np.dtype(dtype).name} distance matrix needs "
-            f"{need / 2**30:.1f} GiB, over the memory limit of {limit / 2**30:.1f} GiB. "
-            "Compute rows in blocks with distances(sources=...), use a few landmarks instead of "
+            f"a {n_rows:,} x {n_cols:,} {dtype.name} distance matrix needs {_bytes(need)}, "
+            f"over the memory limit of {_bytes(limit)}. Compute the rows in blocks (fewer "
+            "sources or points per call); write the rows to disk with distances(out=...) "
+            "(a numpy.lib.format.open_memmap or zarr array); use a few landmarks instead of "
             "all pairs (gendist.landmarks: distances to L landmarks, bounds on every pair, an "
-            "embedding), bound the search with limit=..., or use dtype='float32' "
-            "(half the memory); memory_limit=... raises the budget."
+            f"embedding); bound the search with limit=...{float32}; or raise memory_limit."
         )
 
 
