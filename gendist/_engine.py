@@ -127,6 +127,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         """
         device = self._check_all_params()
         X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2, copy=True)
+        X.setflags(write=False)  # the fitted vertices: no model may edit them
         self.device_ = device
         progress = bool(self.verbose)
         V, offset, metric, values = self._prepare(X)

@@ -176,6 +176,13 @@ class IsingClustering(ClusterMixin, BaseEstimator):
         if n_clusters > n:
             raise ValueError(f"n_clusters={n_clusters} exceeds the number of points, {n}.")
         G = double_centre(K)
+        if n_clusters > 1 and not np.any(np.abs(G) > 1e-12 * max(np.abs(K).max(), 1e-300)):
+            raise ValueError(
+                "the kernel matrix is constant (its double-centred form is zero): every "
+                "assignment has the same energy, so there is no cluster structure to find. "
+                "Check the affinity's bandwidth (tau): too large a tau makes every affinity 1, "
+                "too small every affinity 0 off the diagonal."
+            )
         if self.penalty is None:
             penalty = max(-2.0 * float(G.min()), np.finfo(np.float64).tiny)
         else:

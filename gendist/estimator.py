@@ -230,6 +230,7 @@ class GenerativeDistance(GraphDistanceBase):
             V = X
         else:
             V = np.vstack([X, self._sample_vertices(self.density_, X.shape[1])])
+            V.setflags(write=False)
         self.log_prob_ = evaluate_log_density(
             self.density_, V, self.batch_size, bool(self.verbose)
         )

@@ -121,7 +121,7 @@ def refine_path(
     *,
     n_points: int | None = None,
     n_rounds: int | None = None,
-    max_iter: int = 10,
+    max_iter: int | None = None,
     method: str = "auto",
     tol: float = 1e-6,
     progress: bool = False,
@@ -148,10 +148,11 @@ def refine_path(
         more points need more rounds. Stops early, converged, when a round gains less than
         ``tol`` (relative); a :class:`~sklearn.exceptions.ConvergenceWarning` says when the
         rounds ran out first.
-    max_iter : int, default=10
-        L-BFGS iterations per round. Few: left alone for long, the points bunch up and
-        leave long segments whose trapezoidal rule underestimates their length, a
-        discretisation artefact that even spacing removes.
+    max_iter : int, optional
+        L-BFGS iterations per round; default ``max(10, n_points // 4)`` (more points, more
+        variables). Few: left alone for long, the points bunch up and leave long segments
+        whose trapezoidal rule underestimates their length, a discretisation artefact that
+        even spacing removes.
     method : {"auto", "autograd", "finite-difference"}, default="auto"
         Gradients by autograd (through the density's ``log_prob_tensor`` for torch models,
         flows and mixtures; through a torch decoder) or by central differences of the
@@ -181,7 +182,7 @@ def refine_path(
         raise ValueError(f"a path needs at least 2 points, got {len(P0)}.")
     n_points = max(len(P0), 32) if n_points is None else check_int(n_points, "n_points", minimum=3)
     n_rounds = max(20, n_points // 2) if n_rounds is None else check_int(n_rounds, "n_rounds")
-    max_iter = check_int(max_iter, "max_iter")
+    max_iter = max(10, n_points // 4) if max_iter is None else check_int(max_iter, "max_iter")
     check_positive(tol, "tol")
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}.")
