@@ -32,9 +32,9 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from ._compute import get_namespace
-from ._optional import import_optional
-from ._validation import check_int, check_log_density_values, check_points, check_positive
+from .._compute import get_namespace
+from .._optional import import_optional
+from .._validation import check_int, check_log_density_values, check_points, check_positive
 
 __all__ = [
     "Density",
