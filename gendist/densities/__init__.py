@@ -15,16 +15,10 @@ what the model returned. :func:`as_density` turns what a user passes into an ada
   :class:`CallableDensity`.
 """
 
-from ._base import (
-    CallableDensity,
-    Density,
-    GaussianMixtureDensity,
-    RealNVPDensity,
-    SklearnDensity,
-    TorchDensity,
-    as_density,
-    evaluate_log_density,
-)
+from ._adapters import CallableDensity, SklearnDensity, TorchDensity, as_density
+from ._base import Density, evaluate_log_density
+from ._flow import RealNVPDensity
+from ._mixture import GaussianMixtureDensity
 
 __all__ = [
     "Density",
