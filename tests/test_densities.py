@@ -1,5 +1,8 @@
+import tracemalloc
+
 import numpy as np
 import pytest
+import sklearn
 import torch
 from sklearn.mixture import BayesianGaussianMixture, GaussianMixture
 from sklearn.neighbors import KernelDensity
@@ -168,3 +171,28 @@ def test_bad_density_objects():
         GaussianMixtureDensity([1], np.zeros((1, 2)), -np.eye(2)[None], "full")
     with pytest.raises(TypeError, match="cannot draw samples"):
         as_density(lambda A: np.zeros(len(A))).sample(3)
+
+
+def test_mixture_works_in_row_blocks_within_working_memory(rng):
+    """The (rows, K * d) blocks of a full-covariance mixture fit in scikit-learn's
+    working_memory: numpy's peak allocation stays under the budget, and the blocks join up to
+    scipy's log-density."""
+    K, d, n = 200, 20, 5000
+    means = rng.normal(size=(K, d))
+    A = rng.normal(size=(K, d, d)) / np.sqrt(d)
+    covs = A @ np.swapaxes(A, 1, 2) + 0.5 * np.eye(d)
+    weights = rng.uniform(0.5, 1.5, size=K)
+    dens = GaussianMixtureDensity(weights, means, covs)
+    Q = rng.normal(size=(n, d)) * 1.5
+    dens.log_prob(Q[:2])  # any one-off allocations outside the measurement
+    budget_mib = 8
+    with sklearn.config_context(working_memory=budget_mib):
+        tracemalloc.start()
+        try:
+            got = dens.log_prob(Q)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert peak < budget_mib * 2**20  # all n rows at once would take n * K * d * 8 B = 160 MB
+    reference = mixture_log_prob_reference(Q, weights / weights.sum(), means, covs)
+    np.testing.assert_allclose(got, reference, rtol=1e-10)

@@ -14,6 +14,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from .._compute import to_numpy
 from ._base import Density
 
 __all__ = ["CallableDensity", "SklearnDensity", "TorchDensity", "as_density"]
@@ -169,7 +170,7 @@ class TorchDensity(Density):
         with torch.no_grad():
             x = torch.as_tensor(X, dtype=self.dtype, device=self.device)
             out = self._distribution().log_prob(x)
-            return out.detach().to("cpu", torch.float64).numpy()
+            return to_numpy(out, np.float64)
 
     def sample(self, n_samples, random_state=None):
         import torch
@@ -185,7 +186,7 @@ class TorchDensity(Density):
                 out = model.sample((n_samples,))
             else:
                 out = model.sample(n_samples)
-        return out.detach().to("cpu", torch.float64).numpy()
+        return to_numpy(out, np.float64)
 
 
 def _is_torch_model(obj) -> bool:

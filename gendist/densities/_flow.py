@@ -12,6 +12,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils import check_random_state
 from tqdm.auto import tqdm
 
+from .._compute import iter_chunks, to_numpy
 from .._optional import import_optional
 from .._validation import check_int, check_points, check_positive
 from ._base import Density
@@ -117,7 +118,6 @@ class RealNVPDensity(Density, BaseEstimator):
 
     can_sample = True
     differentiable = True
-    _BATCH = 65536  # points per no-grad evaluation
 
     def __init__(
         self,
@@ -346,12 +346,50 @@ class RealNVPDensity(Density, BaseEstimator):
             )
         return self._tensor_cache[key]
 
-    def _batches(self, X, name):
-        """Validated float64 ``X`` and the flow's torch, dtype and device."""
+    def _check_points(self, X, name: str) -> np.ndarray:
+        """``X`` validated for the fitted flow, as float64 of shape (n, n_features_in_)."""
         self._check_fitted()
-        X = check_points(X, name, n_features=self.n_features_in_)
+        return check_points(X, name, n_features=self.n_features_in_)
+
+    def _row_bytes(self) -> int:
+        """Memory one row needs in a pass of the flow without gradients, in bytes.
+
+        The float64 input and output, and in the flow's dtype the row itself, a few
+        feature-wide tensors of the coupling (shift, log-scale, the coupled features) and the
+        output of every layer of every coupling network, twice (linear map and activation).
+        """
+        torch = self._torch()[0]
+        itemsize = next(self.flow_.parameters()).element_size()
+        d = self.n_features_in_
+        layer_outputs = sum(
+            m.out_features for m in self.flow_.modules() if isinstance(m, torch.nn.Linear)
+        )
+        return 2 * 8 * d + itemsize * (4 * d + 2 * layer_outputs)
+
+    def _map_rows(self, A: np.ndarray, func) -> np.ndarray:
+        """``func`` applied without gradients to row blocks of ``A``, back in float64 numpy.
+
+        Parameters
+        ----------
+        A : ndarray of shape (n, n_features_in_), float64
+        func : callable
+            Maps a tensor of shape (rows, n_features_in_), in the flow's dtype and on its
+            device, to a tensor of shape (rows,) or (rows, n_features_in_).
+
+        Returns
+        -------
+        ndarray of shape (n,) or (n, n_features_in_), float64
+            The blocks are sized by :func:`gendist._compute.chunk_rows`.
+        """
         torch, _, dtype, device = self._torch()
-        return X, torch, dtype, device
+
+        def block(start: int, stop: int) -> np.ndarray:
+            x = torch.as_tensor(A[start:stop], dtype=dtype, device=device)
+            return to_numpy(func(x), np.float64)
+
+        with torch.no_grad(), self._threads(torch):
+            blocks = iter_chunks(block, A.shape[0], self._row_bytes(), device=device)
+            return np.concatenate([out for _, _, out in blocks])
 
     def log_prob_tensor(self, x):
         """Differentiable log-density of a torch tensor.
@@ -383,16 +421,11 @@ class RealNVPDensity(Density, BaseEstimator):
         -------
         log_p : ndarray of shape (n,), float64
         """
-        X, torch, dtype, device = self._batches(X, "X")
+        X = self._check_points(X, "X")
+        torch, _, dtype, device = self._torch()
         mean, scale = self._params_like(torch, dtype, device)
-        out = np.empty(X.shape[0])
-        with torch.no_grad(), self._threads(torch):
-            dist = self.flow_()
-            for s in range(0, X.shape[0], self._BATCH):
-                x = torch.as_tensor(X[s : s + self._BATCH], dtype=dtype, device=device)
-                lp = dist.log_prob((x - mean) / scale)
-                out[s : s + len(x)] = lp.to("cpu", torch.float64).numpy()
-        return out - self._log_scale
+        dist = self.flow_()
+        return self._map_rows(X, lambda x: dist.log_prob((x - mean) / scale)) - self._log_scale
 
     def score_samples(self, X):
         """Log-density of each row of ``X`` (scikit-learn's name for :meth:`log_prob`)."""
@@ -423,11 +456,8 @@ class RealNVPDensity(Density, BaseEstimator):
         -------
         Z : ndarray of shape (n, n_features_in_), float64
         """
-        X, torch, dtype, device = self._batches(X, "X")
-        with torch.no_grad(), self._threads(torch):
-            x = torch.as_tensor((X - self.mean_) / self.scale_, dtype=dtype, device=device)
-            z = self.flow_().transform(x)
-        return z.to("cpu", torch.float64).numpy()
+        X = self._check_points(X, "X")
+        return self._map_rows((X - self.mean_) / self.scale_, self.flow_().transform)
 
     def from_latent(self, Z):
         """Map latent points back to data space (the inverse of :meth:`to_latent`).
@@ -440,11 +470,8 @@ class RealNVPDensity(Density, BaseEstimator):
         -------
         X : ndarray of shape (n, n_features_in_), float64
         """
-        Z, torch, dtype, device = self._batches(Z, "Z")
-        with torch.no_grad(), self._threads(torch):
-            z = torch.as_tensor(Z, dtype=dtype, device=device)
-            x = self.flow_().transform.inv(z)
-        return x.to("cpu", torch.float64).numpy() * self.scale_ + self.mean_
+        Z = self._check_points(Z, "Z")
+        return self._map_rows(Z, self.flow_().transform.inv) * self.scale_ + self.mean_
 
     def sample(self, n_samples, random_state=None):
         """Draw points from the flow: standard normal latents mapped to data space.

@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from .._compute import get_namespace
+from .._compute import get_namespace, iter_chunks
 from .._validation import check_int, check_points, check_positive
 from ._base import Density
 
@@ -134,6 +134,17 @@ class GaussianMixtureDensity(Density):
             }
         return self._torch_cache[key]
 
+    def _row_bytes(self) -> int:
+        """Memory one row of :meth:`log_prob` needs, in float64 bytes.
+
+        The (K * d) blocks of full and tied covariances (the projection, its shifted copy and
+        its square) and about ten (K,) temporaries (the Mahalanobis terms, the weighted
+        log-densities, the logsumexp), all counted because autograd keeps them alive.
+        """
+        K, d = self.n_components, self.n_features
+        projection = 3 * K * d if self.covariance_type in ("full", "tied") else 0
+        return 8 * (d + projection + 10 * K)
+
     def _component_log_prob(self, X, xp):
         """(n, K) matrix of log w_k + log N(x_n; mu_k, Sigma_k)."""
         p = self._params(xp, X)
@@ -155,6 +166,18 @@ class GaussianMixtureDensity(Density):
         return p["_log_norm"][None, :] - 0.5 * maha
 
     def log_prob(self, X):
+        """Natural log-density of each row of ``X``, computed in the kind of ``X``.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor of shape (n, n_features)
+            A torch tensor may be on any device and require gradients.
+
+        Returns
+        -------
+        log_p : ndarray of shape (n,), float64, or torch.Tensor of shape (n,)
+            A tensor (differentiable, in the dtype and on the device of ``X``) for a tensor.
+        """
         xp = get_namespace(X)
         if xp.name == "numpy":
             X = np.asarray(X, dtype=np.float64)
@@ -162,13 +185,13 @@ class GaussianMixtureDensity(Density):
             raise ValueError(
                 f"X has shape {tuple(X.shape)}; this mixture expects (n, {self.n_features})."
             )
-        # keep the (rows, K) block, (rows, K * d) for full covariances, near 2^22 entries
-        width = self.n_components * (self.n_features if hasattr(self, "_proj") else 1)
-        rows = max(1, (1 << 22) // width)
-        out = [
-            xp.logsumexp(self._component_log_prob(X[s : s + rows], xp), axis=1)
-            for s in range(0, X.shape[0], rows)
-        ]
+
+        def block_log_prob(start: int, stop: int):
+            return xp.logsumexp(self._component_log_prob(X[start:stop], xp), axis=1)
+
+        device = X.device if xp.name == "torch" else None
+        blocks = iter_chunks(block_log_prob, X.shape[0], self._row_bytes(), device=device)
+        out = [log_p for _, _, log_p in blocks]
         if not out:
             return X[:, 0] * 0.0
         return out[0] if len(out) == 1 else xp.concatenate(out)
