@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 import warnings
 
 import numpy as np
+from joblib import effective_n_jobs
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 from sklearn.utils import check_random_state
@@ -33,6 +35,95 @@ def _float_dtype_name(dtype) -> str:
     if name not in ("float32", "float64"):
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}.")
     return name
+
+
+def _standardization(X: np.ndarray, standardize: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature ``mean`` and ``scale`` of ``X`` (n, d), each (d,); a constant feature gets
+    scale 1. Zeros and ones when ``standardize`` is False."""
+    d = X.shape[1]
+    if not standardize:
+        return np.zeros(d), np.ones(d)
+    mean, scale = X.mean(axis=0), X.std(axis=0)
+    scale[scale == 0] = 1.0
+    return mean, scale
+
+
+def _validation_split(n: int, frac: float, rng: np.random.RandomState):
+    """Indices ``(train, validation)`` of a random split of ``n`` points.
+
+    The validation part has ``round(frac * n)`` points, at least 1 and at most ``n - 1`` when
+    ``frac > 0``, none when ``frac == 0``.
+    """
+    order = rng.permutation(n)
+    n_val = min(max(int(round(frac * n)), 1), n - 1) if frac > 0 else 0
+    return order[n_val:], order[:n_val]
+
+
+def _train_epoch(flow, optimizer, x_train, batch_size: int, rng: np.random.RandomState) -> float:
+    """One pass of ``optimizer`` over ``x_train`` (n, d) in shuffled minibatches.
+
+    Returns
+    -------
+    float
+        The mean negative log-likelihood of the minibatches (per point, standardised units).
+    """
+    import torch
+
+    flow.train()
+    n_train = x_train.shape[0]
+    perm = torch.as_tensor(rng.permutation(n_train), device=x_train.device)
+    total = 0.0
+    for start in range(0, n_train, batch_size):
+        batch = x_train[perm[start : start + batch_size]]
+        loss = -flow().log_prob(batch).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        total += float(loss.detach()) * len(batch)
+    return total / n_train
+
+
+def _mean_nll(flow, x) -> float:
+    """Mean negative log-likelihood of ``x`` (n, d) under ``flow`` in evaluation mode."""
+    import torch
+
+    flow.eval()
+    with torch.no_grad():
+        return -float(flow().log_prob(x).mean())
+
+
+class _EarlyStopping:
+    """The best monitored NLL of a training run, its epoch and a copy of its weights.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The module being trained; its initial weights are the first copy.
+    patience : int or None
+        Stop after this many epochs without a lower NLL. None (no validation split) keeps
+        the weights of the last epoch and never stops early.
+    """
+
+    def __init__(self, module, patience: int | None):
+        self.module = module
+        self.patience = patience
+        self.best_nll = math.inf
+        self.best_epoch = 0
+        self.best_state = self._snapshot()
+
+    def _snapshot(self) -> dict:
+        return {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+
+    def update(self, epoch: int, nll: float) -> bool:
+        """Record the NLL of ``epoch``; True when training should stop."""
+        if self.patience is None or nll < self.best_nll:
+            self.best_nll, self.best_epoch, self.best_state = nll, epoch, self._snapshot()
+            return False
+        return epoch - self.best_epoch >= self.patience
+
+    def restore_best(self) -> None:
+        """Load the best weights into the module."""
+        self.module.load_state_dict(self.best_state)
 
 
 class RealNVPDensity(Density, BaseEstimator):
@@ -79,10 +170,12 @@ class RealNVPDensity(Density, BaseEstimator):
     device : str or torch.device, default=None
         Where the flow lives and computes ("cpu" when None).
     n_jobs : int or None, default=None
-        CPU threads torch may use while this flow trains and evaluates (set with
-        ``torch.set_num_threads`` and restored afterwards). None means 1, by far the fastest
-        for the small networks of low-dimensional flows, especially on a busy machine;
-        -1 leaves torch's own setting.
+        CPU threads torch uses while :meth:`fit` trains the flow, with joblib's meaning
+        (:func:`joblib.effective_n_jobs`): None means 1 (unless inside a
+        :func:`joblib.parallel_config` context), by far the fastest for the small networks of
+        low-dimensional flows, especially on a busy machine; -1 means every CPU core, -2 all
+        but one, and so on. Set with ``torch.set_num_threads`` for the duration of
+        :meth:`fit` and restored afterwards; evaluation leaves torch's thread setting alone.
     random_state : int, RandomState instance or None, default=None
         Seeds the initial weights, the validation split and the minibatch order; fitting
         twice with the same integer gives the same flow (on the same device).
@@ -176,19 +269,21 @@ class RealNVPDensity(Density, BaseEstimator):
             raise ValueError(f"validation_fraction must be in [0, 1), got {frac}.")
         check_int(self.patience, "patience")
         _float_dtype_name(self.dtype)
-        if self.n_jobs is not None and self.n_jobs != -1:
-            check_int(self.n_jobs, "n_jobs")
+        if self.n_jobs is not None:
+            if isinstance(self.n_jobs, bool) or not isinstance(self.n_jobs, numbers.Integral):
+                raise TypeError(f"n_jobs must be an integer or None, got {self.n_jobs!r}.")
+            if self.n_jobs == 0:
+                raise ValueError(
+                    "n_jobs must be None or a nonzero integer (-1: every CPU core, -2: all but "
+                    "one, ...), got 0."
+                )
         return hidden, frac
 
     @contextlib.contextmanager
-    def _threads(self, torch):
-        """Run the block with ``n_jobs`` torch CPU threads, restoring the setting after."""
-        n = 1 if self.n_jobs is None else self.n_jobs
+    def _training_threads(self, torch):
+        """Run the block with ``effective_n_jobs(n_jobs)`` torch CPU threads, then restore."""
         before = torch.get_num_threads()
-        if n == -1 or n == before:
-            yield
-            return
-        torch.set_num_threads(n)
+        torch.set_num_threads(effective_n_jobs(self.n_jobs))
         try:
             yield
         finally:
@@ -220,39 +315,21 @@ class RealNVPDensity(Density, BaseEstimator):
         """
         hidden, frac = self._check_params()
         X = check_points(X, "X", min_samples=2)
-        n, d = X.shape
+        d = X.shape[1]
         if d < 2:
             raise ValueError(
                 f"X has {d} feature; a RealNVP coupling layer splits the features in two, so "
                 "it needs at least 2. Use a KernelDensity or GaussianMixture for 1-D data."
             )
         torch = self._torch()[0]
-        with self._threads(torch):
-            return self._train(X, hidden, frac)
+        with self._training_threads(torch):
+            self._train(X, hidden, frac)
+        return self
 
-    def _train(self, X, hidden, frac):
-        """The body of :meth:`fit`, on validated float64 ``X``."""
-        n, d = X.shape
+    def _build_flow(self, n_features: int, hidden: list[int], seed: int):
+        """A freshly initialised RealNVP flow, its weights drawn from ``seed``."""
         torch, zuko, dtype, device = self._torch()
-        rng = check_random_state(self.random_state)
-        init_seed = int(rng.randint(2**31 - 1))
-
-        if self.standardize:
-            mean, scale = X.mean(axis=0), X.std(axis=0)
-            scale[scale == 0] = 1.0
-        else:
-            mean, scale = np.zeros(d), np.ones(d)
-        log_scale = float(np.log(scale).sum())
-
-        order = rng.permutation(n)
-        n_val = int(round(frac * n)) if frac > 0 else 0
-        if frac > 0:
-            n_val = min(max(n_val, 1), n - 1)
-        val_idx, train_idx = order[:n_val], order[n_val:]
-        Xs = torch.as_tensor((X - mean) / scale, dtype=dtype, device=device)
-        x_train, x_val = Xs[train_idx], Xs[val_idx]
-
-        act = {
+        activation = {
             "relu": torch.nn.ReLU,
             "elu": torch.nn.ELU,
             "silu": torch.nn.SiLU,
@@ -260,60 +337,61 @@ class RealNVPDensity(Density, BaseEstimator):
         }[self.activation]
         devices = [device] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(init_seed)
+            torch.manual_seed(seed)
             flow = zuko.flows.RealNVP(
-                d, transforms=self.n_transforms, hidden_features=hidden, activation=act
+                n_features,
+                transforms=self.n_transforms,
+                hidden_features=hidden,
+                activation=activation,
             )
-        flow = flow.to(device=device, dtype=dtype)
+        return flow.to(device=device, dtype=dtype)
+
+    def _train(self, X: np.ndarray, hidden: list[int], frac: float) -> None:
+        """Fit the flow on validated float64 ``X`` of shape (n, d) and set the fitted attributes.
+
+        Standardise, split off the validation points, build the flow, then run epochs of Adam
+        until ``epochs`` or early stopping, and keep the best weights. The random state is
+        drawn from in a fixed order (initial weights, split, each epoch's minibatch order), so
+        that one integer ``random_state`` gives one flow.
+        """
+        d = X.shape[1]
+        torch, _, dtype, device = self._torch()
+        rng = check_random_state(self.random_state)
+        init_seed = int(rng.randint(2**31 - 1))
+        mean, scale = _standardization(X, self.standardize)
+        log_scale = float(np.log(scale).sum())
+        train_idx, val_idx = _validation_split(X.shape[0], frac, rng)
+        Xs = torch.as_tensor((X - mean) / scale, dtype=dtype, device=device)
+        x_train, x_val = Xs[train_idx], Xs[val_idx]
+
+        flow = self._build_flow(d, hidden, init_seed)
         optimizer = torch.optim.Adam(flow.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-
-        def snapshot():
-            return {k: v.detach().clone() for k, v in flow.state_dict().items()}
-
+        stopping = _EarlyStopping(flow, self.patience if len(val_idx) else None)
         history = {"train_nll": [], "val_nll": []}
-        best, best_epoch, best_state = np.inf, 0, snapshot()
-        n_train, bs = len(train_idx), self.batch_size
         bar = tqdm(range(self.epochs), desc="RealNVP", unit="epoch", disable=not self.verbose)
-        epoch = -1
         for epoch in bar:
-            flow.train()
-            perm = torch.as_tensor(rng.permutation(n_train), device=device)
-            total = 0.0
-            for s in range(0, n_train, bs):
-                batch = x_train[perm[s : s + bs]]
-                loss = -flow().log_prob(batch).mean()
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                total += float(loss.detach()) * len(batch)
-            train_nll = total / n_train + log_scale
+            train_nll = _train_epoch(flow, optimizer, x_train, self.batch_size, rng) + log_scale
             if not math.isfinite(train_nll):
                 warnings.warn(
                     f"RealNVPDensity: the training NLL became {train_nll} at epoch {epoch}; "
-                    f"stopped and kept the weights of epoch {best_epoch} (lower lr?).",
+                    f"stopped and kept the weights of epoch {stopping.best_epoch} (lower lr?).",
                     RuntimeWarning,
                     stacklevel=2,
                 )
                 break
             history["train_nll"].append(train_nll)
+            postfix = {"train_nll": f"{train_nll:.4f}"}
             monitored = train_nll
-            if n_val:
-                flow.eval()
-                with torch.no_grad():
-                    val_nll = -float(flow().log_prob(x_val).mean()) + log_scale
+            if len(val_idx):
+                val_nll = _mean_nll(flow, x_val) + log_scale
                 history["val_nll"].append(val_nll)
+                postfix["val_nll"] = f"{val_nll:.4f}"
                 monitored = val_nll
-                bar.set_postfix(train_nll=f"{train_nll:.4f}", val_nll=f"{val_nll:.4f}")
-            else:
-                bar.set_postfix(train_nll=f"{train_nll:.4f}")
-            if not n_val:  # no held-out data: keep the last epoch
-                best_epoch, best_state = epoch, snapshot()
-            elif monitored < best:
-                best, best_epoch, best_state = monitored, epoch, snapshot()
-            elif epoch - best_epoch >= self.patience:
+            bar.set_postfix(postfix)
+            if stopping.update(epoch, monitored):
                 break
         bar.close()
-        flow.load_state_dict(best_state)
+        stopping.restore_best()
         flow.eval()
         for p in flow.parameters():
             p.requires_grad_(False)
@@ -322,11 +400,10 @@ class RealNVPDensity(Density, BaseEstimator):
         self.n_features_in_ = d
         self.mean_, self.scale_ = mean, scale
         self.history_ = history
-        self.best_epoch_ = best_epoch
+        self.best_epoch_ = stopping.best_epoch
         self.n_epochs_ = len(history["train_nll"])
         self._log_scale = log_scale
         self._tensor_cache = {}
-        return self
 
     # ------------------------------------------------------------------ evaluation
     def _check_fitted(self):
@@ -387,7 +464,7 @@ class RealNVPDensity(Density, BaseEstimator):
             x = torch.as_tensor(A[start:stop], dtype=dtype, device=device)
             return to_numpy(func(x), np.float64)
 
-        with torch.no_grad(), self._threads(torch):
+        with torch.no_grad():
             blocks = iter_chunks(block, A.shape[0], self._row_bytes(), device=device)
             return np.concatenate([out for _, _, out in blocks])
 
@@ -405,9 +482,8 @@ class RealNVPDensity(Density, BaseEstimator):
         self._check_fitted()
         torch, _, dtype, device = self._torch()
         mean, scale = self._params_like(torch, dtype, device)
-        with self._threads(torch):
-            xs = (x.to(device=device, dtype=dtype) - mean) / scale
-            out = self.flow_().log_prob(xs) - self._log_scale
+        xs = (x.to(device=device, dtype=dtype) - mean) / scale
+        out = self.flow_().log_prob(xs) - self._log_scale
         return out.to(device=x.device, dtype=x.dtype)
 
     def log_prob(self, X):
