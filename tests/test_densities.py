@@ -196,3 +196,16 @@ def test_mixture_works_in_row_blocks_within_working_memory(rng):
     assert peak < budget_mib * 2**20  # all n rows at once would take n * K * d * 8 B = 160 MB
     reference = mixture_log_prob_reference(Q, weights / weights.sum(), means, covs)
     np.testing.assert_allclose(got, reference, rtol=1e-10)
+
+
+def test_sklearn_adapter_sees_an_estimator_fitted_after_wrapping(fitted_gmm, rng):
+    _, X = fitted_gmm
+    gm = GaussianMixture(2, covariance_type="full", random_state=0)
+    adapter = SklearnDensity(gm)
+    assert adapter.requires_fit
+    gm.fit(X)
+    assert not adapter.requires_fit
+    assert adapter.fit(X) is adapter  # fitted: used as it is, not refitted
+    Q = rng.normal(size=(50, 3)) * 3
+    reference = mixture_log_prob_reference(Q, gm.weights_, gm.means_, gm.covariances_)
+    np.testing.assert_allclose(evaluate_log_density(adapter, Q), reference, rtol=1e-10)

@@ -59,15 +59,20 @@ class SklearnDensity(Density):
     """A scikit-learn estimator with ``score_samples`` (log-density per sample).
 
     An unfitted estimator is cloned and fitted on the training points by :meth:`fit`; the
-    estimator passed in is never modified.
+    estimator passed in is never modified by the adapter. Whether it is fitted is read from
+    the estimator at every use, so one fitted after the adapter was made is used as it is.
     """
 
     def __init__(self, estimator):
         if not hasattr(estimator, "score_samples"):
             raise TypeError(f"{type(estimator).__name__} has no score_samples method.")
         self.estimator = estimator
-        self.requires_fit = not _sklearn_is_fitted(estimator)
         self.can_sample = hasattr(estimator, "sample")
+
+    @property
+    def requires_fit(self) -> bool:
+        """True while the wrapped estimator is not fitted (scikit-learn's ``check_is_fitted``)."""
+        return not _sklearn_is_fitted(self.estimator)
 
     def fit(self, X):
         if not self.requires_fit:
