@@ -16,6 +16,16 @@ __all__ = ["GaussianMixtureDensity"]
 
 
 _COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+_SYMMETRY_RTOL = 1e-10  # largest |C - C^T| allowed, relative to the largest |C|
+
+
+def _has_cholesky(matrix: np.ndarray) -> bool:
+    """True when numpy's Cholesky factorisation of the (d, d) ``matrix`` succeeds."""
+    try:
+        np.linalg.cholesky(matrix)
+    except np.linalg.LinAlgError:
+        return False
+    return True
 
 
 class GaussianMixtureDensity(Density):
@@ -93,16 +103,48 @@ class GaussianMixtureDensity(Density):
         check_is_fitted(mixture)
         return cls(mixture.weights_, mixture.means_, mixture.covariances_, mixture.covariance_type)
 
+    def _component_name(self, k: int) -> str:
+        """How error messages name the covariance of component ``k``."""
+        if self.covariance_type == "tied":
+            return "the tied covariance matrix"
+        return f"covariances[{k}] (component {k})"
+
+    def _cholesky(self) -> np.ndarray:
+        """Lower Cholesky factors of the full or tied covariances, shape (K, d, d) or (1, d, d).
+
+        Raises
+        ------
+        ValueError
+            Naming the first component whose matrix is not symmetric (to ``rtol=1e-10``
+            relative to its largest entry) or not positive definite.
+        """
+        ct, cov = self.covariance_type, self.covariances
+        covs = cov if ct == "full" else cov[None]
+        asymmetry = np.abs(covs - np.swapaxes(covs, -1, -2)).max(axis=(-2, -1))
+        scale = np.abs(covs).max(axis=(-2, -1))
+        asymmetric = np.flatnonzero(asymmetry > _SYMMETRY_RTOL * scale)
+        if asymmetric.size:
+            k = asymmetric[0]
+            raise ValueError(
+                f"{self._component_name(k)} is not symmetric: max |C - C^T| = "
+                f"{asymmetry[k]:.3g} exceeds {_SYMMETRY_RTOL:g} times its largest entry "
+                f"{scale[k]:.3g}. Pass (C + C.T) / 2 if the asymmetry is rounding."
+            )
+        try:
+            return np.linalg.cholesky(covs)
+        except np.linalg.LinAlgError as exc:
+            k = next(k for k, c in enumerate(covs) if not _has_cholesky(c))
+            raise ValueError(
+                f"{self._component_name(k)} is not positive definite (its Cholesky "
+                "factorisation fails); a covariance matrix must be symmetric positive definite."
+            ) from exc
+
     def _precompute(self):
         """Precision factors: Mahalanobis(x, k) = ||(x - mu_k) @ P_k||^2, log|P_k| for the norm."""
         d, ct, cov = self.n_features, self.covariance_type, self.covariances
         if ct in ("full", "tied"):
-            covs = cov if ct == "full" else cov[None]
-            try:
-                chol = np.linalg.cholesky(covs)
-            except np.linalg.LinAlgError as exc:
-                raise ValueError("covariances must be symmetric positive definite.") from exc
-            eye = np.broadcast_to(np.eye(d), covs.shape)
+            chol = self._chol = self._cholesky()  # sample() draws with these factors
+            eye = np.broadcast_to(np.eye(d), chol.shape)
             # P_k = L_k^{-T}, so that (x - mu)^T Sigma^{-1} (x - mu) = ||(x - mu)^T P_k||^2
             prec = np.swapaxes(np.linalg.solve(chol, eye), -1, -2)
             prec_k = prec if ct == "full" else np.broadcast_to(prec, (self.n_components, d, d))
@@ -110,8 +152,12 @@ class GaussianMixtureDensity(Density):
             self._shift = np.einsum("kd,kde->ke", self.means, prec_k).reshape(1, -1)
             log_det_prec = np.log(np.diagonal(prec, axis1=-2, axis2=-1)).sum(-1)
         else:
-            if np.any(cov <= 0):
-                raise ValueError("covariances must be positive.")
+            nonpositive = np.flatnonzero((cov <= 0).reshape(self.n_components, -1).any(axis=1))
+            if nonpositive.size:
+                raise ValueError(
+                    f"{self._component_name(nonpositive[0])} has a variance <= 0; variances "
+                    "must be positive."
+                )
             inv_var = 1.0 / cov
             self._inv_var = inv_var
             log_det_prec = (
@@ -206,8 +252,7 @@ class GaussianMixtureDensity(Density):
         z = rng.standard_normal((n_samples, self.n_features))
         ct = self.covariance_type
         if ct in ("full", "tied"):
-            chol = np.linalg.cholesky(self.covariances if ct == "full" else self.covariances[None])
-            L = chol[comp] if ct == "full" else chol[0]
+            L = self._chol[comp] if ct == "full" else self._chol[0]
             noise = np.einsum("nij,nj->ni", L, z) if ct == "full" else z @ L.T
         elif ct == "diag":
             noise = z * np.sqrt(self.covariances[comp])
