@@ -14,8 +14,9 @@ class Density:
     """Base class of the density adapters.
 
     Subclasses implement :meth:`log_prob`; those that can draw points implement :meth:`sample`
-    and set ``can_sample = True``; those that must be fitted on the training points first set
-    ``requires_fit = True`` and implement :meth:`fit`, which returns a fitted adapter.
+    and set ``can_sample = True``; those that must be fitted on the training points first
+    report ``requires_fit`` True (an attribute or a property) and implement :meth:`fit`, which
+    returns a fitted adapter.
     """
 
     can_sample: bool = False
