@@ -1,5 +1,8 @@
+import tracemalloc
+
 import numpy as np
 import pytest
+import sklearn
 import torch
 from sklearn.mixture import BayesianGaussianMixture, GaussianMixture
 from sklearn.neighbors import KernelDensity
@@ -168,3 +171,89 @@ def test_bad_density_objects():
         GaussianMixtureDensity([1], np.zeros((1, 2)), -np.eye(2)[None], "full")
     with pytest.raises(TypeError, match="cannot draw samples"):
         as_density(lambda A: np.zeros(len(A))).sample(3)
+
+
+def test_mixture_works_in_row_blocks_within_working_memory(rng):
+    """The (rows, K * d) blocks of a full-covariance mixture fit in scikit-learn's
+    working_memory: numpy's peak allocation stays under the budget, and the blocks join up to
+    scipy's log-density."""
+    K, d, n = 200, 20, 5000
+    means = rng.normal(size=(K, d))
+    A = rng.normal(size=(K, d, d)) / np.sqrt(d)
+    covs = A @ np.swapaxes(A, 1, 2) + 0.5 * np.eye(d)
+    weights = rng.uniform(0.5, 1.5, size=K)
+    dens = GaussianMixtureDensity(weights, means, covs)
+    Q = rng.normal(size=(n, d)) * 1.5
+    dens.log_prob(Q[:2])  # any one-off allocations outside the measurement
+    budget_mib = 8
+    with sklearn.config_context(working_memory=budget_mib):
+        tracemalloc.start()
+        try:
+            got = dens.log_prob(Q)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert peak < budget_mib * 2**20  # all n rows at once would take n * K * d * 8 B = 160 MB
+    reference = mixture_log_prob_reference(Q, weights / weights.sum(), means, covs)
+    np.testing.assert_allclose(got, reference, rtol=1e-10)
+
+
+def test_sklearn_adapter_sees_an_estimator_fitted_after_wrapping(fitted_gmm, rng):
+    _, X = fitted_gmm
+    gm = GaussianMixture(2, covariance_type="full", random_state=0)
+    adapter = SklearnDensity(gm)
+    assert adapter.requires_fit
+    gm.fit(X)
+    assert not adapter.requires_fit
+    assert adapter.fit(X) is adapter  # fitted: used as it is, not refitted
+    Q = rng.normal(size=(50, 3)) * 3
+    reference = mixture_log_prob_reference(Q, gm.weights_, gm.means_, gm.covariances_)
+    np.testing.assert_allclose(evaluate_log_density(adapter, Q), reference, rtol=1e-10)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied"])
+def test_mixture_refuses_an_asymmetric_covariance(covariance_type, rng):
+    """Cholesky reads one triangle only; an asymmetric matrix is refused, relative to its
+    scale, while rounding-size asymmetry is accepted and gives scipy's density."""
+    sym = np.array([[2.0, 0.3], [0.3, 1.0]])
+    asym = np.array([[2.0, 0.3], [0.1, 1.0]])  # its lower triangle alone is positive definite
+    weights, means = np.ones(3), rng.normal(size=(3, 2))
+    full = covariance_type == "full"
+    name = "component 2" if full else "tied covariance"
+
+    def covariances(last, good=sym):
+        return np.stack([good, good, last]) if full else last
+
+    for scale in (1.0, 1e-20):  # the tolerance is relative: a tiny matrix is no exception
+        with pytest.raises(ValueError, match=f"{name}.* not symmetric"):
+            GaussianMixtureDensity(weights, means, covariances(scale * asym), covariance_type)
+
+    nearly_symmetric = 1e8 * sym
+    nearly_symmetric[0, 1] += 2e8 * 1e-12  # 1e-12 of the largest entry, under rtol=1e-10
+    covs = covariances(nearly_symmetric, good=1e8 * sym)
+    dens = GaussianMixtureDensity(weights, 1e4 * means, covs, covariance_type)
+    Q = 1e4 * rng.normal(size=(100, 2))
+    symmetric = (nearly_symmetric + nearly_symmetric.T) / 2
+    reference_covs = [1e8 * sym, 1e8 * sym, symmetric] if full else [symmetric] * 3
+    reference = mixture_log_prob_reference(Q, weights / 3, 1e4 * means, reference_covs)
+    np.testing.assert_allclose(dens.log_prob(Q), reference, rtol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "covariance_type, bad, name",
+    [
+        ("full", [[1.0, 2.0], [2.0, 1.0]], "component 1"),  # eigenvalues 3 and -1
+        ("full", [[1.0, 1.0], [1.0, 1.0]], "component 1"),  # eigenvalues 2 and 0
+        ("tied", [[1.0, 2.0], [2.0, 1.0]], "tied covariance"),
+        ("diag", [1.0, 0.0], "component 1"),
+        ("spherical", -1.0, "component 1"),
+    ],
+)
+def test_mixture_names_the_component_whose_covariance_is_not_positive(covariance_type, bad, name):
+    bad = np.asarray(bad)
+    full_matrix = bad if bad.ndim == 2 else np.diag(np.broadcast_to(bad, (2,)))
+    assert np.linalg.eigvalsh(full_matrix).min() <= 0  # the closed-form eigenvalues above
+    good = {"full": np.eye(2), "diag": np.ones(2), "spherical": 1.0}.get(covariance_type)
+    covs = bad if covariance_type == "tied" else np.stack([good, bad, good])
+    with pytest.raises(ValueError, match=f"{name}.*(positive definite|must be positive)"):
+        GaussianMixtureDensity(np.ones(3), np.zeros((3, 2)), covs, covariance_type)

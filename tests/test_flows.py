@@ -9,8 +9,10 @@ a single Gaussian fitted in closed form, the data's own moments, and plain torch
 import math
 import sys
 
+import joblib
 import numpy as np
 import pytest
+import sklearn
 from scipy.integrate import trapezoid
 from scipy.stats import multivariate_normal, norm
 from sklearn.base import clone
@@ -152,6 +154,41 @@ def test_log_prob_tensor_gradient_matches_finite_differences(flow64, moons):
     # answers in the dtype of its input
     out32 = flow64.log_prob_tensor(torch.tensor(X, dtype=torch.float32))
     assert out32.dtype == torch.float32
+
+
+def test_evaluation_leaves_torch_threads_alone(flow64, moons, monkeypatch):
+    """No evaluation touches torch's process-wide thread setting; with a small working_memory
+    the row blocks join up to one plain torch call on all the points."""
+    calls = []
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    X = moons[1][:200]
+    with sklearn.config_context(working_memory=0.02):  # a few points per block
+        log_p = flow64.log_prob(X)
+        Z = flow64.to_latent(X)
+        X_back = flow64.from_latent(Z)
+    flow64.log_prob_tensor(torch.tensor(X))
+    flow64.sample(5, random_state=0)
+    assert calls == []
+    with torch.no_grad():
+        dist = flow64.flow_()
+        x = torch.tensor((X - flow64.mean_) / flow64.scale_)
+        z_ref = dist.transform(x).numpy()
+        log_p_ref = dist.log_prob(x).numpy() - np.log(flow64.scale_).sum()
+    np.testing.assert_allclose(log_p, log_p_ref, rtol=1e-12)
+    np.testing.assert_allclose(Z, z_ref, rtol=1e-12)
+    np.testing.assert_allclose(X_back, X, atol=1e-9)
+
+
+@pytest.mark.parametrize("n_jobs", [None, 1, 2, -1, -2])
+def test_fit_trains_on_joblib_n_jobs_threads_and_restores(n_jobs, moons, monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 7)
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    RealNVPDensity(**SMALL, epochs=1, n_jobs=n_jobs, random_state=0).fit(moons[0][:100])
+    cores = joblib.cpu_count()
+    expected = {None: 1, 1: 1, 2: 2, -1: cores, -2: max(cores - 1, 1)}[n_jobs]
+    assert calls == [expected, 7]  # set for the training, then torch's setting back
 
 
 def test_errors(flow64):

@@ -1,0 +1,100 @@
+"""The :class:`Density` protocol and :func:`evaluate_log_density`, which every stage calls."""
+
+from __future__ import annotations
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .._validation import check_log_density_values
+
+__all__ = ["Density", "evaluate_log_density"]
+
+
+class Density:
+    """Base class of the density adapters.
+
+    Subclasses implement :meth:`log_prob`; those that can draw points implement :meth:`sample`
+    and set ``can_sample = True``; those that must be fitted on the training points first
+    report ``requires_fit`` True (an attribute or a property) and implement :meth:`fit`, which
+    returns a fitted adapter.
+    """
+
+    can_sample: bool = False
+    requires_fit: bool = False
+    differentiable: bool = False
+
+    def log_prob_tensor(self, x):
+        """Log-density of a torch tensor, differentiable with respect to ``x``.
+
+        Implemented by adapters with ``differentiable = True`` (torch models, mixtures,
+        flows); geodesic refinement uses it for exact gradients and falls back to finite
+        differences of :meth:`log_prob` for the others.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (n, d)
+
+        Returns
+        -------
+        log_p : torch.Tensor of shape (n,), on the device and in the dtype of ``x``
+        """
+        raise TypeError(f"{type(self).__name__} cannot evaluate log p on torch tensors.")
+
+    def log_prob(self, X: np.ndarray) -> np.ndarray:
+        """Natural log-density of each row of ``X``.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n, d), float64
+
+        Returns
+        -------
+        log_p : ndarray of shape (n,)
+            ``log p(x)`` in nats; ``-inf`` where the density is zero.
+        """
+        raise NotImplementedError
+
+    def sample(self, n_samples: int, random_state=None) -> np.ndarray:
+        """Draw ``n_samples`` points, shape (n_samples, d)."""
+        raise TypeError(
+            f"{type(self).__name__} cannot draw samples; use vertices='data' or pass a density "
+            "with a sample method (GaussianMixture, KernelDensity, a torch distribution, ...)."
+        )
+
+    def fit(self, X: np.ndarray) -> Density:
+        """Return an adapter fitted on ``X`` (the adapter itself when nothing is to be fitted)."""
+        return self
+
+
+def evaluate_log_density(
+    density: Density, X: np.ndarray, batch_size: int = 65536, progress: bool = False
+) -> np.ndarray:
+    """Log-density of every row of ``X``, in batches, with the model's output checked.
+
+    Parameters
+    ----------
+    density : Density
+    X : ndarray of shape (n, d), float64
+    batch_size : int
+        Rows per call to the model.
+    progress : bool
+        Show a progress bar over batches.
+
+    Returns
+    -------
+    log_p : ndarray of shape (n,), float64
+
+    Raises
+    ------
+    ValueError
+        If the model returns the wrong shape, NaN or +inf (the message counts the rows).
+    """
+    n = X.shape[0]
+    out = np.empty(n, dtype=np.float64)
+    starts = range(0, n, batch_size)
+    for s in tqdm(starts, desc="density", disable=not progress or len(starts) < 2, leave=False):
+        chunk = X[s : s + batch_size]
+        out[s : s + len(chunk)] = check_log_density_values(
+            density.log_prob(chunk), len(chunk), source=f"density ({type(density).__name__})"
+        )
+    return out
