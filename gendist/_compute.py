@@ -243,7 +243,10 @@ def to_numpy(a, dtype=None) -> np.ndarray:
     ndarray
     """
     if is_torch_tensor(a):
-        a = a.detach().cpu().numpy()
+        a = a.detach().cpu()
+        if a.dtype == sys.modules["torch"].bfloat16:  # numpy has no bfloat16
+            a = a.float()
+        a = a.numpy()
     return np.asarray(a, dtype=dtype)
 
 

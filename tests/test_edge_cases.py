@@ -359,3 +359,14 @@ def test_memory_refusal_is_specific(cube):
     message = str(info.value)
     assert "out=" in message and "float32'" not in message and "0.0 GiB" not in message
     assert "3.8 MiB" in message and "1000 bytes" in message
+
+
+def test_a_torch_distribution_of_the_wrong_event_shape_is_named(cube):
+    batch = torch.distributions.Normal(torch.zeros(4), torch.ones(4))  # events are scalars
+    with pytest.raises(ValueError, match="Independent"):
+        GenerativeDistance(batch, lam=1.0, n_neighbors=4).fit(cube)
+    independent = torch.distributions.Independent(batch, 1)
+    est = GenerativeDistance(independent, lam=1.0, n_neighbors=4).fit(cube)
+    np.testing.assert_allclose(
+        est.log_prob_, -0.5 * (cube**2).sum(1) - 2 * np.log(2 * np.pi), rtol=1e-6
+    )

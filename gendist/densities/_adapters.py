@@ -165,17 +165,31 @@ class TorchDensity(Density):
         """The object with ``log_prob``: the model, or what a lazy zuko flow returns."""
         return self.model() if self._lazy else self.model
 
+    def _checked_distribution(self, n_features: int):
+        """The distribution, after checking that its events are points of ``n_features``."""
+        dist = self._distribution()
+        shape = getattr(dist, "event_shape", None)
+        if shape is not None and tuple(shape) != (n_features,):
+            raise ValueError(
+                f"the torch distribution's events have shape {tuple(shape)}, but the points "
+                f"have {n_features} features, so its log_prob would not give one value per "
+                f"point. Use a distribution over R^{n_features} (for independent coordinates, "
+                "torch.distributions.Independent(distribution, 1))."
+            )
+        return dist
+
     def log_prob_tensor(self, x):
-        out = self._distribution().log_prob(x.to(device=self.device, dtype=self.dtype))
+        dist = self._checked_distribution(x.shape[-1])
+        out = dist.log_prob(x.to(device=self.device, dtype=self.dtype))
         return out.to(device=x.device, dtype=x.dtype)
 
     def log_prob(self, X):
         import torch
 
         with torch.no_grad():
+            dist = self._checked_distribution(np.shape(X)[-1])
             x = torch.as_tensor(X, dtype=self.dtype, device=self.device)
-            out = self._distribution().log_prob(x)
-            return to_numpy(out, np.float64)
+            return to_numpy(dist.log_prob(x), np.float64)
 
     def sample(self, n_samples, random_state=None):
         import torch

@@ -94,6 +94,8 @@ def evaluate_log_density(
     starts = range(0, n, batch_size)
     for s in tqdm(starts, desc="density", disable=not progress or len(starts) < 2, leave=False):
         chunk = X[s : s + batch_size]
+        if isinstance(chunk, np.ndarray) and not chunk.flags.writeable:
+            chunk = chunk.copy()  # the model gets its own copy of read-only (fitted) points
         out[s : s + len(chunk)] = check_log_density_values(
             density.log_prob(chunk), len(chunk), source=f"density ({type(density).__name__})"
         )
