@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from scipy import sparse
 from scipy.sparse.csgraph import dijkstra
 from scipy.spatial.distance import cdist
 
@@ -234,3 +235,49 @@ def test_image_shaped_and_pickled_decoders(rng):
     )
     again = pickle.loads(pickle.dumps(est))
     np.testing.assert_array_equal(again.distances(), est.distances())
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.SkipTestWarning")
+def test_latent_distance_passes_the_sklearn_estimator_checks():
+    from sklearn.utils.estimator_checks import check_estimator
+
+    results = check_estimator(LatentDistance(np.tanh, n_neighbors=3), on_fail=None)
+    failed = {r["check_name"]: r["exception"] for r in results if r["status"] == "failed"}
+    assert not failed
+    assert len(results) > 40
+    skipped = {r["check_name"] for r in results if r["status"] == "skipped"}
+    assert skipped <= {"check_array_api_input"}
+
+
+def test_latent_distance_has_the_generative_queries(rng, tmp_path):
+    """kneighbors, memory_limit, dtype, out= and points as ends, on a linear decoder whose
+    graph distances are scipy's Dijkstra on the closed-form weights |A (z_u - z_v)|."""
+    from gendist import GraphTooLargeError
+
+    A = rng.normal(size=(5, 2))
+    Z = rng.normal(size=(150, 2))
+    est = LatentDistance(lambda Y: Y @ A.T, n_neighbors=6).fit(Z)
+    W = est.graph_.tocoo()
+    exact = sparse.csr_matrix(
+        (np.linalg.norm((Z[W.row] - Z[W.col]) @ A.T, axis=1), (W.row, W.col)), shape=W.shape
+    )
+    full = dijkstra(exact, directed=False)
+    np.testing.assert_allclose(est.distances(), full, rtol=1e-10)
+    # k nearest codes by bounded searches = brute force on all pairs
+    D = full.copy()
+    np.fill_diagonal(D, np.inf)
+    order = np.argsort(D, axis=1, kind="stable")[:, :4]
+    d4, i4 = est.kneighbors(n_neighbors=4)
+    np.testing.assert_allclose(d4, np.take_along_axis(D, order, 1), rtol=1e-10)
+    # float32 results, rows written to a memory map, the memory guard
+    f32 = LatentDistance(lambda Y: Y @ A.T, n_neighbors=6, dtype="float32").fit(Z)
+    assert f32.distances([0, 1]).dtype == np.float32
+    out = np.lib.format.open_memmap(tmp_path / "d.npy", "w+", np.float64, (3, 150))
+    est.distances([0, 1, 2], out=out)
+    np.testing.assert_allclose(np.load(tmp_path / "d.npy"), full[:3], rtol=1e-10)
+    small = LatentDistance(lambda Y: Y @ A.T, n_neighbors=6, memory_limit=1000).fit(Z)
+    with pytest.raises(GraphTooLargeError, match="out="):
+        small.distances()
+    # a new code as an end: the best join through its neighbours, as transform measures
+    z = rng.normal(size=2)
+    assert est.distance(z, 3) == pytest.approx(est.transform(z[None])[0, 3], rel=1e-12)
