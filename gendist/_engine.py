@@ -419,7 +419,8 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
                 np.vstack(new), both_directions=True, link=len(new) == 2
             )
             factor = min(self.min_length_factor_, join_factor)
-        if pa is None and pb is None and ia > ib:
+        swapped = pa is None and pb is None and ia > ib
+        if swapped:
             ia, ib = ib, ia  # two vertices: from the lower index, as the all-pairs matrix
         source = N if pa is not None else ia
         target = N + len(new) - 1 if pb is not None else ib
@@ -427,6 +428,8 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         x_b = pb[0] if pb is not None else self.vertices_[ib]
         bound = factor * float(row_norms((x_a - x_b)[None])[0])
         length, path = pair_shortest_path(graph, source, target, lower_bound=bound)
+        if swapped and path is not None:
+            path = path[::-1]
         return length, path, (np.vstack(new) if new else None)
 
     def distance(self, a, b) -> float:
