@@ -10,7 +10,6 @@ _EXTRAS = {
     "matplotlib": "plot",
     "dwave.samplers": "ising",
     "dimod": "ising",
-    "skfmm": "experiments",
     "openTSNE": "embed",
     "dask": "dask",
     "cupy": "gpu",

@@ -1,19 +1,35 @@
-"""The ``gendist`` command line: ``gendist demo`` runs the main job on built-in data;
-``gendist experiment NAME`` runs one of the paper's experiments."""
+"""The ``gendist`` command line: ``gendist demo`` runs the main job on built-in data.
+
+A job's parameters are a mapping of defaults, overridden by a YAML file (``--config``) and by
+``--set key=value`` pairs. :func:`load_config` merges them and checks every key and the type of
+every value; :func:`describe_parameters` lists them for ``--help``; :func:`prepare_output`
+checks the output folder. The experiments of the source checkout (``python -m experiments``)
+read their parameters with the same helpers.
+"""
 
 from __future__ import annotations
 
 import argparse
 import csv
+import difflib
+import functools
+import operator
+import re
 import sys
+import tempfile
 import time
+import typing
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from types import UnionType
 
 import numpy as np
+import yaml
 
-from .config import load_config
+from . import __version__
+from ._optional import import_optional
 
-__all__ = ["main", "run_demo", "run_experiment", "experiment_config", "DEMO_DEFAULTS"]
+__all__ = ["main", "run_demo", "DEMO_DEFAULTS", "DEMO_TYPES"]
 
 #: Parameters of ``gendist demo`` (override with ``--config FILE`` and ``--set key=value``).
 DEMO_DEFAULTS = {
@@ -29,13 +45,252 @@ DEMO_DEFAULTS = {
     "n_jobs": None,
 }
 
+#: Accepted types of the demo's parameters whose default does not say (see :func:`load_config`).
+DEMO_TYPES = {"lam": str | float, "n_jobs": int | None}
+
+# PyYAML reads a number in exponent notation without a dot (1e-3) as a string
+_EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def _default_type(default):
+    """The type a parameter's default value stands for: its own; for a list, a non-empty list
+    of its items' types; for None, any value (declare the type of such a parameter)."""
+    if default is None:
+        return object
+    if isinstance(default, list) and default:
+        item_types = sorted({type(item) for item in default}, key=lambda t: t.__name__)
+        return list[functools.reduce(operator.or_, item_types)]
+    return type(default)
+
+
+def parameter_types(defaults: Mapping, declared: Mapping | None = None) -> dict:
+    """The accepted type of every parameter.
+
+    Parameters
+    ----------
+    defaults : mapping
+        Every parameter with its default value.
+    declared : mapping, optional
+        Accepted types of the parameters whose default does not say, as type expressions
+        (``int | None``, ``str | float``). A parameter whose default is None takes any value
+        unless its type is declared.
+
+    Returns
+    -------
+    types : dict
+        ``declared[key]`` where given, else the type of the default. An int default takes
+        ints, a float default ints and floats, a str default strings, and a list default a
+        non-empty list of values of its items' types.
+    """
+    declared = dict(declared or {})
+    unknown = sorted(set(declared) - set(defaults))
+    if unknown:
+        raise TypeError(f"types declared for unknown parameter(s) {unknown}.")
+    return {
+        key: declared[key] if key in declared else _default_type(value)
+        for key, value in defaults.items()
+    }
+
+
+def _matches(value, expected) -> bool:
+    if expected is object:
+        return True
+    if isinstance(expected, UnionType):
+        return any(_matches(value, option) for option in typing.get_args(expected))
+    if expected is type(None):
+        return value is None
+    if expected is list or typing.get_origin(expected) is list:
+        item_types = typing.get_args(expected)
+        return (
+            isinstance(value, list)
+            and len(value) > 0
+            and all(_matches(item, item_types[0]) for item in value if item_types)
+        )
+    if isinstance(value, bool):
+        return expected is bool
+    if expected is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, expected)
+
+
+def type_name(expected) -> str:
+    """How a parameter type reads in messages and help: ``int or None``,
+    ``non-empty list of float``."""
+    if isinstance(expected, UnionType):
+        return " or ".join(type_name(option) for option in typing.get_args(expected))
+    if expected is object:
+        return "any"
+    if expected is type(None):
+        return "None"
+    if expected is list or typing.get_origin(expected) is list:
+        item_types = typing.get_args(expected)
+        return "non-empty list" + (f" of {type_name(item_types[0])}" if item_types else "")
+    return expected.__name__
+
+
+def _format_value(value) -> str:
+    """A parameter value as it is written after ``--set key=``."""
+    if value is None:
+        return "null"
+    if isinstance(value, list):
+        return "[" + ", ".join(_format_value(item) for item in value) + "]"
+    return str(value)
+
+
+def _yaml_numbers(value):
+    """``value`` with strings in exponent notation (``1e-3``) read as floats, in lists too."""
+    if isinstance(value, str) and _EXPONENT_NUMBER.fullmatch(value):
+        return float(value)
+    if isinstance(value, list):
+        return [_yaml_numbers(item) for item in value]
+    return value
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line saying what is wrong in a YAML text, and where."""
+    problem = getattr(exc, "problem", None)
+    mark = getattr(exc, "problem_mark", None)
+    if problem and mark is not None:
+        return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
+    return " ".join(str(exc).split())
+
+
+def _read_mapping(path: Path) -> dict:
+    """The mapping of parameters in the YAML file ``path``."""
+    if not path.exists():
+        raise ValueError(f"config file {path} does not exist.")
+    if not path.is_file():
+        raise ValueError(f"config file {path} is not a file.")
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read config file {path}: {exc}.") from exc
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"config file {path} is not valid YAML: {_yaml_problem(exc)}.") from exc
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ValueError(
+            f"config file {path} must hold a mapping of parameters, got {type(loaded).__name__}."
+        )
+    return {key: _yaml_numbers(value) for key, value in loaded.items()}
+
+
+def _parse_override(item: str) -> tuple[str, object]:
+    """``key`` and the value of a ``key=value`` string (the value read as YAML)."""
+    key, sep, text = item.partition("=")
+    if not sep:
+        raise ValueError(f"--set expects key=value, got {item!r}.")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        problem = _yaml_problem(exc)
+        raise ValueError(f"--set {item}: the value is not valid YAML: {problem}.") from exc
+    return key.strip(), _yaml_numbers(value)
+
+
+def load_config(
+    defaults: Mapping,
+    path: str | Path | None = None,
+    overrides: Iterable[str] = (),
+    types: Mapping | None = None,
+) -> dict:
+    """Merge ``defaults``, the YAML mapping in ``path`` and ``key=value`` overrides.
+
+    Values of overrides are read as YAML (``n_quad=16`` gives an int, ``lam=quantile:0.05`` a
+    string, ``seeds=[0, 1]`` a list; ``1e-3`` a float). Every key must be one of the
+    defaults' and every value of the type :func:`parameter_types` accepts for it, so that a
+    typo or a malformed value stops the job before it computes anything.
+
+    Parameters
+    ----------
+    defaults : mapping
+        Every allowed key with its default value.
+    path : path-like, optional
+        YAML file with a mapping of some of those keys.
+    overrides : iterable of str
+        ``key=value`` strings, applied last.
+    types : mapping, optional
+        Accepted types of the parameters whose default does not say (see
+        :func:`parameter_types`).
+
+    Returns
+    -------
+    config : dict
+
+    Raises
+    ------
+    ValueError
+        With a one-line message: a config file that is missing, unreadable, not YAML or not a
+        mapping; an override without ``=``; an unknown key; a value of the wrong type.
+    """
+    expected = parameter_types(defaults, types)
+    updates = []
+    if path is not None:
+        updates += [(key, value, str(path)) for key, value in _read_mapping(Path(path)).items()]
+    for item in overrides:
+        key, value = _parse_override(item)
+        updates.append((key, value, f"--set {item}"))
+    config = dict(defaults)
+    for key, value, source in updates:
+        if key not in expected:
+            close = difflib.get_close_matches(str(key), list(expected), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(
+                f"{source}: unknown parameter {key!r}{hint}; known: {', '.join(expected)}."
+            )
+        if not _matches(value, expected[key]):
+            wants_list = typing.get_origin(expected[key]) is list
+            hint = f", e.g. {key}=[{_format_value(value)}]" if wants_list and value != [] else ""
+            name = type_name(expected[key])
+            article = "a " if name.startswith("non-empty") else ""
+            raise ValueError(f"{source}: {key} must be {article}{name}{hint}, got {value!r}.")
+        config[key] = value
+    return config
+
+
+def describe_parameters(defaults: Mapping, types: Mapping | None = None) -> str:
+    """The parameters as a help text: one line per key with its type and default."""
+    expected = parameter_types(defaults, types)
+    names = {key: type_name(t) for key, t in expected.items()}
+    key_width = max(map(len, expected))
+    type_width = max(map(len, names.values()))
+    return "\n".join(
+        f"  {key:<{key_width}}  {names[key]:<{type_width}}  {_format_value(defaults[key])}"
+        for key in expected
+    )
+
+
+def prepare_output(out: str | Path) -> Path:
+    """Create the output folder ``out`` (with its parents) and check that it takes files.
+
+    Raises
+    ------
+    ValueError
+        With a one-line message when the folder cannot be created or written to.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"the output folder {out} exists and is not a folder.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise ValueError(f"cannot write to the output folder {out}: {reason}.") from exc
+    return out
+
 
 def run_demo(out: Path, config: dict | None = None) -> dict:
     """Two moons: fit a mixture, compute generative distances, cluster, draw geodesics.
 
     Writes ``demo.png`` (geodesics over the density and the clusterings) and ``demo.csv``
     (spectral-clustering NMI of geodesic vs Euclidean affinity over a tau sweep, tau relative
-    to the median squared distance of each metric) to ``out``.
+    to the median squared distance of each metric) to ``out``. Needs matplotlib (the ``plot``
+    extra); without it, the ImportError comes before any computation.
 
     Parameters
     ----------
@@ -47,7 +302,8 @@ def run_demo(out: Path, config: dict | None = None) -> dict:
     Returns
     -------
     results : dict
-        ``rows`` (the table), ``figure`` and ``table`` paths, and timings.
+        ``rows`` (the table), ``figure`` and ``table`` paths, ``seconds`` (distances),
+        ``geodesics`` and ``n_edges``.
     """
     from scipy.spatial.distance import cdist
     from sklearn.cluster import SpectralClustering
@@ -57,9 +313,12 @@ def run_demo(out: Path, config: dict | None = None) -> dict:
 
     from .affinity import distance_affinity
     from .estimator import GenerativeDistance
+    from .plotting import plot_geodesics
 
+    Figure = import_optional("matplotlib.figure").Figure
     cfg = {**DEMO_DEFAULTS, **(config or {})}
     seed = cfg["seed"]
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     X, y = make_moons(cfg["n_samples"], noise=cfg["noise"], random_state=seed)
     t0 = time.perf_counter()
@@ -103,42 +362,31 @@ def run_demo(out: Path, config: dict | None = None) -> dict:
         writer.writeheader()
         writer.writerows(rows)
 
-    figure = None
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        from .plotting import plot_geodesics
-
-        best = max(rows, key=lambda r: r["NMI geodesic"])
-        tau = best["tau / median(d^2)"] * np.median(D_gen[np.isfinite(D_gen)] ** 2)
-        labels = SpectralClustering(2, affinity="precomputed", random_state=seed).fit_predict(
-            distance_affinity(D_gen, tau)
-        )
-        fig, axes = plt.subplots(1, 2, figsize=(13, 5))
-        plot_geodesics(
-            est.density_,
-            X,
-            geodesics,
-            ax=axes[0],
-            title="generative geodesics (solid) vs straight lines (dashed)",
-        )
-        plot_geodesics(
-            est.density_,
-            X,
-            (),
-            ax=axes[1],
-            labels=labels,
-            title=f"spectral clustering, geodesic affinity (NMI {best['NMI geodesic']:.2f})",
-        )
-        fig.tight_layout()
-        figure = out / "demo.png"
-        fig.savefig(figure, dpi=120)
-        plt.close(fig)
-    except ImportError:
-        print('matplotlib is not installed: no figure (pip install "gendist[plot]")')
+    best = max(rows, key=lambda r: r["NMI geodesic"])
+    tau = best["tau / median(d^2)"] * np.median(D_gen[np.isfinite(D_gen)] ** 2)
+    labels = SpectralClustering(2, affinity="precomputed", random_state=seed).fit_predict(
+        distance_affinity(D_gen, tau)
+    )
+    fig = Figure(figsize=(13, 5))
+    axes = fig.subplots(1, 2)
+    plot_geodesics(
+        est.density_,
+        X,
+        geodesics,
+        ax=axes[0],
+        title="generative geodesics (solid) vs straight lines (dashed)",
+    )
+    plot_geodesics(
+        est.density_,
+        X,
+        (),
+        ax=axes[1],
+        labels=labels,
+        title=f"spectral clustering, geodesic affinity (NMI {best['NMI geodesic']:.2f})",
+    )
+    fig.tight_layout()
+    figure = out / "demo.png"
+    fig.savefig(figure, dpi=120)
 
     return {
         "rows": rows,
@@ -158,37 +406,28 @@ def _print_table(rows):
         print("| " + " | ".join(f"{r[k]:.3g}" for k in keys) + " |")
 
 
-def experiment_config(name: str, config_path=None, overrides=(), quick=False) -> dict:
-    """Parameters of experiment ``name``: its defaults (``QUICK`` on top when ``quick``), then
-    the YAML file ``config_path``, then ``key=value`` overrides."""
-    from .experiments import experiment_module
-
-    module = experiment_module(name)
-    defaults = {**module.DEFAULTS, **(module.QUICK if quick else {})}
-    return load_config(defaults, config_path, overrides)
-
-
-def run_experiment(
-    name: str, out: Path | None = None, config_path=None, overrides=(), quick=False, config=None
-):
-    """Run experiment ``name`` with the parameters of :func:`experiment_config` (or ``config``
-    when given). Outputs go to ``out`` (default ``gendist-output/NAME``). Returns the
-    experiment's results."""
-    from .experiments import experiment_module
-
-    if config is None:
-        config = experiment_config(name, config_path, overrides, quick)
-    out = Path(out) if out is not None else Path("gendist-output") / name
-    return experiment_module(name).run(out, config)
-
-
 def main(argv=None) -> int:
+    """Run the ``gendist`` command with the arguments ``argv`` (default ``sys.argv[1:]``).
+
+    Every bad input (an unknown parameter, a value of the wrong type, a missing or malformed
+    config file, an output folder that cannot be written, a missing optional dependency) is
+    a one-line usage error, exit status 2, raised before anything is computed.
+    """
     parser = argparse.ArgumentParser(
         prog="gendist",
         description="Distances and geodesics between data points according to a density model.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="two moons: distances, clustering NMI and a figure")
+    demo = sub.add_parser(
+        "demo",
+        help="two moons: distances, clustering NMI and a figure",
+        description="Two moons: generative distances under a fitted GaussianMixture, spectral\n"
+        "clustering NMI of geodesic vs Euclidean affinity, geodesics drawn over the density.",
+        epilog="parameters (--set KEY=VALUE, or keys of the --config file), type, default:\n"
+        + describe_parameters(DEMO_DEFAULTS, DEMO_TYPES),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     demo.add_argument(
         "--out",
         type=Path,
@@ -201,63 +440,34 @@ def main(argv=None) -> int:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help=f"override a parameter; keys: {', '.join(DEMO_DEFAULTS)}",
+        help="override a parameter (listed below)",
     )
     demo.add_argument("--quick", action="store_true", help="200 points (n_samples=200)")
-    from .experiments import EXPERIMENTS
-
-    experiment = sub.add_parser(
-        "experiment", help="run one of the paper's experiments: " + ", ".join(EXPERIMENTS)
-    )
-    experiment.add_argument("name", choices=sorted(EXPERIMENTS))
-    experiment.add_argument("--out", type=Path, help="output folder (default: gendist-output/NAME)")
-    experiment.add_argument(
-        "--config", type=Path, help="YAML file of parameters (configs/NAME.yaml)"
-    )
-    experiment.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a parameter"
-    )
-    experiment.add_argument(
-        "--quick", action="store_true", help="small smoke-run settings (the ones CI runs)"
-    )
     args = parser.parse_args(argv)
 
-    if args.command == "experiment":
-        try:  # parameter errors are usage errors; errors inside a run keep their traceback
-            config = experiment_config(args.name, args.config, args.set, args.quick)
-        except (OSError, ValueError) as exc:
-            parser.error(str(exc))
-        res = run_experiment(args.name, args.out, config=config)
-        print(res["summary"])
-        print(f"{res['seconds']:.1f} s; files:")
-        for path in res["files"]:
-            print(f"  {path}")
-        return 0
-
-    if args.command == "demo":
-        overrides = (["n_samples=200"] if args.quick else []) + args.set
-        try:
-            config = load_config(DEMO_DEFAULTS, args.config, overrides)
-        except (OSError, ValueError) as exc:
-            parser.error(str(exc))
-        n = config["n_samples"]
-        res = run_demo(args.out, config)
+    overrides = (["n_samples=200"] if args.quick else []) + args.set
+    try:
+        config = load_config(DEMO_DEFAULTS, args.config, overrides, DEMO_TYPES)
+        import_optional("matplotlib")
+        out = prepare_output(args.out)
+    except (ValueError, ImportError) as exc:
+        demo.error(str(exc))
+    res = run_demo(out, config)
+    print(
+        f"two moons, n = {config['n_samples']}: generative distances ({res['n_edges']} edges) "
+        f"in {res['seconds']:.2f} s\n"
+    )
+    print("Spectral clustering NMI, geodesic vs Euclidean affinity exp(-d^2/tau):\n")
+    _print_table(res["rows"])
+    print()
+    for i, g in enumerate(res["geodesics"], 1):
+        chord = float(np.linalg.norm(g.points[-1] - g.points[0]))
         print(
-            f"two moons, n = {n}: generative distances ({res['n_edges']} edges) "
-            f"in {res['seconds']:.2f} s\n"
+            f"geodesic {i}: {len(g.points)} vertices, generative length {g.length:.4f}, "
+            f"Euclidean chord {chord:.4f}"
         )
-        print("Spectral clustering NMI, geodesic vs Euclidean affinity exp(-d^2/tau):\n")
-        _print_table(res["rows"])
-        print()
-        for i, g in enumerate(res["geodesics"], 1):
-            chord = float(np.linalg.norm(g.points[-1] - g.points[0]))
-            print(
-                f"geodesic {i}: {len(g.points)} vertices, generative length {g.length:.4f}, "
-                f"Euclidean chord {chord:.4f}"
-            )
-        print(f"\ntable:  {res['table']}")
-        if res["figure"] is not None:
-            print(f"figure: {res['figure']}")
+    print(f"\ntable:  {res['table']}")
+    print(f"figure: {res['figure']}")
     return 0
 
 

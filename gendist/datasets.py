@@ -1,14 +1,10 @@
-"""Datasets: the 2-D clustering sets of the paper, and a reader of MNIST-style IDX files.
+"""Datasets: the 2-D clustering sets of the paper.
 
 Every generator returns ``(X, y)``: points of shape (n_samples, 2) and integer labels 0/1,
 half of the points in each class, reproducible from ``random_state``.
 """
 
 from __future__ import annotations
-
-import gzip
-import os
-from pathlib import Path
 
 import numpy as np
 from sklearn import datasets as _sk
@@ -23,9 +19,6 @@ __all__ = [
     "make_moons",
     "make_dataset",
     "DATASETS",
-    "default_data_dir",
-    "load_idx",
-    "load_mnist",
 ]
 
 
@@ -160,109 +153,3 @@ def make_dataset(name: str, n_samples: int = 500, random_state=None, **params):
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose from {sorted(DATASETS)}.")
     return DATASETS[name](n_samples, random_state=random_state, **params)
-
-
-# --------------------------------------------------------------------------- IDX files
-_IDX_TYPES = {
-    0x08: np.uint8,
-    0x09: np.int8,
-    0x0B: np.dtype(">i2"),
-    0x0C: np.dtype(">i4"),
-    0x0D: np.dtype(">f4"),
-    0x0E: np.dtype(">f8"),
-}
-
-
-def default_data_dir() -> Path:
-    """Folder of the MNIST / Fashion-MNIST files.
-
-    ``$GENDIST_DATA_DIR`` when set, else ``../shared/data`` next to the source tree (the
-    layout of a development checkout).
-    """
-    env = os.environ.get("GENDIST_DATA_DIR")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-def load_idx(path) -> np.ndarray:
-    """Read an IDX file (optionally gzip-compressed) into an array.
-
-    Parameters
-    ----------
-    path : str or Path
-        ``*.gz`` files are decompressed.
-
-    Returns
-    -------
-    array : ndarray
-        Shape and dtype from the file's header (uint8 for MNIST).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"IDX file not found: {path}")
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        data = fh.read()
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_TYPES:
-        raise ValueError(f"{path} is not an IDX file (bad magic number {data[:4].hex()}).")
-    dtype, ndim = np.dtype(_IDX_TYPES[data[2]]), data[3]
-    shape = tuple(int(v) for v in np.frombuffer(data, ">u4", count=ndim, offset=4))
-    offset = 4 + 4 * ndim
-    expected = offset + int(np.prod(shape)) * dtype.itemsize
-    if len(data) != expected:
-        raise ValueError(
-            f"{path} holds {len(data)} bytes, but its header {shape} implies {expected}."
-        )
-    return np.frombuffer(data, dtype, offset=offset).reshape(shape)
-
-
-def load_mnist(
-    data_dir=None,
-    *,
-    dataset: str = "mnist",
-    split: str = "train",
-    n_samples: int | None = None,
-    random_state=None,
-):
-    """MNIST or Fashion-MNIST images as flat vectors in [0, 1], with their labels.
-
-    Parameters
-    ----------
-    data_dir : str or Path, optional
-        Folder holding ``mnist/`` and ``fashion-mnist/`` with the original ``*-idx?-ubyte.gz``
-        files; default :func:`default_data_dir`. Nothing is downloaded.
-    dataset : {"mnist", "fashion-mnist"}
-    split : {"train", "test"}
-    n_samples : int, optional
-        A random subset of this size (without replacement), all images when None.
-    random_state : int, RandomState instance or None
-        Seed of the subset.
-
-    Returns
-    -------
-    X : ndarray of shape (n_samples, 784), float64 in [0, 1]
-    y : ndarray of shape (n_samples,), int64 in 0..9
-    """
-    if dataset not in ("mnist", "fashion-mnist"):
-        raise ValueError(f'dataset must be "mnist" or "fashion-mnist", got {dataset!r}.')
-    if split not in ("train", "test"):
-        raise ValueError(f'split must be "train" or "test", got {split!r}.')
-    folder = Path(data_dir) if data_dir is not None else default_data_dir()
-    prefix = "train" if split == "train" else "t10k"
-    images = load_idx(folder / dataset / f"{prefix}-images-idx3-ubyte.gz")
-    labels = load_idx(folder / dataset / f"{prefix}-labels-idx1-ubyte.gz")
-    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-        raise ValueError(
-            f"{folder / dataset}: images {images.shape} and labels {labels.shape} do not match."
-        )
-    index = np.arange(len(images))
-    if n_samples is not None:
-        n_samples = check_int(n_samples, "n_samples")
-        if n_samples > len(images):
-            raise ValueError(f"n_samples={n_samples} exceeds the {len(images)} images.")
-        index = np.sort(
-            check_random_state(random_state).choice(len(images), n_samples, replace=False)
-        )
-    X = images[index].reshape(len(index), -1).astype(np.float64) / 255.0
-    return X, labels[index].astype(np.int64)

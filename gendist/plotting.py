@@ -33,6 +33,8 @@ def plot_geodesics(
     geodesics : sequence of Geodesic
         Drawn as polylines; with ``straight_lines`` the chord between the endpoints is dashed.
     ax : matplotlib Axes, optional
+        Where to draw; by default the axes of a new :class:`matplotlib.figure.Figure` (not
+        managed by pyplot: save it with ``ax.figure.savefig(path)``).
     grid_size : int
         Grid resolution per axis for the background.
     margin : float
@@ -42,7 +44,7 @@ def plot_geodesics(
     -------
     ax : matplotlib Axes
     """
-    plt = import_optional("matplotlib.pyplot")
+    figure_module = import_optional("matplotlib.figure")
     density = as_density(density)
     pts = [np.asarray(X)] if X is not None else []
     pts += [g.points for g in geodesics]
@@ -58,7 +60,7 @@ def plot_geodesics(
     gx, gy = np.meshgrid(xs, ys)
     log_p = evaluate_log_density(density, np.column_stack([gx.ravel(), gy.ravel()]))
     if ax is None:
-        _, ax = plt.subplots(figsize=(6, 5))
+        ax = figure_module.Figure(figsize=(6, 5)).subplots()
     floor = np.quantile(log_p[np.isfinite(log_p)], 0.2)
     im = ax.contourf(gx, gy, np.maximum(log_p, floor).reshape(gx.shape), levels=30, cmap="Greys")
     ax.figure.colorbar(im, ax=ax, label="log p(x)", shrink=0.8)

@@ -29,11 +29,3 @@ def gap_mixture():
 
 #: torch devices to check the torch paths on: the CPU always, CUDA where present
 TORCH_DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-
-
-@pytest.fixture
-def data_dir():
-    """MNIST / Fashion-MNIST folder ($GENDIST_DATA_DIR or ../shared/data)."""
-    from gendist.datasets import default_data_dir
-
-    return default_data_dir()

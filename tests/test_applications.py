@@ -15,7 +15,7 @@ from sklearn.utils.estimator_checks import check_estimator
 from gendist import GenerativeDistance, GeodesicAffinity, IsingClustering, distance_affinity
 from gendist.affinity import median_bandwidth
 from gendist.cluster import decode_assignment, double_centre, ising_qubo
-from gendist.datasets import DATASETS, load_mnist, make_dataset
+from gendist.datasets import DATASETS, make_dataset
 from gendist.embed import finite_distances, tsne_embedding
 
 
@@ -224,11 +224,3 @@ def test_narrow_mog_moments():
 def test_unknown_dataset_named():
     with pytest.raises(ValueError, match="spirals"):
         make_dataset("swissroll")
-
-
-def test_load_mnist_reads_idx(data_dir):
-    X, y = load_mnist(data_dir, dataset="mnist", split="test", n_samples=500, random_state=0)
-    assert X.shape == (500, 784) and X.min() >= 0 and X.max() <= 1
-    assert set(np.unique(y)) <= set(range(10)) and len(np.unique(y)) == 10
-    with pytest.raises(FileNotFoundError, match="nonexistent"):
-        load_mnist(data_dir / "nonexistent")

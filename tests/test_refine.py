@@ -32,6 +32,15 @@ def test_resampling_a_straight_polyline_gives_even_points(rng):
     np.testing.assert_allclose(resample_polyline(np.zeros((3, 2)), 4), np.zeros((4, 2)))
 
 
+def test_resample_polyline_closed_form():
+    P = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]])
+    expected = [[0, 0], [0.5, 0], [1, 0], [1, 0.5], [1, 1]]
+    np.testing.assert_allclose(resample_polyline(P, 5), expected, atol=1e-15)
+    # a repeated vertex (zero-length segment) changes nothing
+    Q = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 0.0], [1.0, 1.0]])
+    np.testing.assert_allclose(resample_polyline(Q, 5), expected, atol=1e-15)
+
+
 def _metric(density, lam=0.01, n_quad=8):
     return ConformalMetric(density, np.log(lam), 1.0, 0.0, n_quad)
 

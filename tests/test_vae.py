@@ -5,15 +5,7 @@ import pytest
 import torch
 from scipy.stats import norm
 
-from gendist import IWAE, VAE
-
-
-@pytest.fixture(scope="module")
-def digits(request):
-    from gendist.datasets import default_data_dir, load_mnist
-
-    X, y = load_mnist(default_data_dir(), dataset="mnist", split="test")
-    return X[:600], y[:600]
+from gendist import VAE
 
 
 def test_importance_weights_equal_a_scipy_recomputation(rng):
@@ -38,23 +30,6 @@ def test_closed_form_kl_equals_torch_distributions(rng):
     q = torch.distributions.Normal(mu, (0.5 * logvar).exp())
     expected = torch.distributions.kl_divergence(q, torch.distributions.Normal(0.0, 1.0)).sum(-1)
     np.testing.assert_allclose(VAE._kl(mu, logvar).numpy(), expected.numpy(), rtol=1e-12)
-
-
-def test_training_raises_the_bound_and_iwae_is_tighter(digits):
-    X, _ = digits
-    train, held = X[:500], X[500:]
-    untrained = VAE(hidden=(64,), epochs=1, lr=1e-12, random_state=0).fit(train)
-    vae = VAE(hidden=(64,), epochs=5, random_state=0).fit(train)
-    assert vae.score(held) > untrained.score(held) + 100  # nats per image
-    iwae = IWAE(hidden=(64,), epochs=5, n_importance_samples=5, random_state=0).fit(train)
-    for model in (vae, iwae):
-        elbo = model.bound(held, 1, random_state=1).mean()
-        tight = model.bound(held, 200, random_state=1).mean()
-        assert tight > elbo  # L_200 >= L_1 in expectation; the gap is nats, not noise
-    codes = iwae.encode(held)
-    assert codes.shape == (100, 2)
-    decoded = iwae.decode(codes)
-    assert decoded.shape == (100, 784) and decoded.min() >= 0 and decoded.max() <= 1
 
 
 def test_vae_errors(rng):

@@ -10,10 +10,8 @@ from scipy.spatial.distance import cdist
 from scipy.special import logsumexp
 from scipy.stats import norm
 
-from gendist.cli import run_experiment
-from gendist.datasets import default_data_dir, load_mnist
-from gendist.experiments import mnist
-from gendist.refine import resample_polyline
+from experiments import mnist, run_experiment
+from experiments._data import default_data_dir, load_mnist
 
 DATASETS = ("mnist", "fashion-mnist")
 
@@ -58,15 +56,6 @@ def test_the_two_datasets_differ(data_dir):
 
 
 # ---------------------------------------------------------------- helpers
-def test_resample_polyline_closed_form():
-    P = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]])
-    expected = [[0, 0], [0.5, 0], [1, 0], [1, 0.5], [1, 1]]
-    np.testing.assert_allclose(resample_polyline(P, 5), expected, atol=1e-15)
-    # a repeated vertex (zero-length segment) changes nothing
-    Q = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 0.0], [1.0, 1.0]])
-    np.testing.assert_allclose(resample_polyline(Q, 5), expected, atol=1e-15)
-
-
 def test_linear_frames_and_smoothness_closed_form():
     rng = np.random.default_rng(0)
     a, b = rng.random(784), rng.random(784)

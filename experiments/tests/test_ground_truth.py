@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import directed_hausdorff
 
+from experiments import reference, refinement
 from gendist import GaussianMixtureDensity, GenerativeDistance
-from gendist.experiments import reference, refinement
 from gendist.refine import resample_polyline
 
 A, B = np.array([-1.5, 0.0]), np.array([1.5, 0.0])

@@ -9,14 +9,14 @@ from __future__ import annotations
 import numpy as np
 from scipy.interpolate import RegularGridInterpolator
 
-from .._optional import import_optional
+from ._common import require
 
 __all__ = ["fast_marching"]
 
 
 def _travel_time(h, a, xs, dx):
     """Travel-time grid from ``a`` and its interpolator (the disc crossing added back)."""
-    skfmm = import_optional("skfmm")
+    skfmm = require("skfmm")
     gx, gy = np.meshgrid(xs, xs, indexing="ij")
     speed = 1.0 / h(np.column_stack([gx.ravel(), gy.ravel()])).reshape(gx.shape)
     r0 = 3 * dx

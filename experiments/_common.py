@@ -1,8 +1,11 @@
-"""Shared steps of the experiments: distances on a dataset, tables, figures."""
+"""Shared steps of the experiments: parameters, requirements, distances on a dataset, tables,
+figures, and the one epilogue that writes an experiment's outputs."""
 
 from __future__ import annotations
 
 import csv
+import importlib
+import time
 import warnings
 from pathlib import Path
 
@@ -11,8 +14,27 @@ from sklearn.metrics import pairwise_distances
 from sklearn.mixture import GaussianMixture
 from tqdm.auto import tqdm
 
-from ..datasets import make_dataset
-from ..estimator import GenerativeDistance
+from gendist import GenerativeDistance
+from gendist.cli import describe_parameters, load_config, prepare_output
+from gendist.datasets import make_dataset
+
+__all__ = [
+    "DISTANCE_DEFAULTS",
+    "DISTANCE_TYPES",
+    "METRICS",
+    "dataset_distances",
+    "dataset_draws",
+    "describe_parameters",
+    "finish",
+    "image_mosaic",
+    "load_config",
+    "markdown_table",
+    "new_figure",
+    "prepare_output",
+    "require",
+    "strip_figure",
+    "write_csv",
+]
 
 #: density and graph parameters shared by the clustering and embedding experiments
 DISTANCE_DEFAULTS = {
@@ -26,6 +48,28 @@ DISTANCE_DEFAULTS = {
     "beta": 1.0,
     "n_quad": 8,
 }
+
+#: accepted types of the parameters of :data:`DISTANCE_DEFAULTS` whose default does not say
+DISTANCE_TYPES = {"radius": str | float | None, "n_neighbors": int | None, "lam": str | float}
+
+
+def require(module: str, extra: str = "experiments"):
+    """Import ``module``, or raise an ImportError naming the command that installs it.
+
+    Parameters
+    ----------
+    module : str
+        Module name, e.g. ``"skfmm"``.
+    extra : str, default="experiments"
+        The gendist extra that provides it.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(
+            f"{module} is required by this experiment; install it with: "
+            f'pip install "gendist[{extra}]"'
+        ) from exc
 
 
 def dataset_distances(name: str, seed: int, cfg: dict):
@@ -74,13 +118,6 @@ def dataset_draws(cfg: dict, desc: str):
         yield name, seed, X, y, dict(zip(METRICS, (D_geo, D_euc))), n_comp
 
 
-def output_folder(out) -> Path:
-    """``out`` as a Path, created with its parents."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
 def write_csv(rows: list[dict], path: Path) -> Path:
     """Write a list of flat dicts as CSV (header from the first row)."""
     with open(path, "w", newline="") as fh:
@@ -101,21 +138,12 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def pyplot():
-    """matplotlib.pyplot on the Agg backend, or None when matplotlib is missing."""
-    try:
-        import matplotlib
+def new_figure(figsize: tuple[float, float], dpi: int = 120):
+    """A matplotlib :class:`~matplotlib.figure.Figure` (no pyplot state, no backend to pick),
+    saved by :func:`finish` at ``dpi``."""
+    from matplotlib.figure import Figure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        warnings.warn(
-            'matplotlib is missing, no figures are drawn; pip install "gendist[plot]"',
-            UserWarning,
-            stacklevel=2,
-        )
-        return None
-    return plt
+    return Figure(figsize=figsize, dpi=dpi)
 
 
 def image_mosaic(strips, gap: int = 2, pair_gap: int = 10):
@@ -136,10 +164,11 @@ def image_mosaic(strips, gap: int = 2, pair_gap: int = 10):
     return np.vstack(rows[:-1]), centres
 
 
-def save_strips(plt, strips, names, title: str, path: Path, n_frames: int) -> Path:
-    """Draw image strips (see :func:`image_mosaic`) with a label per row and save the figure."""
+def strip_figure(strips, names, title: str, n_frames: int):
+    """Image strips (see :func:`image_mosaic`) with a label per row, as a figure."""
     img, centres = image_mosaic(strips)
-    fig, ax = plt.subplots(figsize=(0.75 * n_frames + 1.6, 0.62 * len(strips) + 0.4))
+    fig = new_figure((0.75 * n_frames + 1.6, 0.62 * len(strips) + 0.4), dpi=110)
+    ax = fig.subplots()
     ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set_yticks(centres, names, fontsize=7)
     ax.set_xticks([])
@@ -147,6 +176,46 @@ def save_strips(plt, strips, names, title: str, path: Path, n_frames: int) -> Pa
         s.set_visible(False)
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig
+
+
+def finish(
+    out, start: float, *, tables: dict[str, list[dict]], summary: str, figures: dict, **results
+) -> dict:
+    """Write an experiment's outputs to ``out`` and return its results.
+
+    Parameters
+    ----------
+    out : path-like
+        Output folder (created with its parents).
+    start : float
+        ``time.perf_counter()`` when the experiment started.
+    tables : dict
+        File name -> rows (flat dicts); each non-empty table is written as CSV.
+    summary : str
+        Markdown, written as ``summary.md``.
+    figures : dict
+        File name -> matplotlib Figure, each saved as PNG at the figure's dpi.
+    **results
+        Further entries of the returned results.
+
+    Returns
+    -------
+    results : dict
+        ``summary``, ``files`` (the written paths: tables, summary, figures), ``seconds``
+        (since ``start``) and ``results``.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = [write_csv(rows, out / name) for name, rows in tables.items() if rows]
+    (out / "summary.md").write_text(summary)
+    files.append(out / "summary.md")
+    for name, fig in figures.items():
+        fig.savefig(out / name, dpi=fig.dpi)
+        files.append(out / name)
+    return {
+        **results,
+        "summary": summary,
+        "files": files,
+        "seconds": time.perf_counter() - start,
+    }

@@ -5,8 +5,8 @@ import csv
 import numpy as np
 import pytest
 
-from gendist.cli import main, run_experiment
-from gendist.experiments import EXPERIMENTS, convergence
+from experiments import EXPERIMENTS, convergence, run_experiment
+from experiments.__main__ import main
 
 
 def _read(path):
@@ -15,7 +15,7 @@ def _read(path):
 
 
 def test_clustering_quick(tmp_path):
-    assert main(["experiment", "clustering", "--quick", "--out", str(tmp_path)]) == 0
+    assert main(["clustering", "--quick", "--out", str(tmp_path)]) == 0
     for name in ("clustering.csv", "summary.md", "nmi_vs_tau.png", "labels.png"):
         assert (tmp_path / name).stat().st_size > 0
     rows = _read(tmp_path / "clustering.csv")
@@ -96,7 +96,7 @@ def test_convergence_reference_against_straight_line_bound():
 def test_experiment_rejects_bad_parameters(tmp_path, capsys, setting):
     """Unknown keys, and a scalar where the parameter is a list, are usage errors."""
     with pytest.raises(SystemExit):
-        main(["experiment", "embedding", "--out", str(tmp_path), "--set", setting])
+        main(["embedding", "--out", str(tmp_path), "--set", setting])
     assert setting.split("=")[0] in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
 
@@ -108,9 +108,9 @@ def test_config_files_hold_the_defaults(name):
 
     import yaml
 
-    from gendist.experiments import experiment_module
+    from experiments import experiment_module
 
-    path = Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml"
+    path = Path(__file__).resolve().parents[2] / "configs" / f"{name}.yaml"
     assert yaml.safe_load(path.read_text()) == experiment_module(name).DEFAULTS
 
 
@@ -130,7 +130,7 @@ def test_latent_quick(tmp_path):
     import torch
     from scipy.spatial.distance import cdist
 
-    from gendist.experiments import latent
+    from experiments import latent
 
     res = run_experiment("latent", tmp_path, quick=True)
     for name in (
