@@ -55,6 +55,11 @@ class GenerativeDistance(GraphDistanceBase):
         the graph is the adaptive epsilon-graph: every vertex keeps at least k neighbours.
     n_quad : int, default=8
         Trapezoidal nodes per edge, endpoints included (>= 2). Error falls like 1/n_quad^2.
+        The rule must follow how fast h varies along an edge: log h changes by about
+        ``beta`` times the change of log p, so a large beta or a sharp density needs more
+        nodes (or shorter edges). ``fit`` measures a sample of edges again at
+        ``2 n_quad - 1`` nodes and warns when they move by more than 5 %
+        (``quadrature_error_``).
     vertices : {"data", "samples", "both"}, default="data"
         Graph vertices: the training points, ``n_vertex_samples`` points drawn from the
         density (the training points then join the sample graph through their neighbours),
@@ -120,6 +125,14 @@ class GenerativeDistance(GraphDistanceBase):
         Smallest ratio of an edge's weight to its Euclidean length, so that every graph
         distance is at least ``min_length_factor_ * |x - y|``: the admissible (A*) lower bound
         that starts single-pair queries (it is at least ``((p0 + lam) / (max p + lam)) ** beta``).
+    log_distance_unit_ : float
+        0 unless the edge weights leave float64's range (a large beta, a density whose log p
+        is in the thousands with an absolute lam): then every distance is reported in units
+        of ``exp(log_distance_unit_)``, with a warning.
+    quadrature_error_ : float
+        Largest relative change of a sample of edge weights with ``2 n_quad - 1`` nodes.
+    device_ : None or torch.device
+        The checked ``device``.
 
     Examples
     --------
