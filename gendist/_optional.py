@@ -14,6 +14,7 @@ _EXTRAS = {
     "dask": "dask",
     "cupy": "gpu",
     "pylibcugraph": "gpu",
+    "bokeh": "explore",
 }
 
 

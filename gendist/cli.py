@@ -1,4 +1,5 @@
-"""The ``gendist`` command line: ``gendist demo`` runs the main job on built-in data.
+"""The ``gendist`` command line: ``gendist demo`` runs the main job on built-in data;
+``gendist explore`` writes an interactive HTML page of its geodesics.
 
 A job's parameters are a mapping of defaults, overridden by a YAML file (``--config``) and by
 ``--set key=value`` pairs. :func:`load_config` merges them and checks every key and the type of
@@ -29,7 +30,15 @@ import yaml
 from . import __version__
 from ._optional import import_optional
 
-__all__ = ["main", "run_demo", "DEMO_DEFAULTS", "DEMO_TYPES"]
+__all__ = [
+    "main",
+    "run_demo",
+    "run_explore",
+    "DEMO_DEFAULTS",
+    "DEMO_TYPES",
+    "EXPLORE_DEFAULTS",
+    "EXPLORE_TYPES",
+]
 
 #: Parameters of ``gendist demo`` (override with ``--config FILE`` and ``--set key=value``).
 DEMO_DEFAULTS = {
@@ -47,6 +56,22 @@ DEMO_DEFAULTS = {
 
 #: Accepted types of the demo's parameters whose default does not say (see :func:`load_config`).
 DEMO_TYPES = {"lam": str | float, "n_jobs": int | None}
+
+#: Parameters of ``gendist explore``.
+EXPLORE_DEFAULTS = {
+    "n_samples": 400,
+    "noise": 0.08,
+    "seed": 0,
+    "n_components": 12,
+    "n_neighbors": 10,
+    "lam": "quantile:0.1",
+    "beta": 1.0,
+    "n_landmarks": 32,
+    "max_full": 600,
+}
+
+#: Accepted types of the explorer's parameters whose default does not say.
+EXPLORE_TYPES = {"lam": str | float}
 
 # PyYAML reads a number in exponent notation without a dot (1e-3) as a string
 _EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
@@ -398,6 +423,56 @@ def run_demo(out: Path, config: dict | None = None) -> dict:
     }
 
 
+def run_explore(out: Path, config: dict | None = None) -> dict:
+    """Two moons: fit a mixture and write the explorer page (:func:`gendist.explore.explorer_html`).
+
+    Parameters
+    ----------
+    out : Path
+        The HTML file to write.
+    config : dict, optional
+        Keys of :data:`EXPLORE_DEFAULTS`; missing keys take their defaults.
+
+    Returns
+    -------
+    results : dict
+        ``path``, ``bytes`` (its size), ``n_vertices`` and ``seconds``.
+    """
+    from sklearn.datasets import make_moons
+    from sklearn.mixture import GaussianMixture
+
+    from .estimator import GenerativeDistance
+    from .explore import explorer_html
+
+    cfg = {**EXPLORE_DEFAULTS, **(config or {})}
+    seed = cfg["seed"]
+    t0 = time.perf_counter()
+    X, y = make_moons(cfg["n_samples"], noise=cfg["noise"], random_state=seed)
+    density = GaussianMixture(cfg["n_components"], covariance_type="full", random_state=seed)
+    est = GenerativeDistance(
+        density,
+        n_neighbors=cfg["n_neighbors"],
+        lam=cfg["lam"],
+        beta=cfg["beta"],
+        random_state=seed,
+    ).fit(X)
+    path = explorer_html(
+        est,
+        out,
+        labels=y,
+        n_landmarks=cfg["n_landmarks"],
+        max_full=cfg["max_full"],
+        title=f"gendist explorer: two moons, n = {cfg['n_samples']}",
+        random_state=seed,
+    )
+    return {
+        "path": path,
+        "bytes": path.stat().st_size,
+        "n_vertices": est.graph_.shape[0],
+        "seconds": time.perf_counter() - t0,
+    }
+
+
 def _print_table(rows):
     keys = list(rows[0])
     print("| " + " | ".join(keys) + " |")
@@ -443,7 +518,32 @@ def main(argv=None) -> int:
         help="override a parameter (listed below)",
     )
     demo.add_argument("--quick", action="store_true", help="200 points (n_samples=200)")
+    explore = sub.add_parser(
+        "explore",
+        help="two moons: an interactive HTML page of geodesics (needs bokeh)",
+        description="Two moons: fit a GaussianMixture and write one self-contained HTML page:\n"
+        "the points over log p, hover for a point, click two points for their geodesic.",
+        epilog="parameters (--set KEY=VALUE, or keys of the --config file), type, default:\n"
+        + describe_parameters(EXPLORE_DEFAULTS, EXPLORE_TYPES),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    explore.add_argument(
+        "--out",
+        type=Path,
+        default=Path("gendist-output/explore.html"),
+        help="the HTML file to write (default: gendist-output/explore.html)",
+    )
+    explore.add_argument("--config", type=Path, help="YAML file of parameters")
+    explore.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a parameter (listed below)",
+    )
     args = parser.parse_args(argv)
+    if args.command == "explore":
+        return _main_explore(explore, args)
 
     overrides = (["n_samples=200"] if args.quick else []) + args.set
     try:
@@ -468,6 +568,33 @@ def main(argv=None) -> int:
         )
     print(f"\ntable:  {res['table']}")
     print(f"figure: {res['figure']}")
+    return 0
+
+
+def _main_explore(parser, args) -> int:
+    try:
+        config = load_config(EXPLORE_DEFAULTS, args.config, args.set, EXPLORE_TYPES)
+        for key in ("n_samples", "n_components", "n_neighbors", "n_landmarks"):
+            if config[key] < 1:
+                raise ValueError(f"{key} must be at least 1, got {config[key]}.")
+        if config["n_samples"] < 2 * config["n_components"]:
+            raise ValueError(
+                f"n_samples={config['n_samples']} is too few for n_components="
+                f"{config['n_components']} (at least 2 points per component)."
+            )
+        if args.out.suffix.lower() not in (".html", ".htm"):
+            raise ValueError(f"--out must name an .html file, got {args.out}.")
+        import_optional("bokeh")
+        prepare_output(args.out.parent)
+        if args.out.is_dir():
+            raise ValueError(f"--out {args.out} is a folder.")
+    except (ValueError, ImportError) as exc:
+        parser.error(str(exc))
+    res = run_explore(args.out, config)
+    print(
+        f"two moons, n = {config['n_samples']}: {res['n_vertices']} vertices in "
+        f"{res['seconds']:.1f} s\npage:   {res['path']} ({res['bytes'] / 1e6:.2f} MB)"
+    )
     return 0
 
 
