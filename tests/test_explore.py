@@ -56,7 +56,10 @@ def browser():
             f"{CHROMIUM} is missing: the explorer is tested in Debian's chromium "
             "(apt-get install -y chromium)."
         )
-    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("playwright is missing: pip install -e '.[dev]' (no browser download needed).")
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         yield b
