@@ -125,6 +125,15 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         -------
         self
         """
+        try:
+            return self._fit(X)
+        except BaseException:
+            # a failed (re)fit leaves no half-fitted state behind: the estimator is unfitted
+            for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
+                delattr(self, name)
+            raise
+
+    def _fit(self, X):
         device = self._check_all_params()
         X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2, copy=True)
         X.setflags(write=False)  # the fitted vertices: no model may edit them
@@ -236,19 +245,25 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             :func:`gendist.graph.min_length_factor` of the new edges (inf without any).
         """
         rows, cols, lengths = self._join_edges(Y)
+        values = self.metric_.vertex_values(Y)
         log_w = self.metric_.edge_log_weights(
             Y,
             rows,
             cols,
-            self.metric_.vertex_values(Y),
+            values,
             self.vertices_,
             self._vertex_values,
             device=self.device_,
         )
         log_w = log_w - self.log_distance_unit_
+        if np.any(np.isposinf(log_w) | (log_w > 709)):
+            raise ValueError(
+                "a new point's edges are longer than float64 holds in the graph's unit "
+                f"(log_distance_unit_={self.log_distance_unit_:.6g}): the point lies too far "
+                "from the fitted vertices under this metric."
+            )
         links = None
         if link and self._are_neighbours(Y[0], Y[1]):
-            values = self.metric_.vertex_values(Y)
             ends = (None, None) if values is None else (values[:1], values[1:])
             log_link = self.metric_.log_segment_lengths(Y[:1], Y[1:], *ends)
             log_link = log_link - self.log_distance_unit_
@@ -438,8 +453,9 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         A bidirectional Dijkstra from both ends (:func:`gendist.paths.pair_shortest_path`),
         started from the admissible bound ``min_length_factor_ * |a - b|``: the work grows
         with the distance, not with the graph, and the result is the same float as the
-        all-pairs one. New points join the graph through their neighbours, not each other
-        (two equal points are at distance 0).
+        all-pairs one (``fit_transform``) between two vertices. New points join the graph
+        through their neighbours, and each other when the graph's rule makes them
+        neighbours (two equal points are at distance 0).
 
         Parameters
         ----------

@@ -124,11 +124,13 @@ class GenerativeDistance(GraphDistanceBase):
     min_length_factor_ : float
         Smallest ratio of an edge's weight to its Euclidean length, so that every graph
         distance is at least ``min_length_factor_ * |x - y|``: the admissible (A*) lower bound
-        that starts single-pair queries (it is at least ``((p0 + lam) / (max p + lam)) ** beta``).
+        that starts single-pair queries (in the graph's unit, see ``log_distance_unit_``; in the
+        metric's own unit it is at least ``((p0 + lam) / (max p + lam)) ** beta``).
     log_distance_unit_ : float
         0 unless the edge weights leave float64's range (a large beta, a density whose log p
-        is in the thousands with an absolute lam): then every distance is reported in units
-        of ``exp(log_distance_unit_)``, with a warning.
+        is in the thousands with an absolute lam): then every distance (and ``limit``) is in
+        units of ``exp(log_distance_unit_)``, with a warning; ``metric_.curve_length`` stays
+        in the metric's own unit (``metric_.log_curve_length`` holds any value).
     quadrature_error_ : float
         Largest relative change of a sample of edge weights with ``2 n_quad - 1`` nodes.
     device_ : None or torch.device
@@ -217,7 +219,7 @@ class GenerativeDistance(GraphDistanceBase):
         # the parameter stays as the user passed it and a refit starts afresh
         return (clone(density) if isinstance(density, BaseEstimator) else density).fit(X)
 
-    def _sample_vertices(self, density, n_features):
+    def _check_sample_memory(self, n_features):
         need = self.n_vertex_samples * n_features * 8
         if need > self._memory_limit():
             raise GraphTooLargeError(
@@ -225,6 +227,8 @@ class GenerativeDistance(GraphDistanceBase):
                 f"need {need / 2**30:.2f} GiB, over memory_limit ({self._memory_limit():,} "
                 "bytes); draw fewer vertices or raise memory_limit."
             )
+
+    def _sample_vertices(self, density, n_features):
         S = density.sample(self.n_vertex_samples, random_state=self.random_state)
         S = check_points(S, "samples drawn from the density")
         if S.shape != (self.n_vertex_samples, n_features):
@@ -238,7 +242,15 @@ class GenerativeDistance(GraphDistanceBase):
         """The density (fitted on X if needed), the vertices, their log-densities, lambda
         and the conformal metric; in ``"samples"`` mode the graph is built on the samples and
         the training points join it through their neighbours there, as new points do."""
+        if self.vertices != "data":
+            self._check_sample_memory(X.shape[1])
         self.density_ = self._make_density(X)
+        if self.device is not None and not getattr(self.density_, "differentiable", False):
+            raise TypeError(
+                f"device={self.device!r} computes the edge weights with torch, but "
+                f"{type(self.density_).__name__} cannot evaluate torch tensors; use "
+                "device=None, or a torch model, flow or GaussianMixtureDensity."
+            )
         if self.vertices == "data":
             V = X
         else:

@@ -242,7 +242,8 @@ def neighbourhood_graph(X, radius=None, n_neighbors=None, *, device=None, nn=Non
 
     The one switch between the builders: scikit-learn's neighbour search
     (:func:`build_edges`) when ``device`` is None, the blocked all-pairs search in torch
-    (:func:`torch_edges`) on a device. Both give the same graph.
+    (:func:`torch_edges`) on a device. Both give the same graph, up to the order in which
+    neighbours at exactly equal distances are chosen.
 
     Parameters
     ----------
@@ -296,7 +297,7 @@ def torch_edges(X, radius=None, n_neighbors=None, device=None, dtype=None, max_e
     tol = 64 * torch.finfo(dtype).eps
     n = X.shape[0]
     k = None if n_neighbors is None else min(check_int(n_neighbors, "n_neighbors"), n - 1)
-    Xt = torch.as_tensor(X, dtype=dtype, device=device)
+    Xt = torch.as_tensor(np.array(X, copy=not X.flags.writeable), dtype=dtype, device=device)
     sq_norm = (Xt * Xt).sum(1)
     # a block of distance rows, with its slack, mask and top-k temporaries
     step = chunk_rows(4 * max(n, 1) * torch.finfo(dtype).bits // 8, device=device)
@@ -522,7 +523,9 @@ def distance_unit(log_weights, n_vertices: int) -> float:
             "or inf. Lower beta (the contrast grows like beta * log p), or set lam relative "
             "to the data (lam='quantile:q') or larger."
         )
-    unit = high - ceiling if high > ceiling else low - _LOG_FLOOR
+    # any unit in [high - ceiling, low - floor] holds every weight; the middle one leaves the
+    # most room on both sides (sums along paths, new points' edges, float32 results)
+    unit = 0.5 * ((high - ceiling) + (low - _LOG_FLOOR))
     warnings.warn(
         f"the edge weights under this metric lie between e^{low:.6g} and e^{high:.6g}, "
         f"outside float64; distances are reported in units of e^{unit:.6g} "

@@ -16,7 +16,8 @@ stochastic Gaussian decoder (Arvanitidis et al.).
 :class:`PullbackMetric` computes these lengths (batched, chunked, on the decoder's device),
 the metric tensor and the magnification factor ``sqrt(det G(z))``; :class:`LatentDistance`
 puts them on the graph and shortest-path engine of gendist: a kNN graph on latent codes,
-all-pairs through the normal backends, A* for single pairs and curve optimisation
+all-pairs through the normal backends, a bidirectional search from the A* bound for single
+pairs and curve optimisation
 (:func:`gendist.refine.refine_path`) for continuous geodesics.
 """
 
@@ -303,6 +304,10 @@ class LatentDistance(GraphDistanceBase):
         The smallest edge weight per unit latent length: ``min_length_factor_ * |z_u - z_v|``
         is a lower bound on the graph distance of u and v, the A* bound.
     n_components_, component_labels_
+    radius_ : float or None
+        The radius in use.
+    log_distance_unit_, quadrature_error_, device_
+        As in :class:`gendist.GenerativeDistance`.
     """
 
     _parameter_constraints: dict = {

@@ -286,10 +286,11 @@ class SegmentMetric:
                 f"the quadrature of the edge lengths is coarse for this metric: with "
                 f"{2 * self.n_quad - 1} nodes instead of n_quad={self.n_quad}, "
                 f"{too_short.mean():.0%} of {len(sample)} sampled edges come out longer by "
-                f"more than {tol:.0%} (up to {relative.max():.1%}). h varies within one "
-                "edge (a sharp density or a large beta), and shortest paths take the edges "
-                "the rule makes too short: raise n_quad (the error falls like "
-                "1 / n_quad**2) or shorten the edges (smaller radius or n_neighbors).",
+                f"more than {tol:.0%} (up to {relative.max():.1%}). The metric varies within "
+                "one edge (a sharp density or a large beta; a fast-changing decoder), and "
+                "shortest paths take the edges the rule makes too short: raise n_quad (the "
+                "error falls like 1 / n_quad**2) or shorten the edges (smaller radius or "
+                "n_neighbors).",
                 UserWarning,
                 stacklevel=3,
             )
@@ -396,7 +397,11 @@ class SegmentMetric:
         device = torch.device(device)
 
         def put(a, dtype=torch.float64):
-            return None if a is None else torch.as_tensor(np.asarray(a), dtype=dtype, device=device)
+            if a is None:
+                return None
+            a = np.asarray(a)
+            a = a if a.flags.writeable else a.copy()  # torch shares only writeable memory
+            return torch.as_tensor(a, dtype=dtype, device=device)
 
         Xt, Yt, vX, vY = put(X), put(Y), put(values), put(values_Y)
         rows_t, cols_t = put(rows, torch.int64), put(cols, torch.int64)

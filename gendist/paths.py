@@ -695,12 +695,14 @@ def nearest_vertices(
     out_i = np.full((len(sources), k), -1, dtype=np.int64)
     largest = np.maximum.reduceat(np.append(G.data, 0.0), G.indptr[:-1])
     largest[np.diff(G.indptr) == 0] = 0.0
+    lightest = _lightest_edge(G, np.empty(0, dtype=np.int64))
     block = chunk_rows(8 * 3 * max(N, 1), budget=int(get_config()["working_memory"] * 2**20) // 4)
     bar = tqdm(total=len(sources), desc="nearest vertices", disable=not progress, leave=False)
     for start in range(0, len(sources), block):
         rows = np.arange(start, min(start + block, len(sources)))
         src = sources[rows]
-        radius = np.maximum(largest[src], np.finfo(float).tiny)
+        # sources whose every edge weighs 0 (duplicates) start at the lightest positive weight
+        radius = np.where(largest[src] > 0, largest[src], lightest)
         todo = np.arange(len(src))
         reached_before = np.full(len(src), -1)
         while todo.size:

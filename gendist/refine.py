@@ -201,29 +201,31 @@ def refine_path(
         log_length_and_grad = _finite_difference_length(metric)
 
     best, best_log = P0, metric.log_curve_length(P0)
-    log_start = best_log
     info = {"converged": True, "n_rounds": 0, "gain": 0.0, "gradient_norm": 0.0}
     scale = float(row_norms(np.diff(P0, axis=0)).sum())
-    if np.isfinite(log_start) and scale > 0:  # else a point, or a path of zero length
+    if np.isfinite(best_log) and scale > 0:  # else a point, or a path of zero length
         best, best_log = _refine(
-            metric, P0, log_length_and_grad, n_points, n_rounds, max_iter, tol, progress, info
+            metric, P0, best_log, scale, log_length_and_grad, n_points, n_rounds, max_iter,
+            tol, progress, info,
         )
     info["log_length"] = best_log
     length = float(np.exp(best_log))
     return (best, length, info) if return_info else (best, length)
 
 
-def _refine(metric, P0, log_length_and_grad, n_points, n_rounds, max_iter, tol, progress, info):
-    """The rounds of :func:`refine_path` on a path of positive length; updates ``info``.
+def _refine(
+    metric, P0, log_start, scale, log_length_and_grad, n_points, n_rounds, max_iter, tol,
+    progress, info,
+):
+    """The rounds of :func:`refine_path` on a path of positive length ``exp(log_start)`` and
+    Euclidean length ``scale``; updates ``info``.
 
     Returns
     -------
     best : ndarray of shape (n_points, d) or P0
     best_log : float
     """
-    best, best_log = P0, metric.log_curve_length(P0)
-    log_start = best_log
-    scale = float(row_norms(np.diff(P0, axis=0)).sum())
+    best, best_log = P0, log_start
     origin = P0[0]
     shape = (n_points - 2, P0.shape[1])
     P = resample_polyline(P0, n_points)
