@@ -185,7 +185,7 @@ _OUTSIDE_LINK = re.compile(r"\]\((\.\./[^)\s]+)\)")
 
 
 def _link_outside_files(app, docname, source):
-    if app.env.doc2path(docname).suffix == ".md":
+    if str(app.env.doc2path(docname)).endswith(".md"):
         source[0] = _OUTSIDE_LINK.sub(r"](path:\1)", source[0])
 
 
