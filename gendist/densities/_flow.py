@@ -188,7 +188,7 @@ class RealNVPDensity(Density, BaseEstimator):
         The fitted flow (a torch module; calling it returns a
         ``zuko.distributions.NormalizingFlow`` over standardised data).
     n_features_in_ : int
-    mean_, scale_ : ndarray of shape (n_features_in_,)
+    mean_, scale_ : ndarray of shape (``n_features_in_``,)
         The standardisation (zeros and ones when ``standardize=False``).
     history_ : dict
         Per-epoch ``train_nll`` and ``val_nll`` (mean negative log-likelihood in nats per
@@ -448,14 +448,14 @@ class RealNVPDensity(Density, BaseEstimator):
 
         Parameters
         ----------
-        A : ndarray of shape (n, n_features_in_), float64
+        A : ndarray of shape (n, ``n_features_in_``), float64
         func : callable
-            Maps a tensor of shape (rows, n_features_in_), in the flow's dtype and on its
-            device, to a tensor of shape (rows,) or (rows, n_features_in_).
+            Maps a tensor of shape (rows, ``n_features_in_``), in the flow's dtype and on its
+            device, to a tensor of shape (rows,) or (rows, ``n_features_in_``).
 
         Returns
         -------
-        ndarray of shape (n,) or (n, n_features_in_), float64
+        ndarray of shape (n,) or (n, ``n_features_in_``), float64
             The blocks are sized by :func:`gendist._compute.chunk_rows`.
         """
         torch, _, dtype, device = self._torch()
@@ -473,7 +473,7 @@ class RealNVPDensity(Density, BaseEstimator):
 
         Parameters
         ----------
-        x : torch.Tensor of shape (n, n_features_in_)
+        x : torch.Tensor of shape (n, ``n_features_in_``)
 
         Returns
         -------
@@ -491,7 +491,7 @@ class RealNVPDensity(Density, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n, n_features_in_)
+        X : array-like of shape (n, ``n_features_in_``)
 
         Returns
         -------
@@ -512,7 +512,7 @@ class RealNVPDensity(Density, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n, n_features_in_)
+        X : array-like of shape (n, ``n_features_in_``)
         y : ignored
 
         Returns
@@ -526,11 +526,11 @@ class RealNVPDensity(Density, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n, n_features_in_)
+        X : array-like of shape (n, ``n_features_in_``)
 
         Returns
         -------
-        Z : ndarray of shape (n, n_features_in_), float64
+        Z : ndarray of shape (n, ``n_features_in_``), float64
         """
         X = self._check_points(X, "X")
         return self._map_rows((X - self.mean_) / self.scale_, self.flow_().transform)
@@ -540,11 +540,11 @@ class RealNVPDensity(Density, BaseEstimator):
 
         Parameters
         ----------
-        Z : array-like of shape (n, n_features_in_)
+        Z : array-like of shape (n, ``n_features_in_``)
 
         Returns
         -------
-        X : ndarray of shape (n, n_features_in_), float64
+        X : ndarray of shape (n, ``n_features_in_``), float64
         """
         Z = self._check_points(Z, "Z")
         return self._map_rows(Z, self.flow_().transform.inv) * self.scale_ + self.mean_
@@ -560,7 +560,7 @@ class RealNVPDensity(Density, BaseEstimator):
 
         Returns
         -------
-        X : ndarray of shape (n_samples, n_features_in_), float64
+        X : ndarray of shape (n_samples, ``n_features_in_``), float64
         """
         self._check_fitted()
         n_samples = check_int(n_samples, "n_samples")
