@@ -399,7 +399,7 @@ def run_demo(out: Path, config: dict | None = None) -> dict:
         X,
         geodesics,
         ax=axes[0],
-        title="generative geodesics (solid) vs straight lines (dashed)",
+        title="generative geodesics (solid)\nvs straight lines (dashed)",
     )
     plot_geodesics(
         est.density_,
@@ -407,7 +407,10 @@ def run_demo(out: Path, config: dict | None = None) -> dict:
         (),
         ax=axes[1],
         labels=labels,
-        title=f"spectral clustering, geodesic affinity (NMI {best['NMI geodesic']:.2f})",
+        title=(
+            f"spectral clustering, geodesic affinity exp(-d²/τ), NMI "
+            f"{best['NMI geodesic']:.2f}\nτ = {tau:.3g} ({best['tau / median(d^2)']:g} × median d²)"
+        ),
     )
     fig.tight_layout()
     figure = out / "demo.png"

@@ -92,6 +92,8 @@ def plot_geodesics(
     if geodesics:
         ax.legend(loc="best", fontsize=7)
     ax.set_aspect("equal")
+    ax.set_xlabel("$x_1$")
+    ax.set_ylabel("$x_2$")
     if title:
         ax.set_title(title)
     return ax
