@@ -30,6 +30,7 @@ from ._compute import chunk_rows, get_namespace, row_norms, to_numpy
 from ._engine import GraphDistanceBase
 from ._optional import import_optional
 from ._validation import check_int, check_points
+from .interop import NEIGHBORS_CONSTRAINT, DistanceFeaturesOutMixin, check_neighbors
 from .metric import SegmentMetric, segment_nodes
 
 __all__ = ["PullbackMetric", "LatentDistance", "magnification_factor"]
@@ -255,7 +256,7 @@ def magnification_factor(decoder, Z) -> np.ndarray:
     return np.exp(metric.log_magnification_factor(check_points(Z, "Z")))
 
 
-class LatentDistance(GraphDistanceBase):
+class LatentDistance(DistanceFeaturesOutMixin, GraphDistanceBase):
     """Pullback (decoder-induced) geodesic distances between latent codes.
 
     ``fit(Z)`` joins every code to its nearest neighbours in latent space and weights each
@@ -274,6 +275,12 @@ class LatentDistance(GraphDistanceBase):
     radius : float or "auto", default=None
         Join codes closer than ``radius`` as well (adaptive epsilon-graph with
         ``n_neighbors``), or alone with ``n_neighbors=None``.
+    neighbors : transformer or sparse matrix, default=None
+        Bring your own neighbours (as in :class:`gendist.GenerativeDistance`): a
+        ``KNeighborsTransformer``-style object fitted on the codes, or a sparse (m, m) graph in
+        scikit-learn's precomputed convention; its pairs become the edges, with exact decoded
+        lengths. ``radius`` must be None; ``n_neighbors`` is then only the k by which new
+        codes join the graph (exact search). An approximate graph changes the geodesics.
     n_quad : int, default=8
         Decoded nodes per edge.
     batch_size : int, default=8192
@@ -308,6 +315,7 @@ class LatentDistance(GraphDistanceBase):
     _parameter_constraints: dict = {
         **GraphDistanceBase._parameter_constraints,
         "decoder": [callable],
+        "neighbors": NEIGHBORS_CONSTRAINT,
     }
 
     def __init__(
@@ -316,6 +324,7 @@ class LatentDistance(GraphDistanceBase):
         *,
         n_neighbors=10,
         radius=None,
+        neighbors=None,
         n_quad=8,
         batch_size=8192,
         backend="auto",
@@ -328,6 +337,7 @@ class LatentDistance(GraphDistanceBase):
         self.decoder = decoder
         self.n_neighbors = n_neighbors
         self.radius = radius
+        self.neighbors = neighbors
         self.n_quad = n_quad
         self.batch_size = batch_size
         self.backend = backend
@@ -336,6 +346,9 @@ class LatentDistance(GraphDistanceBase):
         self.memory_limit = memory_limit
         self.device = device
         self.verbose = verbose
+
+    def _check_params(self):
+        check_neighbors(self)
 
     def _prepare(self, Z):
         """The codes are the vertices; the metric is the decoder's pullback."""
