@@ -42,6 +42,38 @@ def _is_torch_module(decoder) -> bool:
     )
 
 
+#: keys (or attributes) holding the decoded points in other libraries' decoder outputs:
+#: pythae's ``ModelOutput(reconstruction=...)``, diffusers' ``DecoderOutput(sample=...)``
+_OUTPUT_KEYS = ("reconstruction", "sample")
+
+
+def decoder_output(out):
+    """The decoded points in what a decoder returned.
+
+    Arrays, tensors and ``(mean, std)`` tuples are returned as they are. A dict-like output
+    (pythae's ``ModelOutput``, an ``OrderedDict``; diffusers' ``BaseOutput``) gives its
+    ``"reconstruction"`` or else its ``"sample"`` item, an object with such an attribute
+    gives that attribute, and a 1-tuple (diffusers with ``return_dict=False``) its item. The
+    tensor itself is returned, not a copy, so autograd follows it.
+    """
+    if isinstance(out, tuple) and len(out) == 1:
+        return out[0]
+    if hasattr(out, "shape") or isinstance(out, (tuple, list)):
+        return out
+    if hasattr(out, "keys") and hasattr(out, "__getitem__"):
+        for key in _OUTPUT_KEYS:
+            if key in out.keys():
+                return out[key]
+        raise ValueError(
+            f"the decoder returned a {type(out).__name__} with keys {list(out.keys())}; "
+            f"expected one of {list(_OUTPUT_KEYS)} holding the decoded points."
+        )
+    for key in _OUTPUT_KEYS:
+        if hasattr(out, key):
+            return getattr(out, key)
+    return out
+
+
 class PullbackMetric(SegmentMetric):
     """The pullback of the Euclidean metric through a decoder.
 
@@ -49,9 +81,11 @@ class PullbackMetric(SegmentMetric):
     ----------
     decoder : torch.nn.Module or callable
         Maps latent codes of shape (m, q) to decoded points of shape (m, D), or to a tuple
-        ``(mean, std)`` of two such arrays (a stochastic decoder). A torch module is called on
-        tensors of its own device and dtype, without gradients except where they are asked
-        for; any other callable is called on float64 numpy arrays.
+        ``(mean, std)`` of two such arrays (a stochastic decoder), or to another library's
+        output object holding them (pythae's ``ModelOutput`` with ``reconstruction``,
+        diffusers' ``DecoderOutput`` with ``sample``; see :func:`decoder_output`). A torch
+        module is called on tensors of its own device and dtype, without gradients except
+        where they are asked for; any other callable is called on float64 numpy arrays.
     n_quad : int, default=8
         Nodes of the decoded polyline along each latent segment (>= 2), endpoints included.
     batch_size : int, default=8192
@@ -86,7 +120,9 @@ class PullbackMetric(SegmentMetric):
     @staticmethod
     def _joint(out, torch=None):
         """Decoded points as rows (m, D): image-shaped outputs are flattened, and ``(mean,
-        std)`` is concatenated along the features."""
+        std)`` is concatenated along the features. The output objects of other libraries'
+        decoders are unwrapped first (:func:`decoder_output`), so gradients pass through."""
+        out = decoder_output(out)
         if isinstance(out, tuple):
             if len(out) != 2:
                 raise ValueError(f"a decoder tuple must be (mean, std), got {len(out)} items.")

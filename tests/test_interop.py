@@ -218,3 +218,66 @@ def test_set_output_pandas_and_feature_names(moons, rng):
         pipe.get_feature_names_out(), [f"geodesicaffinity{i}" for i in range(n)]
     )
 
+
+# ---------------------------------------------------------------------- decoder outputs
+class ModelOutput(dict):
+    """pythae's ModelOutput: a dict whose items are also attributes."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError as err:
+            raise AttributeError(name) from err
+
+
+class DecoderOutput:
+    """diffusers' DecoderOutput: an object with ``.sample``."""
+
+    def __init__(self, sample):
+        self.sample = sample
+
+
+class Wrapped(torch.nn.Module):
+    def __init__(self, net, style):
+        super().__init__()
+        self.net, self.style = net, style
+
+    def forward(self, z):
+        x = self.net(z)
+        if self.style == "pythae":
+            return ModelOutput(reconstruction=x.reshape(len(z), 2, 2), z=z)
+        if self.style == "diffusers":
+            return DecoderOutput(sample=x)
+        return (x,)  # diffusers with return_dict=False
+
+
+@pytest.mark.parametrize("style", ["pythae", "diffusers", "tuple"])
+@pytest.mark.filterwarnings("ignore:refine_path did not converge")
+def test_decoders_of_other_libraries_keep_autograd(rng, style):
+    net = tanh_decoder().double()
+    Z = rng.normal(size=(80, 2))
+    plain = LatentDistance(net, n_neighbors=6).fit(Z)
+    wrapped = LatentDistance(Wrapped(net, style), n_neighbors=6).fit(Z)
+    np.testing.assert_allclose(wrapped.fit_transform(Z), plain.fit_transform(Z), rtol=1e-12)
+    np.testing.assert_allclose(
+        wrapped.metric_.metric_tensor(Z[:3]), plain.metric_.metric_tensor(Z[:3]), rtol=1e-10
+    )
+    a, b = 0, int(np.argmax(plain.distances([0])[0]))
+    options = {"method": "autograd", "n_rounds": 3}
+    got = wrapped.geodesic(a, b, refine=options)
+    want = plain.geodesic(a, b, refine=options)
+    assert got.length <= wrapped.geodesic(a, b).length
+    np.testing.assert_allclose(got.points, want.points, rtol=1e-8, atol=1e-10)
+    # gradients flow through the wrapped output
+    z = torch.tensor(Z[:4], requires_grad=True)
+    wrapped.metric_.log_segment_lengths(z[:2], z[2:]).sum().backward()
+    assert z.grad is not None and torch.all(torch.isfinite(z.grad))
+
+
+def test_decoder_output_without_points_is_refused(rng):
+    from gendist.latent import decoder_output
+
+    with pytest.raises(ValueError, match="reconstruction"):
+        decoder_output(ModelOutput(z=np.zeros((2, 2))))
+    with pytest.raises(ValueError, match="mean, std"):
+        LatentDistance(lambda z: (z, z, z)).fit(rng.normal(size=(20, 2)))
