@@ -75,12 +75,14 @@ def test_pynndescent_graph(rng):
     approx = transformer.fit_transform(X)
     off = sparse.csr_matrix(approx - sparse.diags(approx.diagonal()))
     off.eliminate_zeros()  # its neighbours other than the point itself
-    exact = kneighbors_graph(X, k - 1, mode="connectivity", include_self=False)
+    # k neighbours besides the point itself, as KNeighborsTransformer(n_neighbors=k)
+    assert np.all(np.diff(off.indptr) == k)
+    exact = kneighbors_graph(X, k, mode="connectivity", include_self=False)
     assert off.astype(bool).multiply(exact).sum() / exact.nnz > 0.9  # recall
     est = GenerativeDistance(gmm(), neighbors=transformer).fit(X)
     D = est.fit_transform(X)
     assert np.all(np.isfinite(D)) and np.array_equal(D, D.T)
-    assert est._join_neighbors == k - 1  # pynndescent counts the point itself
+    assert est._join_neighbors == k  # new points join their k nearest (exact search)
 
 
 # ---------------------------------------------------------------------- neighbours out
@@ -128,6 +130,7 @@ def test_sparse_cost_matrix(fitted):
         fitted.sparse_cost_matrix(0.0)
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning:umap")
 def test_umap_accepts_the_graphs(fitted):
     umap = pytest.importorskip("umap")
     D = fitted.fit_transform(fitted.vertices_)
@@ -142,9 +145,10 @@ def test_umap_accepts_the_graphs(fitted):
     # a symmetric sparse precomputed matrix: the cost matrix
     limit = float(np.sort(D, axis=1)[:, k].max()) * (1 + 1e-9)
     from_sparse = umap.UMAP(metric="precomputed", **params).fit(fitted.sparse_cost_matrix(limit))
+    # the sparse path reads the same k nearest (the point itself first) as kneighbors
+    np.testing.assert_array_equal(from_sparse._knn_indices, knn[0])
     for other in (from_knn, from_sparse):
-        np.testing.assert_array_equal(other._knn_indices, dense._knn_indices)
-        np.testing.assert_allclose(other.graph_.toarray(), dense.graph_.toarray(), atol=1e-6)
+        np.testing.assert_allclose(other.graph_.toarray(), dense.graph_.toarray(), atol=1e-12)
         np.testing.assert_allclose(other.embedding_, dense.embedding_, atol=1e-4)
 
 
