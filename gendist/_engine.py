@@ -34,6 +34,7 @@ from .graph import (
     neighbourhood_graph,
     symmetric_csr,
 )
+from .interop import given_neighbours, kneighbors_graph, sparse_cost_matrix
 from .paths import (
     BACKEND_NAMES,
     Geodesic,
@@ -146,8 +147,9 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
 
         graph_points = V[offset:]
         self.nn_ = NeighbourIndex().fit(graph_points)
+        given, self._join_neighbors = given_neighbours(self, graph_points)  # gendist.interop
         radius = self.radius
-        if radius is None and self.n_neighbors is None:
+        if radius is None and self.n_neighbors is None and given is None:
             radius = "auto"
         if isinstance(radius, str):
             radius = auto_radius(graph_points, nn=self.nn_)
@@ -159,6 +161,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             device=device,
             nn=self.nn_,
             max_edges=self._memory_limit() // 64,
+            neighbors=given,
         )
         rows, cols = rows + offset, cols + offset
         if offset:
@@ -208,7 +211,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         its own rule."""
         offset = self._join_offset
         rows, cols, lengths = join_edges(
-            self.nn_, self.vertices_[offset:], Y, self.radius_, self.n_neighbors
+            self.nn_, self.vertices_[offset:], Y, self.radius_, self._join_neighbors
         )
         cols = cols + offset
         if offset:
@@ -227,8 +230,8 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         gap = float(row_norms((a - b)[None])[0])
         if self.radius_ is not None and gap <= self.radius_:
             return True
-        if self.n_neighbors is not None:
-            k = min(self.n_neighbors, self.nn_.n_samples_fit_)
+        if self._join_neighbors is not None:
+            k = min(self._join_neighbors, self.nn_.n_samples_fit_)
             kth = self.nn_.kneighbors(np.vstack([a, b]), k)[0][:, -1]
             return bool(gap <= kth.max())
         return False
@@ -378,6 +381,16 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             device=self.device_,
             progress=bool(self.verbose),
         )
+
+    def kneighbors_graph(self, n_neighbors: int = 5, mode: str = "distance"):
+        """Sparse kNN graph in scikit-learn's precomputed convention; see
+        :func:`gendist.interop.kneighbors_graph`."""
+        return kneighbors_graph(self, n_neighbors, mode)
+
+    def sparse_cost_matrix(self, limit: float, dtype="float64"):
+        """The distances up to ``limit`` as a symmetric sparse matrix; see
+        :func:`gendist.interop.sparse_cost_matrix`."""
+        return sparse_cost_matrix(self, limit, dtype)
 
     def _endpoint(self, a, name):
         """A vertex index, or a point (as a (1, d) array), from what the user passed.

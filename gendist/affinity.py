@@ -5,7 +5,7 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._validation import check_positive
@@ -77,7 +77,7 @@ def median_bandwidth(D, power: float = 2.0) -> float:
     return scale
 
 
-class GeodesicAffinity(TransformerMixin, BaseEstimator):
+class GeodesicAffinity(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Turn a distance matrix into an affinity ``exp(-D**power / tau)``, for pipelines.
 
     Sits between :class:`gendist.GenerativeDistance` (which outputs distances) and an
@@ -111,6 +111,14 @@ class GeodesicAffinity(TransformerMixin, BaseEstimator):
         self.tau = tau
         self.power = power
         self.tau_scale = tau_scale
+
+    @property
+    def _n_features_out(self):
+        """One output column per column of the distance matrix: ``get_feature_names_out``
+        gives ``geodesicaffinity0, ...``, and ``set_output(transform="pandas")`` works."""
+        if not hasattr(self, "tau_"):
+            raise AttributeError("_n_features_out")  # not fitted
+        return self.n_features_in_
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -13,6 +13,7 @@ from ._engine import GraphDistanceBase
 from ._validation import check_points
 from .densities import as_density, evaluate_log_density
 from .graph import GraphTooLargeError
+from .interop import NEIGHBORS_CONSTRAINT, DistanceFeaturesOutMixin, check_neighbors
 from .metric import ConformalMetric, check_lambda, resolve_lambda
 
 __all__ = ["GenerativeDistance", "generative_distances"]
@@ -20,7 +21,7 @@ __all__ = ["GenerativeDistance", "generative_distances"]
 _VERTEX_MODES = ("data", "samples", "both")
 
 
-class GenerativeDistance(GraphDistanceBase):
+class GenerativeDistance(DistanceFeaturesOutMixin, GraphDistanceBase):
     """Generative distances and geodesics between points, under a density model.
 
     The density ``p`` defines the conformal metric with length factor
@@ -53,6 +54,20 @@ class GenerativeDistance(GraphDistanceBase):
     n_neighbors : int, default=None
         Join each vertex to its k nearest neighbours (symmetrised). With ``radius`` as well,
         the graph is the adaptive epsilon-graph: every vertex keeps at least k neighbours.
+        With ``neighbors``, only the k by which new points join the graph.
+    neighbors : transformer or sparse matrix, default=None
+        Bring your own neighbours: ``None`` builds the graph by the exact search above. A
+        ``KNeighborsTransformer``-style object (``fit_transform(X)`` returns a sparse distance
+        graph in scikit-learn's precomputed convention: ``sklearn.neighbors.
+        KNeighborsTransformer``, pynndescent's ``PyNNDescentTransformer``), cloned and fitted
+        on the graph's vertices, or such a graph of shape (n_vertices, n_vertices) itself:
+        its pairs become the edges (symmetrised, with exact lengths recomputed; the graph's
+        distances are not used). A kNN rule only: ``radius`` must be None. New points in
+        ``transform``, ``distance`` and ``geodesic`` still join by the exact search, to their
+        ``n_neighbors`` nearest vertices (default: the given graph's median number of
+        neighbours per vertex). An approximate graph has other edges than the exact one, so
+        the distances and geodesics change with it: a missed neighbour can only lengthen a
+        path, an extra (farther) one can shorten it.
     n_quad : int, default=8
         Trapezoidal nodes per edge, endpoints included (>= 2). Error falls like 1/n_quad^2.
         The rule must follow how fast h varies along an edge: log h changes by about
@@ -157,6 +172,7 @@ class GenerativeDistance(GraphDistanceBase):
         p0=0.0,
         radius=None,
         n_neighbors=None,
+        neighbors=None,
         n_quad=8,
         vertices="data",
         n_vertex_samples=None,
@@ -175,6 +191,7 @@ class GenerativeDistance(GraphDistanceBase):
         self.p0 = p0
         self.radius = radius
         self.n_neighbors = n_neighbors
+        self.neighbors = neighbors
         self.n_quad = n_quad
         self.vertices = vertices
         self.n_vertex_samples = n_vertex_samples
@@ -196,11 +213,13 @@ class GenerativeDistance(GraphDistanceBase):
         "vertices": [StrOptions(set(_VERTEX_MODES))],
         "n_vertex_samples": [None, Interval(Integral, 2, None, closed="left")],
         "random_state": ["random_state"],
+        "neighbors": NEIGHBORS_CONSTRAINT,
     }
 
     # ------------------------------------------------------------------ fitting
     def _check_params(self):
         check_lambda(self.lam)
+        check_neighbors(self)
         if self.vertices != "data" and self.n_vertex_samples is None:
             raise ValueError(f"vertices={self.vertices!r} needs n_vertex_samples.")
 

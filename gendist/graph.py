@@ -237,13 +237,17 @@ def build_edges(X, radius=None, n_neighbors=None, nn=None, max_edges=None):
     return rows, cols, _pair_lengths(X, rows, cols)
 
 
-def neighbourhood_graph(X, radius=None, n_neighbors=None, *, device=None, nn=None, max_edges=None):
+def neighbourhood_graph(
+    X, radius=None, n_neighbors=None, *, device=None, nn=None, max_edges=None, neighbors=None
+):
     """Edges of the epsilon-, kNN or adaptive-epsilon graph, on the CPU or on a torch device.
 
     The one switch between the builders: scikit-learn's neighbour search
     (:func:`build_edges`) when ``device`` is None, the blocked all-pairs search in torch
     (:func:`torch_edges`) on a device. Both give the same graph, up to the order in which
-    neighbours at exactly equal distances are chosen.
+    neighbours at exactly equal distances are chosen. With ``neighbors``, a sparse
+    neighbour graph on ``X`` computed elsewhere, its pairs are the edges
+    (:func:`precomputed_edges`) and no search runs.
 
     Parameters
     ----------
@@ -252,15 +256,56 @@ def neighbourhood_graph(X, radius=None, n_neighbors=None, *, device=None, nn=Non
     device : None, str or torch.device
     nn : NeighbourIndex, optional
         Already fitted on ``X`` (CPU search only).
+    neighbors : sparse matrix of shape (n, n), optional
+        A neighbour graph in scikit-learn's precomputed convention; ``radius`` must then be
+        None and ``n_neighbors`` is not used.
 
     Returns
     -------
     rows, cols : ndarray of shape (E,), int64, with ``rows < cols``
     lengths : ndarray of shape (E,), exact Euclidean lengths
     """
+    if neighbors is not None:
+        if radius is not None:
+            raise ValueError("a given neighbour graph is a kNN graph: radius must be None.")
+        return precomputed_edges(X, neighbors)
     if device is None:
         return build_edges(X, radius, n_neighbors, nn=nn, max_edges=max_edges)
     return torch_edges(X, radius, n_neighbors, device=device, max_edges=max_edges)
+
+
+def precomputed_edges(X, graph):
+    """Edges from a sparse neighbour graph computed elsewhere (an approximate kNN search).
+
+    The graph follows scikit-learn's precomputed convention (``KNeighborsTransformer``,
+    pynndescent's ``PyNNDescentTransformer``): row i stores i's neighbours, an entry's value
+    is their distance, and a missing entry means "not a neighbour". Only which pairs are
+    stored matters: every stored pair ``(i, j)``, ``i != j``, explicit zeros included, is an
+    edge (symmetrised, once as ``i < j``), and its length is computed again exactly from
+    ``X``; the diagonal (each point as its own neighbour) is ignored.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+    graph : sparse matrix of shape (n, n)
+
+    Returns
+    -------
+    rows, cols, lengths : as in :func:`radius_edges`
+    """
+    n = X.shape[0]
+    if not sparse.issparse(graph):
+        raise TypeError(
+            f"a neighbour graph must be a scipy sparse matrix, got {type(graph).__name__}."
+        )
+    if graph.shape != (n, n):
+        raise ValueError(
+            f"the neighbour graph has shape {graph.shape}; the graph's {n} vertices need "
+            f"({n}, {n})."
+        )
+    coo = sparse.coo_matrix(graph)
+    rows, cols = _unique_pairs(coo.row.astype(np.int64), coo.col.astype(np.int64), n)
+    return rows, cols, _pair_lengths(X, rows, cols)
 
 
 def torch_edges(X, radius=None, n_neighbors=None, device=None, dtype=None, max_edges=None):

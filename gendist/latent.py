@@ -31,6 +31,7 @@ from ._compute import chunk_rows, get_namespace, row_norms, to_numpy
 from ._engine import GraphDistanceBase
 from ._optional import import_optional
 from ._validation import check_int, check_points
+from .interop import NEIGHBORS_CONSTRAINT, DistanceFeaturesOutMixin, check_neighbors
 from .metric import SegmentMetric, segment_nodes
 
 __all__ = ["PullbackMetric", "LatentDistance", "magnification_factor"]
@@ -42,6 +43,38 @@ def _is_torch_module(decoder) -> bool:
     )
 
 
+#: keys (or attributes) holding the decoded points in other libraries' decoder outputs:
+#: pythae's ``ModelOutput(reconstruction=...)``, diffusers' ``DecoderOutput(sample=...)``
+_OUTPUT_KEYS = ("reconstruction", "sample")
+
+
+def decoder_output(out):
+    """The decoded points in what a decoder returned.
+
+    Arrays, tensors and ``(mean, std)`` tuples are returned as they are. A dict-like output
+    (pythae's ``ModelOutput``, an ``OrderedDict``; diffusers' ``BaseOutput``) gives its
+    ``"reconstruction"`` or else its ``"sample"`` item, an object with such an attribute
+    gives that attribute, and a 1-tuple (diffusers with ``return_dict=False``) its item. The
+    tensor itself is returned, not a copy, so autograd follows it.
+    """
+    if isinstance(out, tuple) and len(out) == 1:
+        return out[0]
+    if hasattr(out, "shape") or isinstance(out, (tuple, list)):
+        return out
+    if hasattr(out, "keys") and hasattr(out, "__getitem__"):
+        for key in _OUTPUT_KEYS:
+            if key in out.keys():
+                return out[key]
+        raise ValueError(
+            f"the decoder returned a {type(out).__name__} with keys {list(out.keys())}; "
+            f"expected one of {list(_OUTPUT_KEYS)} holding the decoded points."
+        )
+    for key in _OUTPUT_KEYS:
+        if hasattr(out, key):
+            return getattr(out, key)
+    return out
+
+
 class PullbackMetric(SegmentMetric):
     """The pullback of the Euclidean metric through a decoder.
 
@@ -49,9 +82,11 @@ class PullbackMetric(SegmentMetric):
     ----------
     decoder : torch.nn.Module or callable
         Maps latent codes of shape (m, q) to decoded points of shape (m, D), or to a tuple
-        ``(mean, std)`` of two such arrays (a stochastic decoder). A torch module is called on
-        tensors of its own device and dtype, without gradients except where they are asked
-        for; any other callable is called on float64 numpy arrays.
+        ``(mean, std)`` of two such arrays (a stochastic decoder), or to another library's
+        output object holding them (pythae's ``ModelOutput`` with ``reconstruction``,
+        diffusers' ``DecoderOutput`` with ``sample``; see :func:`decoder_output`). A torch
+        module is called on tensors of its own device and dtype, without gradients except
+        where they are asked for; any other callable is called on float64 numpy arrays.
     n_quad : int, default=8
         Nodes of the decoded polyline along each latent segment (>= 2), endpoints included.
     batch_size : int, default=8192
@@ -86,7 +121,9 @@ class PullbackMetric(SegmentMetric):
     @staticmethod
     def _joint(out, torch=None):
         """Decoded points as rows (m, D): image-shaped outputs are flattened, and ``(mean,
-        std)`` is concatenated along the features."""
+        std)`` is concatenated along the features. The output objects of other libraries'
+        decoders are unwrapped first (:func:`decoder_output`), so gradients pass through."""
+        out = decoder_output(out)
         if isinstance(out, tuple):
             if len(out) != 2:
                 raise ValueError(f"a decoder tuple must be (mean, std), got {len(out)} items.")
@@ -256,7 +293,7 @@ def magnification_factor(decoder, Z) -> np.ndarray:
     return np.exp(metric.log_magnification_factor(check_points(Z, "Z")))
 
 
-class LatentDistance(GraphDistanceBase):
+class LatentDistance(DistanceFeaturesOutMixin, GraphDistanceBase):
     """Pullback (decoder-induced) geodesic distances between latent codes.
 
     ``fit(Z)`` joins every code to its nearest neighbours in latent space and weights each
@@ -275,6 +312,12 @@ class LatentDistance(GraphDistanceBase):
     radius : float or "auto", default=None
         Join codes closer than ``radius`` as well (adaptive epsilon-graph with
         ``n_neighbors``), or alone with ``n_neighbors=None``.
+    neighbors : transformer or sparse matrix, default=None
+        Bring your own neighbours (as in :class:`gendist.GenerativeDistance`): a
+        ``KNeighborsTransformer``-style object fitted on the codes, or a sparse (m, m) graph in
+        scikit-learn's precomputed convention; its pairs become the edges, with exact decoded
+        lengths. ``radius`` must be None; ``n_neighbors`` is then only the k by which new
+        codes join the graph (exact search). An approximate graph changes the geodesics.
     n_quad : int, default=8
         Decoded nodes per edge.
     batch_size : int, default=8192
@@ -313,6 +356,7 @@ class LatentDistance(GraphDistanceBase):
     _parameter_constraints: dict = {
         **GraphDistanceBase._parameter_constraints,
         "decoder": [callable],
+        "neighbors": NEIGHBORS_CONSTRAINT,
     }
 
     def __init__(
@@ -321,6 +365,7 @@ class LatentDistance(GraphDistanceBase):
         *,
         n_neighbors=10,
         radius=None,
+        neighbors=None,
         n_quad=8,
         batch_size=8192,
         backend="auto",
@@ -333,6 +378,7 @@ class LatentDistance(GraphDistanceBase):
         self.decoder = decoder
         self.n_neighbors = n_neighbors
         self.radius = radius
+        self.neighbors = neighbors
         self.n_quad = n_quad
         self.batch_size = batch_size
         self.backend = backend
@@ -341,6 +387,9 @@ class LatentDistance(GraphDistanceBase):
         self.memory_limit = memory_limit
         self.device = device
         self.verbose = verbose
+
+    def _check_params(self):
+        check_neighbors(self)
 
     def _prepare(self, Z):
         """The codes are the vertices; the metric is the decoder's pullback."""
