@@ -68,7 +68,7 @@ def test_given_neighbours_are_checked(moons):
 
 
 def test_pynndescent_graph(rng):
-    pynndescent = pytest.importorskip("pynndescent")
+    import pynndescent
     X = rng.normal(size=(300, 3))
     k = 8
     transformer = pynndescent.PyNNDescentTransformer(n_neighbors=k, random_state=0, n_jobs=1)
@@ -132,7 +132,7 @@ def test_sparse_cost_matrix(fitted):
 
 @pytest.mark.filterwarnings("ignore::UserWarning:umap")
 def test_umap_accepts_the_graphs(fitted):
-    umap = pytest.importorskip("umap")
+    import umap
     D = fitted.fit_transform(fitted.vertices_)
     k = 10  # UMAP's n_neighbors counts the point itself
     params = dict(n_neighbors=k, random_state=0, n_epochs=30, init="random", n_jobs=1)
@@ -172,7 +172,7 @@ def test_opentsne_accepts_the_kneighbors_graph(fitted):
 
 
 def test_pot_sparse_emd_equals_the_dense_one(fitted, rng):
-    ot = pytest.importorskip("ot")
+    import ot
     D = fitted.fit_transform(fitted.vertices_)
     src, dst = np.arange(0, 40), np.arange(75, 115)
     a, b = rng.dirichlet(np.ones(len(src))), rng.dirichlet(np.ones(len(dst)))
@@ -190,7 +190,7 @@ def test_pot_sparse_emd_equals_the_dense_one(fitted, rng):
 
 # ---------------------------------------------------------------------- pandas output
 def test_set_output_pandas_and_feature_names(moons, rng):
-    pd = pytest.importorskip("pandas")
+    import pandas as pd
     from sklearn.exceptions import NotFittedError
     from sklearn.pipeline import make_pipeline
 
