@@ -255,6 +255,11 @@ def _figure(stats, slopes, quad_rows, cfg):
         bx.plot(cfg["n_quad_values"], means, "o-", color=colour, label=f"n = {n}, from p")
     bx.set_xscale("log")
     bx.set_yscale("log")
+    from matplotlib.ticker import NullFormatter
+
+    # one labelled tick per n_quad used, as plain integers (log-axis minor labels overlap)
+    bx.set_xticks(cfg["n_quad_values"], [str(q) for q in cfg["n_quad_values"]])
+    bx.xaxis.set_minor_formatter(NullFormatter())
     bx.set_xlabel("quadrature nodes per edge (n_quad)")
     bx.set_ylabel("mean relative error")
     bx.set_title("effect of n_quad")

@@ -425,13 +425,14 @@ def _figures(models, latent, codes, labels, geodesics, means, cfg):
         sc = ax.scatter(Z[:, 0], Z[:, 1], c=labels, cmap="tab10", s=4, alpha=0.7)
         for g in (g for g in geodesics if g["model"] == name):
             stochastic = g["metric"] != name
-            ax.plot(*g["points"].T, "-", color="tab:green" if stochastic else "tab:red", lw=2)
+            # paths in black line styles: no clash with the ten class colours of the codes
+            ax.plot(*g["points"].T, ":" if stochastic else "-", color="black", lw=2)
             if not stochastic:
-                ax.plot(*g["line"].T, "--", color="tab:blue", lw=1.2)
+                ax.plot(*g["line"].T, "--", color="black", lw=1.0)
         ax.legend(*sc.legend_elements(), fontsize=7, loc="upper right", ncol=2, title="digit")
-        title = f"{name}: codes over the magnification factor\ngeodesics (red"
-        title += "; green: with the decoder's std" if name + " + std" in latent else ""
-        ax.set_title(title + "), straight lines (blue, dashed)", fontsize=9)
+        title = f"{name}: codes over the magnification factor\ngeodesics (solid"
+        title += "; dotted: with the decoder's std" if name + " + std" in latent else ""
+        ax.set_title(title + "), straight lines (dashed)", fontsize=9)
         fig.tight_layout()
         figures[f"latent_{name}.png"] = fig
 
