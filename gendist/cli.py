@@ -484,6 +484,18 @@ def _print_table(rows):
         print("| " + " | ".join(f"{r[k]:.3g}" for k in keys) + " |")
 
 
+def _add_parameter_arguments(parser, config_help: str) -> None:
+    """The ``--config FILE`` and repeatable ``--set KEY=VALUE`` options of a job."""
+    parser.add_argument("--config", type=Path, help=config_help)
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a parameter (listed below)",
+    )
+
+
 def main(argv=None) -> int:
     """Run the ``gendist`` command with the arguments ``argv`` (default ``sys.argv[1:]``).
 
@@ -512,14 +524,7 @@ def main(argv=None) -> int:
         default=Path("gendist-output/demo"),
         help="output folder (default: gendist-output/demo)",
     )
-    demo.add_argument("--config", type=Path, help="YAML file of parameters (configs/demo.yaml)")
-    demo.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a parameter (listed below)",
-    )
+    _add_parameter_arguments(demo, "YAML file of parameters (configs/demo.yaml)")
     demo.add_argument("--quick", action="store_true", help="200 points (n_samples=200)")
     explore = sub.add_parser(
         "explore",
@@ -536,14 +541,7 @@ def main(argv=None) -> int:
         default=Path("gendist-output/explore.html"),
         help="the HTML file to write (default: gendist-output/explore.html)",
     )
-    explore.add_argument("--config", type=Path, help="YAML file of parameters")
-    explore.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a parameter (listed below)",
-    )
+    _add_parameter_arguments(explore, "YAML file of parameters")
     args = parser.parse_args(argv)
     if args.command == "explore":
         return _main_explore(explore, args)
