@@ -17,6 +17,7 @@ from __future__ import annotations
 from numbers import Integral, Real
 
 import numpy as np
+from scipy.sparse.csgraph import connected_components
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -39,12 +40,22 @@ from .paths import (
     BACKEND_NAMES,
     Geodesic,
     check_vertex_indices,
+    minimum_with_transpose,
     mirror_upper_triangle,
     nearest_vertices,
     pair_shortest_path,
+    reconstruct_seeded_path,
+    shortest_path_tree,
     shortest_paths,
 )
 from .refine import refine_path
+from .shortcuts import (
+    SHORTCUT_MAX_NODES,
+    SHORTCUT_STRETCH,
+    Shortcuts,
+    chord_spacing,
+    graph_stretch,
+)
 
 __all__ = ["GraphDistanceBase"]
 
@@ -56,7 +67,8 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
     parameters named in ``_parameter_constraints`` (the shared ones below, plus their own).
 
     Shared parameters: ``radius``, ``n_neighbors`` (the graph rule), ``n_quad`` (nodes per
-    edge), ``backend`` (shortest paths), ``n_jobs`` (joblib workers), ``dtype`` (of returned
+    edge), ``shortcuts`` (straight segments from each source, :mod:`gendist.shortcuts`),
+    ``backend`` (shortest paths), ``n_jobs`` (joblib workers), ``dtype`` (of returned
     distance matrices), ``memory_limit`` (bytes), ``batch_size`` (points per model call),
     ``device`` (None: numpy on the CPU; a torch device: graph search, quadrature and the torch
     shortest-path backend there), ``verbose`` (progress bars).
@@ -66,6 +78,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         "radius": [None, StrOptions({"auto"}), Interval(Real, 0, None, closed="neither")],
         "n_neighbors": [None, Interval(Integral, 1, None, closed="left")],
         "n_quad": [Interval(Integral, 2, None, closed="left")],
+        "shortcuts": ["boolean", StrOptions({"auto"})],
         "backend": [StrOptions(set(BACKEND_NAMES))],
         "n_jobs": [None, Integral],
         "dtype": [str, type, np.dtype],
@@ -182,7 +195,43 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         self.quadrature_error_ = metric.quadrature_error(
             V, rows, cols, values, log_w + self.log_distance_unit_
         )
+        self._chord_spacing = chord_spacing(lengths, metric.n_quad)
+        self.graph_stretch_ = np.nan
+        self.shortcuts_ = self.shortcuts is True
+        if self.shortcuts is not False and self.graph_.nnz:
+            stretch, nodes = graph_stretch(self.graph_, self._start(self.graph_))
+            self.graph_stretch_ = stretch
+            affordable = nodes <= SHORTCUT_MAX_NODES * metric.n_quad
+            self.shortcuts_ = self.shortcuts is True or (
+                stretch > SHORTCUT_STRETCH and affordable
+            )
         return self
+
+    def _start(self, graph, new_points=None, new_values=None):
+        """The shortcuts (:class:`gendist.shortcuts.Shortcuts`) of ``graph``: the fitted graph,
+        or it with ``new_points`` joined as its last vertices."""
+        points, values = self.vertices_, self._vertex_values
+        if new_points is not None:
+            points = np.vstack([points, new_points])
+            if values is not None:
+                values = np.concatenate([values, new_values])
+        components = self.component_labels_
+        if graph is not self.graph_:
+            components = connected_components(graph, directed=True, connection="weak")[1]
+        return Shortcuts(
+            self.metric_,
+            points,
+            values,
+            components,
+            self.log_distance_unit_,
+            self._chord_spacing,
+            device=self.device_,
+            n_jobs=self.n_jobs,
+        )
+
+    def _query_start(self, graph, new_points=None, new_values=None):
+        """The shortcuts of ``graph`` when they are on (``shortcuts_``), else None."""
+        return self._start(graph, new_points, new_values) if self.shortcuts_ else None
 
     def fit_transform(self, X, y=None):
         """Fit, then return the distances among the training points.
@@ -195,14 +244,20 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         Returns
         -------
         D : ndarray of shape (n_samples, n_samples)
-            Exactly symmetric: each pair is measured from its lower index (a path's length
-            depends on the direction only through the order of float additions), the same
-            float as :meth:`distance`.
+            Exactly symmetric. Graph only, each pair is measured from its lower index (a
+            path's length depends on the direction only through the order of float
+            additions), the same float as :meth:`distance`. With shortcuts (``shortcuts_``),
+            each pair is the shorter of its two directions (a segment from either end, then
+            the graph), as :meth:`distance`: at most the rows of :meth:`distances`.
         """
         self.fit(X)
         idx = self.data_index_
-        D = self._shortest_paths(self.graph_, idx, columns=idx)
-        mirror_upper_triangle(D)
+        start = self._query_start(self.graph_)
+        D = self._shortest_paths(self.graph_, idx, columns=idx, start=start)
+        if start is None:
+            mirror_upper_triangle(D)
+        else:
+            minimum_with_transpose(D)
         return D
 
     # ------------------------------------------------------------------ joining new points
@@ -246,6 +301,8 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         graph : scipy.sparse.csr_matrix of shape (N + m, N + m)
         factor : float
             :func:`gendist.graph.min_length_factor` of the new edges (inf without any).
+        values : ndarray of shape (m,) or None
+            ``metric_.vertex_values(Y)``.
         """
         rows, cols, lengths = self._join_edges(Y)
         values = self.metric_.vertex_values(Y)
@@ -282,10 +339,12 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             both_directions=both_directions,
             links=links,
         )
-        return graph, min_length_factor(lengths, log_w)
+        return graph, min_length_factor(lengths, log_w), values
 
     # ------------------------------------------------------------------ queries
-    def _shortest_paths(self, graph, sources, columns=None, limit=np.inf, dtype=None, out=None):
+    def _shortest_paths(
+        self, graph, sources, columns=None, limit=np.inf, dtype=None, out=None, start=None
+    ):
         return shortest_paths(
             graph,
             sources,
@@ -298,6 +357,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             progress=bool(self.verbose),
             out=out,
             device=self.device_,
+            start=start,
         )
 
     def _sources(self, sources):
@@ -309,7 +369,9 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
 
         New points join the fitted graph through their neighbours (by the graph's own radius /
         kNN rule) with exact segment costs, as sources only: the fitted graph is not changed,
-        and new points do not join each other.
+        and new points do not join each other. With shortcuts (``shortcuts_``) each new
+        point also starts with the straight segment to every vertex, as rows of
+        :meth:`distances` do.
 
         Parameters
         ----------
@@ -321,9 +383,11 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float64, reset=False)
-        graph, _ = self._joined_graph(X, both_directions=False)
+        graph, _, values = self._joined_graph(X, both_directions=False)
         N = self.graph_.shape[0]
-        return self._shortest_paths(graph, N + np.arange(X.shape[0]), columns=self.data_index_)
+        start = self._query_start(graph, X, values)
+        sources = N + np.arange(X.shape[0])
+        return self._shortest_paths(graph, sources, columns=self.data_index_, start=start)
 
     def distances(self, sources=None, *, limit=np.inf, dtype=None, out=None):
         """Rows of the vertex distance matrix.
@@ -344,11 +408,17 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         -------
         D : ndarray of shape (n_sources, n_vertices), or ``out``
             Row i is the single-source run from vertex i (the same floats whatever the other
-            sources); :meth:`fit_transform` is the exactly symmetric matrix.
+            sources); with shortcuts (``shortcuts_``), the shortest curve that starts with a
+            straight segment from vertex i and then follows the graph.
+            :meth:`fit_transform` is the exactly symmetric matrix (with shortcuts, the
+            shorter of the two directions of each pair, so at most these rows).
         """
         check_is_fitted(self)
         sources = self._sources(sources)
-        return self._shortest_paths(self.graph_, sources, limit=limit, dtype=dtype, out=out)
+        start = self._query_start(self.graph_)
+        return self._shortest_paths(
+            self.graph_, sources, limit=limit, dtype=dtype, out=out, start=start
+        )
 
     def kneighbors(self, sources=None, n_neighbors: int = 5):
         """The k nearest vertices in generative distance, without all-pairs distances.
@@ -380,6 +450,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             n_jobs=self.n_jobs,
             device=self.device_,
             progress=bool(self.verbose),
+            start=self._query_start(self.graph_),
         )
 
     def kneighbors_graph(self, n_neighbors: int = 5, mode: str = "distance"):
@@ -442,16 +513,23 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             if self.component_labels_[ia] != self.component_labels_[ib]:
                 return np.inf, None, None
             graph, factor = self.graph_, self.min_length_factor_
+            start = self._query_start(graph)
         else:
-            graph, join_factor = self._joined_graph(
+            graph, join_factor, values = self._joined_graph(
                 np.vstack(new), both_directions=True, link=len(new) == 2
             )
             factor = min(self.min_length_factor_, join_factor)
+            start = self._query_start(graph, np.vstack(new), values)
         swapped = pa is None and pb is None and ia > ib
         if swapped:
             ia, ib = ib, ia  # two vertices: from the lower index, as the all-pairs matrix
         source = N if pa is not None else ia
         target = N + len(new) - 1 if pb is not None else ib
+        if start is not None:
+            length, path = self._shortcut_pair(graph, source, target, start)
+            if swapped and path is not None:
+                path = path[::-1]
+            return length, path, (np.vstack(new) if new else None)
         x_a = pa[0] if pa is not None else self.vertices_[ia]
         x_b = pb[0] if pb is not None else self.vertices_[ib]
         bound = factor * float(row_norms((x_a - x_b)[None])[0])
@@ -459,6 +537,26 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         if swapped and path is not None:
             path = path[::-1]
         return length, path, (np.vstack(new) if new else None)
+
+    def _shortcut_pair(self, graph, source, target, start):
+        """The shorter of the two shortcut paths between ``source`` and ``target`` (a segment
+        from either end, then the graph), as :meth:`fit_transform` takes it.
+
+        Returns
+        -------
+        length : float
+        path : ndarray of int or None
+            From ``source`` to ``target``; None when there is no path.
+        """
+        options = {"backend": self.backend, "device": self.device_, "start": start}
+        dist_s, pred_s = shortest_path_tree(graph, source, **options)
+        dist_t, pred_t = shortest_path_tree(graph, target, **options)
+        forward, backward = dist_s[target], dist_t[source]
+        if not np.isfinite(min(forward, backward)):
+            return np.inf, None
+        if forward <= backward:
+            return float(forward), reconstruct_seeded_path(pred_s, source, target)
+        return float(backward), reconstruct_seeded_path(pred_t, target, source)[::-1]
 
     def distance(self, a, b) -> float:
         """The distance between two vertices or points.

@@ -89,6 +89,9 @@ class PullbackMetric(SegmentMetric):
         where they are asked for; any other callable is called on float64 numpy arrays.
     n_quad : int, default=8
         Nodes of the decoded polyline along each latent segment (>= 2), endpoints included.
+    shortcuts : bool or "auto", default="auto"
+        Straight segments from each source to every code, as in
+        :class:`gendist.GenerativeDistance` (:mod:`gendist.shortcuts`).
     batch_size : int, default=8192
         Latent points per decoder call.
     chunk_bytes : int, optional
@@ -349,7 +352,7 @@ class LatentDistance(DistanceFeaturesOutMixin, GraphDistanceBase):
     n_components_, component_labels_
     radius_ : float or None
         The radius in use.
-    log_distance_unit_, quadrature_error_, device_
+    log_distance_unit_, quadrature_error_, shortcuts_, graph_stretch_, device_
         As in :class:`gendist.GenerativeDistance`.
     """
 
@@ -367,6 +370,7 @@ class LatentDistance(DistanceFeaturesOutMixin, GraphDistanceBase):
         radius=None,
         neighbors=None,
         n_quad=8,
+        shortcuts="auto",
         batch_size=8192,
         backend="auto",
         n_jobs=None,
@@ -380,6 +384,7 @@ class LatentDistance(DistanceFeaturesOutMixin, GraphDistanceBase):
         self.radius = radius
         self.neighbors = neighbors
         self.n_quad = n_quad
+        self.shortcuts = shortcuts
         self.batch_size = batch_size
         self.backend = backend
         self.n_jobs = n_jobs

@@ -49,11 +49,14 @@ __all__ = [
     "check_vertex_indices",
     "shortest_paths",
     "shortest_path_tree",
+    "seeded_shortest_paths",
     "pair_shortest_path",
     "astar_shortest_path",
     "nearest_vertices",
     "reconstruct_path",
+    "reconstruct_seeded_path",
     "mirror_upper_triangle",
+    "minimum_with_transpose",
     "choose_backend",
     "check_memory",
 ]
@@ -175,7 +178,13 @@ def _neighbour_table(graph, torch, device, dtype):
 
 
 def _torch_bellman_ford(
-    graph, sources, limit=np.inf, return_predecessors=False, device=None, chunk_bytes=None
+    graph,
+    sources,
+    limit=np.inf,
+    return_predecessors=False,
+    device=None,
+    chunk_bytes=None,
+    initial=None,
 ):
     """Many-source shortest paths by synchronous Bellman-Ford relaxation in torch.
 
@@ -188,7 +197,10 @@ def _torch_bellman_ford(
     path (about sqrt(n) on 2-D graphs), each costs n * K * B, so scipy's Dijkstra is faster on
     a CPU; on a GPU the sweeps run in parallel. Runs on ``device`` (the CPU when None).
     Sources are processed in chunks of (n, K, B) working memory sized by
-    :func:`gendist._compute.chunk_rows` (or at most ``chunk_bytes``).
+    :func:`gendist._compute.chunk_rows` (or at most ``chunk_bytes``). With ``initial``
+    (B, n), source b starts at distance ``initial[b, v]`` from every vertex v instead of 0
+    at ``sources[b]`` (see :func:`seeded_shortest_paths`); vertices never improved keep
+    :data:`NO_PREDECESSOR`.
 
     Returns
     -------
@@ -212,7 +224,11 @@ def _torch_bellman_ford(
         block = sources[start : start + step]
         B = len(block)
         D = torch.full((n + 1, B), float("inf"), dtype=dtype, device=device)
-        D[torch.as_tensor(block, device=device), torch.arange(B, device=device)] = 0.0
+        if initial is None:
+            D[torch.as_tensor(block, device=device), torch.arange(B, device=device)] = 0.0
+        else:
+            seeds = np.ascontiguousarray(initial[start : start + B].T)
+            D[:n] = torch.as_tensor(seeds, dtype=dtype, device=device)
         # predecessor = the neighbour of the last strict improvement: acyclic even with
         # zero-weight edges (a tie never moves it)
         pred = torch.full((n, B), NO_PREDECESSOR, dtype=torch.int64, device=device)
@@ -461,8 +477,73 @@ def _check_out(out, shape: tuple) -> None:
         raise ValueError(f"out has shape {tuple(out.shape)}; expected {shape}.")
 
 
-def _block(graph, sources, limit, dtype, backend, columns):
-    dist = backend(graph, sources, limit)
+def seeded_shortest_paths(graph, initial, limit=np.inf, return_predecessors=False, backend="scipy"):
+    """Shortest paths from labelled starts: ``dist[b, v] = min_u initial[b, u] + d(u, v)``.
+
+    Row b is the shortest-path run of a source that reaches every vertex u at cost
+    ``initial[b, u]`` before it follows the graph (``initial[b, u] = 0`` at one vertex and
+    inf elsewhere is a plain run from that vertex). :class:`gendist.shortcuts.Shortcuts`
+    gives such starts: straight segments from a point to every vertex.
+
+    scipy's Dijkstra (and cuGraph's SSSP) take one start vertex per run, so each row gets a
+    virtual vertex ``n + b`` with an edge of weight ``initial[b, u]`` to every u of finite
+    label and none coming in, and the run starts there; the torch backend starts its sweeps
+    from the labels directly.
+
+    Parameters
+    ----------
+    graph : sparse matrix of shape (n, n)
+        Non-negative weights (a validated graph; see :func:`validate_graph`).
+    initial : ndarray of shape (B, n)
+        Starting labels, >= 0 or inf.
+    limit : float
+        Do not search beyond this distance; farther vertices get inf.
+    return_predecessors : bool
+        Also return the predecessors: :data:`NO_PREDECESSOR` marks the vertices reached
+        straight from the start (and the unreachable ones).
+    backend : str
+        A name in :data:`BACKEND_NAMES` other than ``"auto"``, or a backend function with its
+        name as ``(name, function)``.
+
+    Returns
+    -------
+    dist : ndarray of shape (B, n)
+    predecessors : ndarray of shape (B, n), with ``return_predecessors``
+    """
+    name, function = backend if isinstance(backend, tuple) else _backend_function(backend, graph)
+    initial = np.asarray(initial, dtype=np.float64)
+    n = graph.shape[0]
+    if initial.ndim != 2 or initial.shape[1] != n:
+        raise ValueError(f"initial must have shape (B, {n}), got {initial.shape}.")
+    if np.any(np.isnan(initial) | (initial < 0)):
+        raise ValueError("initial labels must be >= 0 or inf (no NaN).")
+    B = initial.shape[0]
+    if name == "torch":
+        return function(graph, np.zeros(B, dtype=np.int64), limit, return_predecessors,
+                        initial=initial)
+    finite = np.isfinite(initial)
+    indptr = np.concatenate([graph.indptr, graph.indptr[-1] + np.cumsum(finite.sum(axis=1))])
+    augmented = sparse.csr_matrix(
+        (
+            np.concatenate([graph.data, initial[finite]]),
+            np.concatenate([graph.indices, np.nonzero(finite)[1]]),
+            indptr,
+        ),
+        shape=(n + B, n + B),
+    )
+    result = function(augmented, np.arange(n, n + B), limit, return_predecessors)
+    if not return_predecessors:
+        return result[:, :n]
+    dist, pred = result
+    pred = pred[:, :n]
+    return dist[:, :n], np.where(pred >= n, NO_PREDECESSOR, pred)
+
+
+def _block(graph, sources, limit, dtype, backend, columns, start=None):
+    if start is None:
+        dist = backend[1](graph, sources, limit)
+    else:
+        dist = seeded_shortest_paths(graph, start(sources), limit, backend=backend)
     if columns is not None:
         dist = dist[:, columns]
     if dtype == np.float32:
@@ -488,6 +569,26 @@ def _check_float32(dist: np.ndarray) -> None:
         )
 
 
+def _symmetrize(D, combine) -> None:
+    """``D[i, j] = D[j, i] = combine(D[i, j], D[j, i])`` for i < j, in place, block by block
+    (so ``D`` can be a memory map or a zarr array)."""
+    n = D.shape[0]
+    step = max(1, int(np.sqrt(chunk_rows(8 * 4))))
+    for i in range(0, n, step):
+        for j in range(i, n, step):
+            upper = np.array(D[i : i + step, j : j + step])
+            if i == j:  # the diagonal block: its own two triangles
+                rows, cols = np.triu_indices(len(upper), 1)
+                value = combine(upper[rows, cols], upper[cols, rows])
+                upper[rows, cols] = upper[cols, rows] = value
+                D[i : i + step, j : j + step] = upper
+            else:
+                lower = np.array(D[j : j + step, i : i + step])
+                value = combine(upper, lower.T)
+                D[i : i + step, j : j + step] = value
+                D[j : j + step, i : i + step] = value.T
+
+
 def mirror_upper_triangle(D) -> None:
     """Make a square distance matrix exactly symmetric, in place: ``D[j, i] = D[i, j]``, i < j.
 
@@ -500,17 +601,20 @@ def mirror_upper_triangle(D) -> None:
     ----------
     D : array of shape (n, n), modified in place
     """
-    n = D.shape[0]
-    step = max(1, int(np.sqrt(chunk_rows(8 * 4))))
-    for i in range(0, n, step):
-        for j in range(i, n, step):
-            block = np.array(D[i : i + step, j : j + step])
-            if i == j:  # the diagonal block: its own upper triangle
-                upper = np.triu_indices(len(block), 1)
-                block.T[upper] = block[upper]
-                D[i : i + step, j : j + step] = block
-            else:
-                D[j : j + step, i : i + step] = block.T
+    _symmetrize(D, lambda upper, lower: upper)
+
+
+def minimum_with_transpose(D) -> None:
+    """``D = minimum(D, D.T)``, in place and block by block (memory maps, zarr arrays).
+
+    For rows that measure different curves in the two directions (shortcut rows: a segment
+    from the row's source, then the graph), each pair keeps the shorter curve.
+
+    Parameters
+    ----------
+    D : array of shape (n, n), modified in place
+    """
+    _symmetrize(D, np.minimum)
 
 
 def shortest_paths(
@@ -526,6 +630,7 @@ def shortest_paths(
     progress: bool = False,
     out=None,
     device=None,
+    start=None,
 ) -> np.ndarray:
     """Graph distances from ``sources`` to every vertex (or to ``columns``).
 
@@ -554,6 +659,10 @@ def shortest_paths(
         takes slice assignment, of dtype float32 or float64. The memory limit does not apply.
     device : None, str or torch.device
         Where the ``"torch"`` backend runs (the CPU when None), and what ``"auto"`` decides by.
+    start : callable, optional
+        ``start(block) -> initial`` of shape (len(block), n): each source's starting labels
+        (:func:`seeded_shortest_paths`), computed block by block, e.g. a
+        :class:`gendist.shortcuts.Shortcuts`. It must pickle for ``n_jobs`` > 1.
 
     Returns
     -------
@@ -568,7 +677,8 @@ def shortest_paths(
     sources = check_vertex_indices(sources, n, "sources")
     columns = None if columns is None else check_vertex_indices(columns, n, "columns")
     limit = _check_limit(limit)
-    name, backend = _backend_function(backend, graph, len(sources), device)
+    backend = _backend_function(backend, graph, len(sources), device)
+    name = backend[0]
     n_cols = n if columns is None else len(columns)
     if out is None:
         check_memory(len(sources), n_cols, dtype, memory_limit)
@@ -592,24 +702,27 @@ def shortest_paths(
     blocks = [sources[s : s + rows_per_block] for s in range(0, len(sources), rows_per_block)]
     bar = tqdm(total=len(sources), desc="shortest paths", disable=not progress, leave=False)
     if workers == 1 or len(blocks) == 1:
-        results = (_block(graph, b, limit, dtype, backend, columns) for b in blocks)
+        results = (_block(graph, b, limit, dtype, backend, columns, start) for b in blocks)
     else:
         results = Parallel(n_jobs=n_jobs, return_as="generator")(
-            delayed(_block)(graph, b, limit, dtype, backend, columns) for b in blocks
+            delayed(_block)(graph, b, limit, dtype, backend, columns, start) for b in blocks
         )
-    start = 0
+    row = 0
     for res in results:
-        out[start : start + len(res)] = res
-        start += len(res)
+        out[row : row + len(res)] = res
+        row += len(res)
         bar.update(len(res))
     bar.close()
     return out
 
 
 def shortest_path_tree(
-    graph, source: int, limit: float = np.inf, backend: str = "auto", device=None
+    graph, source: int, limit: float = np.inf, backend: str = "auto", device=None, start=None
 ):
     """Distances and predecessors from one source.
+
+    With ``start`` (a callable as in :func:`shortest_paths`), the source starts at its labels
+    (:func:`seeded_shortest_paths`): vertices reached straight from it have no predecessor.
 
     Returns
     -------
@@ -618,8 +731,13 @@ def shortest_path_tree(
     """
     graph = validate_graph(graph)
     source = _check_vertex(source, graph.shape[0], "source")
-    _, function = _backend_function(backend, graph, 1, device)
-    dist, pred = function(graph, [int(source)], _check_limit(limit), True)
+    backend = _backend_function(backend, graph, 1, device)
+    limit = _check_limit(limit)
+    if start is None:
+        dist, pred = backend[1](graph, [int(source)], limit, True)
+    else:
+        initial = start(np.array([source]))
+        dist, pred = seeded_shortest_paths(graph, initial, limit, True, backend=backend)
     return dist[0], pred[0]
 
 
@@ -658,6 +776,7 @@ def nearest_vertices(
     n_jobs: int | None = None,
     device=None,
     progress: bool = False,
+    start=None,
 ):
     """The ``n_neighbors`` nearest vertices of each source, without all-pairs distances.
 
@@ -673,8 +792,9 @@ def nearest_vertices(
     sources : array-like of int, shape (B,)
     n_neighbors : int
         k; at most n - 1 are returned.
-    backend, n_jobs, device, progress
-        As in :func:`shortest_paths`.
+    backend, n_jobs, device, progress, start
+        As in :func:`shortest_paths`. With ``start`` every source reaches every vertex
+        straight away, so the rows are searched whole (unbounded), block by block.
 
     Returns
     -------
@@ -706,13 +826,14 @@ def nearest_vertices(
         todo = np.arange(len(src))
         reached_before = np.full(len(src), -1)
         while todo.size:
-            limit = float(radius[todo].max())
+            limit = np.inf if start is not None else float(radius[todo].max())
             D = shortest_paths(
-                G, src[todo], limit=limit, backend=backend, n_jobs=n_jobs, device=device
+                G, src[todo], limit=limit, backend=backend, n_jobs=n_jobs, device=device,
+                start=start,
             )
             D[np.arange(len(todo)), src[todo]] = np.inf  # not itself
             reached = np.isfinite(D).sum(axis=1)
-            done = reached >= k
+            done = (reached >= k) | (start is not None)
             for row in np.flatnonzero(~done & (reached == reached_before[todo])):
                 # no growth although the radius doubled: done if the component is exhausted
                 ball = np.append(np.flatnonzero(np.isfinite(D[row])), src[todo[row]])
@@ -877,6 +998,26 @@ def astar_shortest_path(graph, source: int, target: int, heuristic):
             return np.inf, None  # the source's whole component, without the target
         previous = len(settled)
         limit *= 2
+
+
+def reconstruct_seeded_path(predecessors: np.ndarray, source: int, target: int) -> np.ndarray:
+    """The path ``source -> target`` of a seeded run (:func:`seeded_shortest_paths`): the
+    straight step from ``source`` to the first vertex without a predecessor, then the graph
+    path from there (``source`` appears once when the graph path starts at it).
+
+    Raises
+    ------
+    ValueError
+        If the predecessors form a cycle.
+    """
+    path = [int(target)]
+    while predecessors[path[-1]] >= 0:
+        path.append(int(predecessors[path[-1]]))
+        if len(path) > len(predecessors):
+            raise ValueError("the predecessors form a cycle; they are not a shortest-path tree.")
+    if path[-1] != source:
+        path.append(int(source))
+    return np.array(path[::-1], dtype=np.int64)
 
 
 def reconstruct_path(predecessors: np.ndarray, source: int, target: int) -> np.ndarray:
