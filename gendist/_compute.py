@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 from sklearn import get_config
+from tqdm.auto import tqdm
 
 __all__ = [
     "is_torch_tensor",
@@ -377,3 +378,18 @@ def default_memory_limit() -> int:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
     except (ValueError, OSError, AttributeError):
         return 8 << 30
+
+
+#: Seconds a stage runs before its progress bar appears when ``progress`` is None.
+PROGRESS_DELAY = 5.0
+
+
+def progress_bar(iterable=None, *, total=None, desc: str, progress: bool | None = None, **kw):
+    """A tqdm progress bar: always shown (``progress=True``), never (False), or, with None
+    (the estimators' default ``verbose=None``), only once the stage has run
+    :data:`PROGRESS_DELAY` seconds, so that long work shows progress and short work stays
+    quiet."""
+    delay = PROGRESS_DELAY if progress is None else 0.0
+    return tqdm(
+        iterable, total=total, desc=desc, disable=progress is False, delay=delay, leave=False, **kw
+    )

@@ -25,10 +25,12 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._compute import default_memory_limit, resolve_device, row_norms
 from ._validation import check_points
 from .graph import (
+    DEFAULT_NEIGHBORS,
     NeighbourIndex,
     add_vertices,
     auto_radius,
     component_report,
+    connected_knn_edges,
     distance_unit,
     join_edges,
     min_length_factor,
@@ -85,7 +87,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         "memory_limit": [None, Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "device": "no_validation",  # checked by gendist._compute.resolve_device
-        "verbose": ["verbose"],
+        "verbose": [None, "verbose"],
     }
 
     # ------------------------------------------------------------------ subclass hooks
@@ -122,6 +124,11 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         self._check_params()
         return resolve_device(self.device)
 
+    def _progress(self) -> bool | None:
+        """``progress`` of the stages: None (the default ``verbose=None``) shows a bar only
+        once a stage has run a few seconds (:func:`gendist._compute.progress_bar`)."""
+        return None if self.verbose is None else bool(self.verbose)
+
     def _memory_limit(self) -> int:
         return default_memory_limit() if self.memory_limit is None else self.memory_limit
 
@@ -152,7 +159,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2, copy=True)
         X.setflags(write=False)  # the fitted vertices: no model may edit them
         self.device_ = device
-        progress = bool(self.verbose)
+        progress = self._progress()
         V, offset, metric, values = self._prepare(X)
         self.vertices_, self.metric_ = V, metric
         self.data_index_ = np.arange(X.shape[0])
@@ -161,21 +168,24 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         graph_points = V[offset:]
         self.nn_ = NeighbourIndex().fit(graph_points)
         given, self._join_neighbors = given_neighbours(self, graph_points)  # gendist.interop
-        radius = self.radius
-        if radius is None and self.n_neighbors is None and given is None:
-            radius = "auto"
+        radius, n_neighbors = self.radius, self.n_neighbors
+        default = radius is None and n_neighbors is None and given is None
+        if default:  # kNN, joined into one component (gendist.graph.connected_knn_edges)
+            n_neighbors = self._join_neighbors = DEFAULT_NEIGHBORS
         if isinstance(radius, str):
             radius = auto_radius(graph_points, nn=self.nn_)
         self.radius_ = radius
         rows, cols, lengths = neighbourhood_graph(
             graph_points,
             radius,
-            self.n_neighbors,
+            n_neighbors,
             device=device,
             nn=self.nn_,
             max_edges=self._memory_limit() // 64,
             neighbors=given,
         )
+        if default:
+            rows, cols, lengths = connected_knn_edges(graph_points, rows, cols, lengths)
         rows, cols = rows + offset, cols + offset
         if offset:
             self._nn_data = NeighbourIndex().fit(X)
@@ -354,7 +364,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             backend=self.backend,
             n_jobs=self.n_jobs,
             memory_limit=self._memory_limit(),
-            progress=bool(self.verbose),
+            progress=self._progress(),
             out=out,
             device=self.device_,
             start=start,
@@ -449,7 +459,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             backend=self.backend,
             n_jobs=self.n_jobs,
             device=self.device_,
-            progress=bool(self.verbose),
+            progress=self._progress(),
             start=self._query_start(self.graph_),
         )
 
@@ -616,7 +626,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         if refine and len(points) > 1:
             options = refine if isinstance(refine, dict) else {}
             refined, _, info = refine_path(
-                self.metric_, points, progress=bool(self.verbose), return_info=True, **options
+                self.metric_, points, progress=self._progress(), return_info=True, **options
             )
             if refined is not points:
                 inner = np.full(len(refined) - 2, -1)

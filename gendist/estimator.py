@@ -120,8 +120,9 @@ class GenerativeDistance(DistanceFeaturesOutMixin, GraphDistanceBase):
         flows, ``GaussianMixtureDensity``); the density itself runs on its own device.
     random_state : int, RandomState or None, default=None
         Seeds the default density and vertex sampling.
-    verbose : bool, default=False
-        Show progress bars.
+    verbose : bool or None, default=None
+        Progress bars: None shows one only for a stage that runs longer than 5 s (the
+        graph's edge weights, the shortest paths, refinement); True always; False never.
 
     Attributes
     ----------
@@ -202,7 +203,7 @@ class GenerativeDistance(DistanceFeaturesOutMixin, GraphDistanceBase):
         batch_size=65536,
         device=None,
         random_state=None,
-        verbose=False,
+        verbose=None,
     ):
         self.density = density
         self.lam = lam

@@ -383,15 +383,110 @@ def torch_edges(X, radius=None, n_neighbors=None, device=None, dtype=None, max_e
     return rows, cols, _pair_lengths(X, rows, cols)
 
 
+#: Neighbours per vertex of the default graph (``radius=None, n_neighbors=None``).
+DEFAULT_NEIGHBORS = 10
+
+#: A vertex whose nearest neighbour is this many times farther than the median vertex's is
+#: reported as isolated by :func:`connected_knn_edges`.
+_ISOLATED = 10.0
+
+
+def component_joins(X, rows, cols, lengths):
+    """Edges that join the components of a graph into one: Boruvka-style, each component's
+    shortest edge to the rest, until one is left.
+
+    The result with the graph's edges contains a spanning tree of shortest links, so with a
+    kNN graph it contains the minimum spanning tree of the kNN graph completed across
+    components.
+
+    Returns
+    -------
+    rows, cols, lengths : ndarray of shape (J,)
+        The joining edges (``rows < cols``), J = 0 when the graph is connected.
+    """
+    n = X.shape[0]
+    extra_r, extra_c, extra_l = [], [], []
+    while True:
+        r = np.concatenate([rows, extra_r]).astype(np.int64)
+        c = np.concatenate([cols, extra_c]).astype(np.int64)
+        graph = sparse.csr_matrix((np.ones(len(r)), (r, c)), shape=(n, n))
+        n_comp, labels = connected_components(graph, directed=False)
+        if n_comp == 1:
+            break
+        for component in range(n_comp):
+            i, j, length = _nearest_outside(X, labels, component)
+            extra_r.append(min(i, j))
+            extra_c.append(max(i, j))
+            extra_l.append(length)
+    if not extra_r:
+        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)
+    rows, cols = _unique_pairs(np.asarray(extra_r), np.asarray(extra_c), n)
+    return rows, cols, _pair_lengths(X, rows, cols)
+
+
+def connected_knn_edges(X, rows, cols, lengths, warn: bool = True):
+    """The default graph from its kNN edges: the kNN graph, joined into one component.
+
+    A kNN graph bounds the degree (and the memory) and lets a far point join through its
+    own nearest neighbours, whatever its distance; groups of points that the kNN graph
+    leaves apart are then joined by their shortest links (:func:`component_joins`), so the
+    distances between them are finite: the length of a curve that crosses the gap. Warns
+    (``warn``) when links were added and when some vertices lie far from all others.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+    rows, cols, lengths : ndarray of shape (E,)
+        The kNN edges (``rows < cols``).
+
+    Returns
+    -------
+    rows, cols, lengths : ndarray
+        The kNN edges and the joining ones.
+    """
+    n = X.shape[0]
+    nearest = np.full(n, np.inf)
+    np.minimum.at(nearest, rows, lengths)
+    np.minimum.at(nearest, cols, lengths)
+    typical = float(np.median(nearest[np.isfinite(nearest)])) if len(lengths) else 0.0
+    isolated = np.flatnonzero(nearest > _ISOLATED * typical) if typical > 0 else []
+    jr, jc, jl = component_joins(X, rows, cols, lengths)
+    if warn and len(isolated):
+        warnings.warn(
+            f"{len(isolated)} of {n} points lie far from all others (their nearest neighbour "
+            f"is more than {_ISOLATED:g}x the median nearest-neighbour distance "
+            f"{typical:.3g}): they join the graph through their own nearest neighbours, and "
+            "their distances cross low density in long straight edges.",
+            UserWarning,
+            stacklevel=3,
+        )
+    if warn and len(jr):
+        warnings.warn(
+            f"the {DEFAULT_NEIGHBORS}-nearest-neighbour graph fell apart into groups of "
+            f"points; {len(jr)} shortest links (up to {jl.max():.3g} long, against a median "
+            f"edge of {np.median(lengths):.3g}) join them into one graph, so distances "
+            "between the groups are finite and cross the gaps between them.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return (
+        np.concatenate([rows, jr]),
+        np.concatenate([cols, jc]),
+        np.concatenate([lengths, jl]),
+    )
+
+
 def auto_radius(X, n_neighbors: int = 10, nn: NeighbourIndex | None = None) -> float:
     """A radius whose epsilon-graph is connected: the longest edge of a spanning tree.
 
     The spanning tree is the minimum spanning tree of the kNN graph, completed (when the kNN
-    graph falls apart) by the shortest edge from each component to the rest, Boruvka-style.
-    Every tree edge is then no longer than the radius, so the radius graph contains the tree
-    and is connected. On a kNN graph that is already connected this is the smallest radius
-    that the kNN edges can certify; the exact minimum (the bottleneck of the Euclidean MST) can
-    only be smaller.
+    graph falls apart) by the shortest edge from each component to the rest, Boruvka-style
+    (:func:`component_joins`). Every tree edge is then no longer than the radius, so the
+    radius graph contains the tree and is connected. On a kNN graph that is already
+    connected this is the smallest radius that the kNN edges can certify; the exact minimum
+    (the bottleneck of the Euclidean MST) can only be smaller. One far point sets it for
+    every vertex: a warning says so when the longest tree edge exceeds ten times the
+    median one (the default graph, ``radius=None``, is safe there).
 
     Returns
     -------
@@ -402,17 +497,26 @@ def auto_radius(X, n_neighbors: int = 10, nn: NeighbourIndex | None = None) -> f
         raise ValueError("a graph needs at least 2 points.")
     nn = nn if nn is not None else NeighbourIndex().fit(X)
     rows, cols, lengths = knn_edges(X, min(n_neighbors, n - 1), nn=nn)
-    while True:
-        # MST ignores explicit zeros: lift zero lengths (duplicates) to the smallest positive
-        weights = np.maximum(lengths, np.finfo(float).tiny)
-        tree = minimum_spanning_tree(sparse.csr_matrix((weights, (rows, cols)), shape=(n, n)))
-        n_comp, labels = connected_components(tree, directed=False)
-        if n_comp == 1:
-            return float(tree.data.max()) * (1 + 1e-9) if tree.nnz else 0.0
-        extra = [_nearest_outside(X, labels, c) for c in range(n_comp)]
-        rows = np.concatenate([rows, [e[0] for e in extra]]).astype(np.int64)
-        cols = np.concatenate([cols, [e[1] for e in extra]]).astype(np.int64)
-        lengths = np.concatenate([lengths, [e[2] for e in extra]])
+    jr, jc, jl = component_joins(X, rows, cols, lengths)
+    rows, cols = np.concatenate([rows, jr]), np.concatenate([cols, jc])
+    lengths = np.concatenate([lengths, jl])
+    # MST ignores explicit zeros: lift zero lengths (duplicates) to the smallest positive
+    weights = np.maximum(lengths, np.finfo(float).tiny)
+    tree = minimum_spanning_tree(sparse.csr_matrix((weights, (rows, cols)), shape=(n, n)))
+    if not tree.nnz:
+        return 0.0
+    radius = float(tree.data.max()) * (1 + 1e-9)
+    median = float(np.median(tree.data))
+    if radius > _ISOLATED * median:
+        warnings.warn(
+            f"radius='auto' is {radius:.4g}, {radius / median:.0f}x the median edge of the "
+            "spanning tree: a few far points set it for every vertex, and the graph gets "
+            "many long edges. The default graph (radius=None, n_neighbors=None) joins far "
+            "points through their own nearest neighbours instead.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return radius
 
 
 def _nearest_outside(X, labels, component):

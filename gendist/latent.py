@@ -337,8 +337,9 @@ class LatentDistance(DistanceFeaturesOutMixin, GraphDistanceBase):
         None: numpy on the CPU. A torch device: the graph search, the edge weights (codes
         decoded as tensors; the decoder runs on its own device) and the ``"torch"``
         shortest-path backend there; needs a torch decoder.
-    verbose : bool, default=False
-        Progress bars.
+    verbose : bool or None, default=None
+        Progress bars: None shows one only for a stage that runs longer than 5 s (the
+        graph's edge weights, the shortest paths, refinement); True always; False never.
 
     Attributes
     ----------
@@ -377,7 +378,7 @@ class LatentDistance(DistanceFeaturesOutMixin, GraphDistanceBase):
         dtype="float64",
         memory_limit=None,
         device=None,
-        verbose=False,
+        verbose=None,
     ):
         self.decoder = decoder
         self.n_neighbors = n_neighbors

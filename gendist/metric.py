@@ -23,9 +23,16 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
-from tqdm.auto import tqdm
 
-from ._compute import chunk_rows, get_namespace, iter_chunks, logsumexp, row_norms, to_numpy
+from ._compute import (
+    chunk_rows,
+    get_namespace,
+    iter_chunks,
+    logsumexp,
+    progress_bar,
+    row_norms,
+    to_numpy,
+)
 from ._validation import check_int, check_positive
 from .densities import Density, evaluate_log_density
 
@@ -352,7 +359,7 @@ class SegmentMetric:
             Y, values_Y = X, values
         E, d = len(rows), X.shape[1]
         out = np.empty(E)
-        bar = tqdm(total=E, desc="edge weights", disable=not progress, leave=False)
+        bar = progress_bar(total=E, desc="edge weights", progress=progress)
         if device is not None:
             self._require_differentiable()
             for s, e, res in self._device_chunks(X, rows, cols, values, Y, values_Y, device):

@@ -35,9 +35,8 @@ from joblib import Parallel, delayed, effective_n_jobs
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components, dijkstra, shortest_path
 from sklearn import get_config
-from tqdm.auto import tqdm
 
-from ._compute import chunk_rows, default_memory_limit, to_numpy
+from ._compute import chunk_rows, default_memory_limit, progress_bar, to_numpy
 from ._optional import import_optional
 from .graph import GraphTooLargeError
 
@@ -700,7 +699,7 @@ def shortest_paths(
         workers = 1
         rows_per_block = chunk_rows(8 * max(n, 1), budget=working_memory // 4)
     blocks = [sources[s : s + rows_per_block] for s in range(0, len(sources), rows_per_block)]
-    bar = tqdm(total=len(sources), desc="shortest paths", disable=not progress, leave=False)
+    bar = progress_bar(total=len(sources), desc="shortest paths", progress=progress)
     if workers == 1 or len(blocks) == 1:
         results = (_block(graph, b, limit, dtype, backend, columns, start) for b in blocks)
     else:
@@ -817,7 +816,7 @@ def nearest_vertices(
     largest[np.diff(G.indptr) == 0] = 0.0
     lightest = _lightest_edge(G, np.empty(0, dtype=np.int64))
     block = chunk_rows(8 * 3 * max(N, 1), budget=int(get_config()["working_memory"] * 2**20) // 4)
-    bar = tqdm(total=len(sources), desc="nearest vertices", disable=not progress, leave=False)
+    bar = progress_bar(total=len(sources), desc="nearest vertices", progress=progress)
     for start in range(0, len(sources), block):
         rows = np.arange(start, min(start + block, len(sources)))
         src = sources[rows]

@@ -23,9 +23,8 @@ import warnings
 import numpy as np
 from scipy.optimize import minimize
 from sklearn.exceptions import ConvergenceWarning
-from tqdm.auto import tqdm
 
-from ._compute import row_norms, to_numpy
+from ._compute import progress_bar, row_norms, to_numpy
 from ._optional import import_optional
 from ._validation import check_int, check_points, check_positive
 
@@ -231,7 +230,7 @@ def _refine(
     P = resample_polyline(P0, n_points)
     previous = metric.log_curve_length(P)
     info["converged"] = False
-    for rounds in tqdm(range(1, n_rounds + 1), desc="refining", disable=not progress, leave=False):
+    for rounds in progress_bar(range(1, n_rounds + 1), desc="refining", progress=progress):
         ends = (P[[0, -1]] - origin) / scale
 
         def objective(u, ends=ends):

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from .._compute import progress_bar
 from .._validation import check_log_density_values
 
 __all__ = ["Density", "evaluate_log_density"]
@@ -92,7 +92,7 @@ def evaluate_log_density(
     n = X.shape[0]
     out = np.empty(n, dtype=np.float64)
     starts = range(0, n, batch_size)
-    for s in tqdm(starts, desc="density", disable=not progress or len(starts) < 2, leave=False):
+    for s in progress_bar(starts, desc="density", progress=progress if len(starts) > 1 else False):
         chunk = X[s : s + batch_size]
         if isinstance(chunk, np.ndarray) and not chunk.flags.writeable:
             chunk = chunk.copy()  # the model gets its own copy of read-only (fitted) points
