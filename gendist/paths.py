@@ -817,8 +817,8 @@ def nearest_vertices(
     lightest = _lightest_edge(G, np.empty(0, dtype=np.int64))
     block = chunk_rows(8 * 3 * max(N, 1), budget=int(get_config()["working_memory"] * 2**20) // 4)
     bar = progress_bar(total=len(sources), desc="nearest vertices", progress=progress)
-    for start in range(0, len(sources), block):
-        rows = np.arange(start, min(start + block, len(sources)))
+    for first in range(0, len(sources), block):
+        rows = np.arange(first, min(first + block, len(sources)))
         src = sources[rows]
         # sources whose every edge weighs 0 (duplicates) start at the lightest positive weight
         radius = np.where(largest[src] > 0, largest[src], lightest)

@@ -40,7 +40,7 @@ def test_weights_that_underflow_are_reported_in_a_common_unit(cube):
     """log p = 1e4 with an absolute lambda: h = e^-1e4, so every weight underflows to 0. The
     distances come in a reported unit e^c instead, equal to e^-1e4 x the Euclidean ones."""
     with pytest.warns(UserWarning, match="log_distance_unit_"):
-        est = GenerativeDistance(constant(1e4), lam=1.0, n_neighbors=6, n_quad=3)
+        est = GenerativeDistance(constant(1e4), lam=1.0, n_neighbors=6, n_quad=3, shortcuts=False)
         D = est.fit_transform(cube)
     assert est.log_distance_unit_ < -9000
     expected = euclidean_knn_distances(cube, 6)
@@ -54,7 +54,9 @@ def test_weights_that_underflow_are_reported_in_a_common_unit(cube):
 def test_weights_that_overflow_are_reported_in_a_common_unit(cube):
     """beta = 1000 with p0 = 10 lam: h = 5.5^1000 = e^1705 would make every weight inf."""
     with pytest.warns(UserWarning, match="log_distance_unit_"):
-        est = GenerativeDistance(constant(0.0), lam=1.0, p0=10.0, beta=1000.0, n_neighbors=6)
+        est = GenerativeDistance(
+            constant(0.0), lam=1.0, p0=10.0, beta=1000.0, n_neighbors=6, shortcuts=False
+        )
         D = est.fit_transform(cube)
     assert np.isfinite(D).all() and (D[~np.eye(len(cube), dtype=bool)] > 0).all()
     log_h = 1000 * (np.log(11.0) - np.log(2.0))
@@ -77,7 +79,7 @@ def test_weights_beyond_float64_are_refused(cube):
 @pytest.mark.parametrize("scale", [1e-200, 1e-160, 1e155, 1e200])
 def test_coordinates_at_any_scale(cube, scale):
     """Scaled points: the same graph, distances scaled exactly, never below |x - y|."""
-    est = GenerativeDistance(constant(0.0), lam=1e12, n_quad=2, n_neighbors=6)
+    est = GenerativeDistance(constant(0.0), lam=1e12, n_quad=2, n_neighbors=6, shortcuts=False)
     D = est.fit_transform(cube * scale)
     expected = euclidean_knn_distances(cube, 6) * scale * (1e12 / (1 + 1e12))
     np.testing.assert_allclose(D, expected, rtol=1e-9)
@@ -93,13 +95,17 @@ def test_coordinates_that_cannot_be_differenced_are_refused(cube):
 
 # ---------------------------------------------------------------- float32 results
 def test_float32_distances_that_would_become_inf_or_zero_are_refused(cube):
-    big = GenerativeDistance(constant(0.0), lam=1.0, n_neighbors=6, dtype="float32")
+    big = GenerativeDistance(
+        constant(0.0), lam=1.0, n_neighbors=6, dtype="float32", shortcuts=False
+    )
     with pytest.raises(OverflowError, match="float32"):
         big.fit_transform(cube * 1e40)
-    small = GenerativeDistance(constant(0.0), lam=1.0, n_neighbors=6, dtype="float32")
+    small = GenerativeDistance(
+        constant(0.0), lam=1.0, n_neighbors=6, dtype="float32", shortcuts=False
+    )
     with pytest.raises(OverflowError, match="float32"):
         small.fit_transform(cube * 1e-40)
-    ok = GenerativeDistance(constant(0.0), lam=1.0, n_neighbors=6, dtype="float32")
+    ok = GenerativeDistance(constant(0.0), lam=1.0, n_neighbors=6, dtype="float32", shortcuts=False)
     np.testing.assert_allclose(
         ok.fit_transform(cube), euclidean_knn_distances(cube, 6) * 0.5, rtol=1e-6
     )
@@ -250,7 +256,11 @@ def test_refinement_budget_grows_with_the_points_and_reports_convergence(rng):
     assert length == pytest.approx(0.1 / 1.1 * np.linalg.norm(b - a), rel=1e-4)
     with pytest.warns(ConvergenceWarning, match="did not converge"):
         _, _, info = refine_path(
-            metric, zigzag, n_points=96, n_rounds=2, method="finite-difference",
+            metric,
+            zigzag,
+            n_points=96,
+            n_rounds=2,
+            method="finite-difference",
             return_info=True,
         )
     assert not info["converged"] and info["n_rounds"] == 2
@@ -279,7 +289,7 @@ def test_two_new_points_that_are_neighbours_are_joined_directly(rng):
     """10-D, constant metric: two new points next to each other are at c |p - q| (the
     segment), not at the length of a path through the vertices."""
     X = rng.uniform(size=(400, 10))
-    est = GenerativeDistance(constant(0.0), lam=1.0, n_neighbors=10).fit(X)
+    est = GenerativeDistance(constant(0.0), lam=1.0, n_neighbors=10, shortcuts=False).fit(X)
     p = rng.uniform(size=10)
     q = p + 0.05 * rng.normal(size=10)
     assert est.distance(p, q) == pytest.approx(0.5 * np.linalg.norm(p - q), rel=1e-12)
@@ -299,7 +309,9 @@ def test_radius_guard_fires_on_an_estimate_before_building_edges(rng):
 
 def test_kneighbors_works_where_all_pairs_do_not_fit(rng):
     X = rng.uniform(size=(3000, 2))
-    est = GenerativeDistance(constant(0.0), lam=1.0, n_neighbors=6, memory_limit=2**24).fit(X)
+    est = GenerativeDistance(
+        constant(0.0), lam=1.0, n_neighbors=6, memory_limit=2**24, shortcuts=False
+    ).fit(X)
     with pytest.raises(GraphTooLargeError):
         est.distances()
     d, i = est.kneighbors(n_neighbors=4)  # every vertex: 72 MB of rows if done at once
@@ -312,7 +324,11 @@ def test_vertex_samples_are_checked_before_work(cube):
     mixture = "quantile:0.1"
     for n, exc, match in [(1, ValueError, "n_vertex_samples"), (10**9, GraphTooLargeError, "GiB")]:
         est = GenerativeDistance(
-            None, lam=mixture, n_neighbors=4, vertices="samples", n_vertex_samples=n,
+            None,
+            lam=mixture,
+            n_neighbors=4,
+            vertices="samples",
+            n_vertex_samples=n,
             memory_limit=2**30,
         )
         with pytest.raises(exc, match=match):

@@ -119,7 +119,7 @@ def test_single_pair_queries_equal_the_all_pairs_result(blobs, rng, params):
     """distance(a, b) and geodesic(a, b) search from both ends only; vertex pairs equal the
     all-pairs matrix exactly, and point pairs equal the best route through any vertex."""
     gm = GaussianMixture(2, random_state=0).fit(blobs)
-    est = GenerativeDistance(gm, random_state=0, **params)
+    est = GenerativeDistance(gm, random_state=0, **params, shortcuts=False)
     D = est.fit_transform(blobs)
     for i, j in rng.integers(len(blobs), size=(25, 2)):
         assert est.distance(int(i), int(j)) == D[i, j]
@@ -151,7 +151,7 @@ def test_kneighbors_equal_brute_force_on_all_pairs(blobs, rng):
     component with fewer than k other vertices (inf, -1) and across long edges."""
     X = np.vstack([blobs, rng.normal(size=(3, 2)) * 0.1 + 30])
     with pytest.warns(UserWarning, match="2 connected components"):
-        est = GenerativeDistance(constant(0.0), lam=1.0, radius=1.0).fit(X)
+        est = GenerativeDistance(constant(0.0), lam=1.0, radius=1.0, shortcuts=False).fit(X)
     D = est.distances()
     np.fill_diagonal(D, np.inf)
     order = np.argsort(D, axis=1, kind="stable")[:, :6]
@@ -207,7 +207,7 @@ def test_geodesic_follows_a_ring_instead_of_crossing_its_empty_middle(rng):
 )
 def test_transform_of_fitted_points_equals_fit_transform(blobs, params):
     gm = GaussianMixture(2, random_state=0).fit(blobs)
-    est = GenerativeDistance(gm, random_state=0, **params)
+    est = GenerativeDistance(gm, random_state=0, **params, shortcuts=False)
     D = est.fit_transform(blobs)
     assert D.shape == (120, 120)
     graph_before = est.graph_.copy()

@@ -88,7 +88,7 @@ def test_pynndescent_graph(rng):
 # ---------------------------------------------------------------------- neighbours out
 @pytest.fixture
 def fitted(moons):
-    return GenerativeDistance(gmm(), n_neighbors=6).fit(moons)
+    return GenerativeDistance(gmm(), n_neighbors=6, shortcuts=False).fit(moons)
 
 
 def test_kneighbors_graph_follows_the_precomputed_convention(fitted):

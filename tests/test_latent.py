@@ -59,7 +59,7 @@ def test_linear_decoder_lengths_and_graph_distances_are_closed_form(rng, kind):
 def test_linear_decoder_refined_geodesic_is_the_straight_line(rng):
     A = rng.normal(size=(4, 2))
     Z = rng.uniform(-1, 1, size=(300, 2))
-    est = LatentDistance(linear_decoder(A), n_neighbors=8).fit(Z)
+    est = LatentDistance(linear_decoder(A), n_neighbors=8, shortcuts=False).fit(Z)
     a, b = int(np.argmin(Z.sum(1))), int(np.argmax(Z.sum(1)))
     graph = est.geodesic(a, b)
     refined = est.geodesic(a, b, refine=True)
@@ -141,7 +141,7 @@ def test_astar_equals_dijkstra(rng):
         torch.nn.Linear(2, 32), torch.nn.Tanh(), torch.nn.Linear(32, 10)
     ).double()
     Z = np.vstack([rng.normal(size=(250, 2)), rng.normal(size=(30, 2)) + 8.0])  # 2 components
-    est = LatentDistance(net, n_neighbors=6).fit(Z)
+    est = LatentDistance(net, n_neighbors=6, shortcuts=False).fit(Z)
     full = dijkstra(est.graph_, directed=True)
     for a, b in rng.integers(0, len(Z), size=(25, 2)):
         d = est.distance(int(a), int(b))
@@ -185,7 +185,7 @@ def test_refined_latent_geodesic_never_longer_than_graph_path(rng):
 def test_transform_new_codes_matches_brute_force(rng):
     A = rng.normal(size=(3, 2))
     Z = rng.normal(size=(120, 2))
-    est = LatentDistance(lambda Y: Y @ A.T, n_neighbors=5).fit(Z)
+    est = LatentDistance(lambda Y: Y @ A.T, n_neighbors=5, shortcuts=False).fit(Z)
     new = rng.normal(size=(4, 2))
     D = est.transform(new)
     full = est.distances()
@@ -256,7 +256,7 @@ def test_latent_distance_has_the_generative_queries(rng, tmp_path):
 
     A = rng.normal(size=(5, 2))
     Z = rng.normal(size=(150, 2))
-    est = LatentDistance(lambda Y: Y @ A.T, n_neighbors=6).fit(Z)
+    est = LatentDistance(lambda Y: Y @ A.T, n_neighbors=6, shortcuts=False).fit(Z)
     W = est.graph_.tocoo()
     exact = sparse.csr_matrix(
         (np.linalg.norm((Z[W.row] - Z[W.col]) @ A.T, axis=1), (W.row, W.col)), shape=W.shape
@@ -270,12 +270,14 @@ def test_latent_distance_has_the_generative_queries(rng, tmp_path):
     d4, i4 = est.kneighbors(n_neighbors=4)
     np.testing.assert_allclose(d4, np.take_along_axis(D, order, 1), rtol=1e-10)
     # float32 results, rows written to a memory map, the memory guard
-    f32 = LatentDistance(lambda Y: Y @ A.T, n_neighbors=6, dtype="float32").fit(Z)
+    f32 = LatentDistance(lambda Y: Y @ A.T, n_neighbors=6, dtype="float32", shortcuts=False).fit(Z)
     assert f32.distances([0, 1]).dtype == np.float32
     out = np.lib.format.open_memmap(tmp_path / "d.npy", "w+", np.float64, (3, 150))
     est.distances([0, 1, 2], out=out)
     np.testing.assert_allclose(np.load(tmp_path / "d.npy"), full[:3], rtol=1e-10)
-    small = LatentDistance(lambda Y: Y @ A.T, n_neighbors=6, memory_limit=1000).fit(Z)
+    small = LatentDistance(
+        lambda Y: Y @ A.T, n_neighbors=6, memory_limit=1000, shortcuts=False
+    ).fit(Z)
     with pytest.raises(GraphTooLargeError, match="out="):
         small.distances()
     # a new code as an end: the best join through its neighbours, as transform measures

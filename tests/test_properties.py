@@ -36,7 +36,7 @@ def gaussian(d, scale=1.0):
 def fit(X, density, **params):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # components, quadrature, units
-        est = GenerativeDistance(density, **{"n_neighbors": 5, **params})
+        est = GenerativeDistance(density, **{"n_neighbors": 5, "shortcuts": False, **params})
         return est, est.fit_transform(X)
 
 
@@ -81,7 +81,7 @@ def test_every_query_agrees(data):
     T = est.transform(X[[i]])
     np.testing.assert_allclose(T[0][np.isfinite(T[0])], D[i][np.isfinite(T[0])], rtol=1e-9)
     torch_D = GenerativeDistance(
-        est.density_, lam=est.lam_, n_neighbors=5, backend="torch"
+        est.density_, lam=est.lam_, n_neighbors=5, backend="torch", shortcuts=False
     ).fit(X)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
