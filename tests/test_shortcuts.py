@@ -1,0 +1,157 @@
+"""Shortcuts (gendist.shortcuts) against independent references: the Euclidean limit, a
+closed-form curved metric in d = 3..10, brute force on small graphs, and the default graph."""
+
+import warnings
+
+import numpy as np
+import pytest
+from scipy.sparse.csgraph import dijkstra
+from sklearn.datasets import make_blobs, make_moons
+from sklearn.neighbors import kneighbors_graph
+
+from gendist import GenerativeDistance
+
+
+def flat(X):
+    return np.zeros(len(X))
+
+
+def euclid(A, B):
+    return np.sqrt(((A[:, None] - B[None]) ** 2).sum(-1))
+
+
+def euclidean_limit(**kw):
+    return GenerativeDistance(flat, lam=1e12, n_quad=2, **kw)
+
+
+@pytest.mark.parametrize("d", [5, 10])
+def test_euclidean_limit_is_exact_where_the_graph_stretches(d):
+    """In the Euclidean limit every distance is |x - y|: the graph alone is 20-80 % too long
+    in 5-D and 10-D, with shortcuts (chosen by "auto") it is exact and never below."""
+    X = np.random.default_rng(d).uniform(size=(600, d))
+    truth = euclid(X, X)
+    off = truth > 0.3
+    graph = euclidean_limit(n_neighbors=10, shortcuts=False).fit_transform(X)
+    est = euclidean_limit(n_neighbors=10)
+    D = est.fit_transform(X)
+    assert est.shortcuts_ and est.graph_stretch_ > 1.1
+    assert np.median(graph[off] / truth[off]) > 1.2
+    ratio = D[off] / truth[off]
+    assert np.median(ratio) <= 1.02 and np.quantile(ratio, 0.95) <= 1.05
+    assert ratio.min() >= 1 - 1e-9
+    assert np.all(D <= graph * (1 + 1e-12))
+    np.testing.assert_array_equal(D, D.T)
+
+
+def test_rows_equal_a_brute_force_star_on_the_scikit_learn_graph():
+    """A row is min_u |x_s - x_u| + d_graph(u, t) (a segment, then the graph), computed here
+    from scipy's Dijkstra on scikit-learn's symmetrised kNN graph; the matrix is the smaller
+    of the two directions."""
+    X = np.random.default_rng(1).uniform(size=(120, 6))
+    G = kneighbors_graph(X, 6, mode="distance")
+    graph = dijkstra(G.maximum(G.T), directed=False)
+    chords = euclid(X, X)
+    star = (chords[:, :, None] + graph[None, :, :]).min(axis=1)  # (s, u, t) -> (s, t)
+    est = euclidean_limit(n_neighbors=6, shortcuts=True).fit(X)
+    np.testing.assert_allclose(est.distances(), star, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        est.fit_transform(X), np.minimum(star, star.T), rtol=1e-9, atol=1e-12
+    )
+    np.testing.assert_allclose(est.transform(X[:7] + 0.0), star[:7], rtol=1e-9, atol=1e-12)
+
+
+def mobius(d):
+    """log p = log(|x - c|^2 - lam) with beta = 1, p0 = 0: h = lam / |x - c|^2, the conformal
+    factor of the inversion phi(x) = c + lam (x - c) / |x - c|^2, so d(x, y) = |phi(x) -
+    phi(y)| exactly. c lies 0.5 outside the cube's face x_0 = 0, lam = 0.125 < |x - c|^2."""
+    c = np.full(d, 0.5)
+    c[0] = -0.5
+    lam = 0.5 * 0.5**2
+
+    def log_p(X):
+        return np.log(((X - c) ** 2).sum(1) - lam)
+
+    def phi(X):
+        v = X - c
+        return c + lam * v / (v**2).sum(1, keepdims=True)
+
+    return log_p, lam, phi
+
+
+@pytest.mark.parametrize("d", [3, 5, 10])
+def test_curved_closed_form_upper_bound_and_improvement(d):
+    """Under the Mobius-flat metric (curved geodesics: circular arcs), every distance is at
+    least the truth up to quadrature error, shortcuts never lengthen a distance, they cut
+    the graph's error, and a refined pair is within 1e-3 of the closed form."""
+    log_p, lam, phi = mobius(d)
+    X = np.random.default_rng(d).uniform(size=(300, d))
+    truth = euclid(phi(X), phi(X))
+    off = truth > 0
+    kw = dict(lam=lam, beta=1.0, p0=0.0, n_neighbors=10, n_quad=8)
+    graph = GenerativeDistance(log_p, shortcuts=False, **kw).fit_transform(X)
+    est = GenerativeDistance(log_p, shortcuts=True, **kw)
+    D = est.fit_transform(X)
+    assert est.log_distance_unit_ == 0
+    assert np.all(D <= graph * (1 + 1e-12))
+    assert (D[off] / truth[off]).min() >= 1 - 2e-3  # quadrature error only
+    err_graph = np.median(graph[off] / truth[off]) - 1
+    err = np.median(D[off] / truth[off]) - 1
+    assert err < 0.7 * err_graph
+    g = est.geodesic(0, 1, refine={"n_points": 48})
+    assert g.length == pytest.approx(truth[0, 1], rel=1e-3)
+    assert g.length <= D[0, 1] * (1 + 1e-9)
+
+
+def test_pair_queries_agree_with_the_matrix_and_follow_a_real_curve():
+    log_p, lam, phi = mobius(5)
+    X = np.random.default_rng(0).uniform(size=(200, 5))
+    est = GenerativeDistance(log_p, lam=lam, n_neighbors=8, shortcuts=True)
+    D = est.fit_transform(X)
+    fine = est.metric_.with_nodes(64)
+    for i, j in [(0, 1), (7, 3), (150, 20), (5, 5)]:
+        assert est.distance(i, j) == pytest.approx(D[i, j], rel=1e-12, abs=1e-15)
+        g = est.geodesic(i, j)
+        assert g.length == pytest.approx(D[i, j], rel=1e-12, abs=1e-15)
+        if i != j:
+            assert np.array_equal(g.points[[0, -1]], X[[i, j]])
+            # the reported length is the length of the returned polyline, to quadrature error
+            assert fine.curve_length(g.points) == pytest.approx(g.length, rel=2e-3)
+
+
+def test_shortcuts_keep_the_graphs_components():
+    X, _ = make_blobs(200, centers=[[0, 0, 0, 0, 0], [50, 0, 0, 0, 0]], random_state=0)
+    with pytest.warns(UserWarning, match="2 connected components"):
+        est = euclidean_limit(n_neighbors=5, shortcuts=True)
+        D = est.fit_transform(X)
+    apart = est.component_labels_[:, None] != est.component_labels_[None]
+    assert np.all(np.isinf(D[apart])) and np.all(np.isfinite(D[~apart]))
+
+
+def test_default_graph_is_robust_to_an_outlier():
+    """Two moons plus one far point: the default graph joins it through its own neighbours
+    (the user is told); the distances among the moons do not change, and the graph stays
+    bounded in degree."""
+    X, _ = make_moons(400, noise=0.05, random_state=0)
+    base = euclidean_limit().fit_transform(X)
+    with pytest.warns(UserWarning, match="far from all others"):
+        est = euclidean_limit()
+        D = est.fit_transform(np.vstack([X, [[30.0, 30.0]]]))
+    assert est.radius_ is None and est.n_components_ == 1
+    assert est.graph_.nnz <= 2 * 10 * len(X) + 2 * 11
+    np.testing.assert_allclose(D[:400, :400], base, rtol=1e-12)
+    assert np.all(D[400, :400] >= euclid(X, np.array([[30.0, 30.0]]))[:, 0] * (1 - 1e-9))
+
+
+def test_default_graph_in_10d_blobs_is_bounded_and_joined():
+    X, _ = make_blobs(3000, n_features=10, centers=4, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        est = euclidean_limit(shortcuts=False).fit(X)
+    assert est.n_components_ == 1  # the blobs are joined by their shortest links
+    assert est.graph_.nnz <= 2 * 11 * len(X)
+
+
+def test_radius_auto_warns_when_far_points_set_it():
+    X, _ = make_moons(300, noise=0.05, random_state=0)
+    with pytest.warns(UserWarning, match="far points set it"):
+        euclidean_limit(radius="auto", shortcuts=False).fit(np.vstack([X, [[30.0, 30.0]]]))
