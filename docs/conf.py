@@ -47,6 +47,7 @@ PUBLIC_MODULES = [
     "metric",
     "graph",
     "paths",
+    "shortcuts",
     "refine",
     "landmarks",
     "affinity",
