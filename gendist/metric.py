@@ -28,7 +28,6 @@ from ._compute import (
     chunk_rows,
     get_namespace,
     iter_chunks,
-    logsumexp,
     progress_bar,
     row_norms,
     to_numpy,
@@ -229,32 +228,46 @@ class SegmentMetric:
             ]
         )
 
+    def log_polyline_lengths(self, P):
+        """Log-lengths of a batch of polylines of equal point count, every point evaluated once.
+
+        Parameters
+        ----------
+        P : array of shape (B, m, d)
+            ``B`` polylines of ``m`` points: a numpy array, or a float64 torch tensor (autograd
+            passes through when the metric is ``differentiable``).
+
+        Returns
+        -------
+        log_length : array of shape (B,)
+            Summed in log space, so exact where the lengths under- or overflow; -inf for
+            ``m < 2`` or a polyline of zero length.
+        """
+        xp = get_namespace(P)
+        if xp.name == "numpy":
+            P = np.asarray(P, dtype=np.float64)
+        B, m, d = P.shape
+        if m < 2:
+            return np.full(B, -np.inf) if xp.name == "numpy" else P.new_full((B,), -np.inf)
+        flat = P.reshape(B * m, d)
+        values = self.vertex_values(flat)
+        tails = (np.arange(B)[:, None] * m + np.arange(m - 1)).ravel()
+        ends = (None, None) if values is None else (values[tails], values[tails + 1])
+        log_lengths = self.log_segment_lengths(flat[tails], flat[tails + 1], *ends)
+        return xp.logsumexp(log_lengths.reshape(B, m - 1), axis=1)
+
     def log_curve_length(self, points) -> float:
         """Log-length of the polyline through ``points`` (shape (k, d)); -inf for k < 2.
 
         Summed in log space, so it stays exact where the length itself under- or overflows.
         """
         points = np.asarray(points, dtype=np.float64)
-        if len(points) < 2:
-            return -np.inf
-        values = self.vertex_values(points)
-        ends = (None, None) if values is None else (values[:-1], values[1:])
-        log_lengths = self.log_segment_lengths(points[:-1], points[1:], *ends)
-        return float(logsumexp(log_lengths[None], axis=1)[0])
+        return float(self.log_polyline_lengths(points[None])[0])
 
     def curve_length(self, points) -> float:
         """Length of the polyline through ``points`` (shape (k, d)) under the metric."""
         with np.errstate(over="ignore"):
             return float(np.exp(self.log_curve_length(points)))
-
-    def log_curve_length_tensor(self, P):
-        """Differentiable log-length of a polyline given as a float64 torch tensor (k, d).
-
-        The same quadrature as :meth:`log_segment_lengths`, every point evaluated once.
-        """
-        values = self.vertex_values(P)
-        ends = (None, None) if values is None else (values[:-1], values[1:])
-        return self.log_segment_lengths(P[:-1], P[1:], *ends).logsumexp(0)
 
     def with_nodes(self, n_quad: int) -> SegmentMetric:
         """The same metric with ``n_quad`` nodes per segment."""

@@ -1,18 +1,22 @@
-"""Geodesic refinement: shorten a polyline under the metric by moving its interior points.
+"""Geodesic refinement: shorten polylines under the metric by moving their interior points.
 
 A graph geodesic only passes through vertices, so it carries the graph's discretisation
 error: corners at the vertices and edges that cut across curved high-density ridges.
-:func:`refine_path` resamples it to evenly spaced points and minimises the discretised
-length
+:func:`refine_paths` resamples a batch of paths to evenly spaced points and minimises each
+one's discretised length
 
     L(x_1, ..., x_{m-2}) = sum_s |x_{s+1} - x_s| * sum_k w_k h(x_s + t_k (x_{s+1} - x_s))
 
 (the same trapezoidal rule as the graph's edges) over the interior points with L-BFGS, the
-endpoints fixed. Gradients come from autograd through ``log p`` when the density can be
-evaluated on torch tensors (torch models, flows, mixtures), and from central finite
-differences of ``log p`` otherwise. Length alone does not fix where the points sit along the
-curve, so the points are resampled to even spacing after every few iterations (as in the
-string method of E, Ren and Vanden-Eijnden).
+endpoints fixed. The paths are independent, so their lengths are minimised as one problem:
+the sum of the lengths, each relative to its starting path, over coordinates relative to its
+Euclidean length. The batch is one ``(B, m, d)`` array, every model call holds points of many
+paths, and a path leaves the batch once a round no longer shortens it. Gradients come from
+autograd through ``log p`` when the density can be evaluated on torch tensors (torch models,
+flows, mixtures; on the device of ``device=``), and from central finite differences of
+``log p`` otherwise. Length alone does not fix where the points sit along a curve, so the
+points are resampled to even spacing after every few iterations (as in the string method of
+E, Ren and Vanden-Eijnden). :func:`refine_path` is the batch of one.
 """
 
 from __future__ import annotations
@@ -28,13 +32,46 @@ from ._compute import progress_bar, row_norms, to_numpy
 from ._optional import import_optional
 from ._validation import check_int, check_points, check_positive
 
-__all__ = ["refine_path", "resample_polyline"]
+__all__ = ["refine_path", "refine_paths", "resample_polyline", "resample_polylines"]
 
 _METHODS = ("auto", "autograd", "finite-difference")
 
 
 def _has_torch() -> bool:
     return importlib.util.find_spec("torch") is not None
+
+
+def resample_polylines(P, n_points: int) -> np.ndarray:
+    """Points evenly spaced in Euclidean arc length along each polyline, endpoints kept.
+
+    Parameters
+    ----------
+    P : ndarray of shape (B, k, d)
+        ``B`` polylines of ``k`` points each.
+    n_points : int
+        Points per polyline returned (>= 2).
+
+    Returns
+    -------
+    resampled : ndarray of shape (B, n_points, d)
+        A polyline of zero length gives ``n_points`` copies of its first point.
+    """
+    P = np.asarray(P, dtype=np.float64)
+    n_points = check_int(n_points, "n_points", minimum=2)
+    B, k, d = P.shape
+    steps = row_norms(np.diff(P, axis=1).reshape(-1, d)).reshape(B, k - 1)
+    arc = np.concatenate([np.zeros((B, 1)), np.cumsum(steps, axis=1)], axis=1)
+    targets = np.linspace(0.0, 1.0, n_points)[None] * arc[:, -1:]
+    # the segment holding each target: the last arc position at or before it (rows sorted)
+    segment = (arc[:, None, :] <= targets[:, :, None]).sum(axis=2) - 1
+    segment = np.clip(segment, 0, k - 2)
+    rows = np.arange(B)[:, None]
+    before, after = arc[rows, segment], arc[rows, segment + 1]
+    span = after - before
+    t = np.divide(targets - before, span, out=np.zeros_like(targets), where=span > 0)
+    out = P[rows, segment] + t[..., None] * (P[rows, segment + 1] - P[rows, segment])
+    out[:, [0, -1]] = P[:, [0, -1]]
+    return out
 
 
 def resample_polyline(points: np.ndarray, n_points: int) -> np.ndarray:
@@ -50,68 +87,298 @@ def resample_polyline(points: np.ndarray, n_points: int) -> np.ndarray:
     -------
     resampled : ndarray of shape (n_points, d)
     """
-    points = np.asarray(points, dtype=np.float64)
-    n_points = check_int(n_points, "n_points", minimum=2)
-    arc = np.concatenate([[0.0], np.cumsum(row_norms(np.diff(points, axis=0)))])
-    if arc[-1] == 0.0:
-        return np.repeat(points[:1], n_points, axis=0)
-    targets = np.linspace(0.0, arc[-1], n_points)
-    segment = np.clip(np.searchsorted(arc, targets, side="right") - 1, 0, len(points) - 2)
-    span = arc[segment + 1] - arc[segment]
-    t = np.divide(targets - arc[segment], span, out=np.zeros_like(targets), where=span > 0)
-    out = points[segment] + t[:, None] * (points[segment + 1] - points[segment])
-    out[[0, -1]] = points[[0, -1]]
-    return out
+    return resample_polylines(np.asarray(points, dtype=np.float64)[None], n_points)[0]
 
 
-def _autograd_length(metric):
-    """``f(P) -> (log L, d log L / d P)`` by autograd through ``metric.log_curve_length_tensor``.
+def _autograd_lengths(metric, device=None):
+    """``f(P) -> (log L, d log L / d P)`` for polylines ``P`` of shape (B, m, d), by autograd
+    through ``metric.log_polyline_lengths`` on float64 tensors on ``device`` (default CPU).
 
-    The log-length's gradient is scale-free: it does not under- or overflow with the length.
+    The paths are independent, so the gradient of the sum of their log-lengths is each one's
+    own; the batch goes in blocks of paths that bound the memory autograd keeps. The
+    log-length's gradient is scale-free: it does not under- or overflow with the length.
     """
-    import torch
+    torch = import_optional("torch")
 
-    def log_length_and_grad(P: np.ndarray):
-        P = torch.tensor(P, dtype=torch.float64, requires_grad=True)
-        total = metric.log_curve_length_tensor(P)
-        total.backward()
-        return float(total.detach()), to_numpy(P.grad)
+    def log_lengths_and_grads(P: np.ndarray):
+        B, m, d = P.shape
+        step = max(1, metric._segments_per_chunk(d, device) // max(1, m - 1))
+        log_lengths, grads = np.empty(B), np.empty_like(P)
+        for s in range(0, B, step):
+            T = torch.tensor(P[s : s + step], dtype=torch.float64, device=device)
+            T.requires_grad_(True)
+            total = metric.log_polyline_lengths(T)
+            total.sum().backward()
+            log_lengths[s : s + step] = to_numpy(total.detach())
+            grads[s : s + step] = to_numpy(T.grad)
+        return log_lengths, grads
 
-    return log_length_and_grad
+    return log_lengths_and_grads
 
 
-def _finite_difference_length(metric):
-    """``f(P) -> (log L, d log L / d P)`` by central differences of the segment lengths.
+def _finite_difference_lengths(metric):
+    """``f(P) -> (log L, d log L / d P)`` for polylines ``P`` of shape (B, m, d), by central
+    differences of the segment lengths.
 
     Moving point i changes only segments i - 1 and i, so all points of one parity are moved
     at once and each segment's change is credited to its one moved end: a gradient costs
     ``4 d`` evaluations of the segment lengths, whatever the number of points. The step is
-    relative to the segments' Euclidean lengths, and the differences are taken of segment
+    relative to each path's mean segment length, and the differences are taken of segment
     lengths relative to the whole length, so both are scale-free.
     """
 
-    def log_length_and_grad(P: np.ndarray):
-        m, d = P.shape
-        spacing = row_norms(np.diff(P, axis=0)).mean()
-        step = 6e-6 * (spacing if spacing > 0 else max(float(np.abs(P).max()), 1.0))
-        log_length = metric.log_curve_length(P)
-        grad = np.zeros_like(P)
+    def log_lengths_and_grads(P: np.ndarray):
+        B, m, d = P.shape
+        spacing = row_norms(np.diff(P, axis=1).reshape(-1, d)).reshape(B, m - 1).mean(axis=1)
+        fallback = np.maximum(np.abs(P).max(axis=(1, 2)), 1.0)
+        step = 6e-6 * np.where(spacing > 0, spacing, fallback)  # (B,)
+        log_lengths = metric.log_polyline_lengths(P)
+        grads = np.zeros_like(P)
         for parity in (1, 2):
             moved = np.arange(parity, m - 1, 2)
-            trials = np.repeat(P[None], 2 * d, axis=0)  # (+step, -step) for each coordinate
+            trials = np.repeat(P[None], 2 * d, axis=0)  # (+step, -step) per coordinate
             for j in range(d):
-                trials[2 * j, moved, j] += step
-                trials[2 * j + 1, moved, j] -= step
+                trials[2 * j, :, moved, j] += step[:, None]
+                trials[2 * j + 1, :, moved, j] -= step[:, None]
             log_seg = metric.log_segment_lengths(
-                trials[:, :-1].reshape(-1, d), trials[:, 1:].reshape(-1, d)
-            ).reshape(2 * d, m - 1)
-            relative = np.exp(log_seg - log_length)  # each segment as a fraction of L
-            slope = (relative[0::2] - relative[1::2]) / (2 * step)  # (d, m - 1) per segment
-            grad[moved] = (slope[:, moved - 1] + slope[:, moved]).T
-        grad[[0, -1]] = 0.0
-        return log_length, grad
+                trials[:, :, :-1].reshape(-1, d), trials[:, :, 1:].reshape(-1, d)
+            ).reshape(2 * d, B, m - 1)
+            relative = np.exp(log_seg - log_lengths[None, :, None])  # fractions of each L
+            slope = (relative[0::2] - relative[1::2]) / (2 * step[None, :, None])  # (d, B, m-1)
+            grads[:, moved] = np.moveaxis(slope[:, :, moved - 1] + slope[:, :, moved], 0, -1)
+        grads[:, [0, -1]] = 0.0
+        return log_lengths, grads
 
-    return log_length_and_grad
+    return log_lengths_and_grads
+
+
+def _gradient_function(metric, method: str, device=None):
+    """The log-length gradient of ``method`` ("auto": autograd when the metric offers it and
+    torch is installed), checked."""
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {_METHODS}, got {method!r}.")
+    differentiable = getattr(metric, "differentiable", False)
+    if method == "autograd" and not differentiable:
+        model = getattr(metric, "density", getattr(metric, "decoder", metric))
+        raise TypeError(
+            f"{type(model).__name__} cannot be differentiated with torch; "
+            "use method='finite-difference'."
+        )
+    if method == "autograd" or (method == "auto" and differentiable and _has_torch()):
+        return _autograd_lengths(metric, device)
+    return _finite_difference_lengths(metric)
+
+
+def _ragged_log_lengths(metric, paths: list) -> np.ndarray:
+    """Log-lengths of polylines of any point counts: one batch per count."""
+    out = np.empty(len(paths))
+    counts = np.array([len(p) for p in paths])
+    for k in np.unique(counts):
+        group = np.flatnonzero(counts == k)
+        out[group] = metric.log_polyline_lengths(np.stack([paths[i] for i in group]))
+    return out
+
+
+def _ragged_resample(paths: list, n_points: int) -> np.ndarray:
+    """:func:`resample_polylines` of polylines of any point counts, shape (B, n_points, d)."""
+    out = np.empty((len(paths), n_points, paths[0].shape[1]))
+    counts = np.array([len(p) for p in paths])
+    for k in np.unique(counts):
+        group = np.flatnonzero(counts == k)
+        out[group] = resample_polylines(np.stack([paths[i] for i in group]), n_points)
+    return out
+
+
+def refine_paths(
+    metric,
+    paths,
+    *,
+    n_points: int | None = None,
+    n_rounds: int | None = None,
+    max_iter: int | None = None,
+    method: str = "auto",
+    tol: float = 1e-6,
+    device=None,
+    progress: bool = False,
+    return_info: bool = False,
+):
+    """Shorten a batch of paths under the metric by moving their interior points (ends fixed).
+
+    All paths are refined together: each L-BFGS iteration evaluates the density on the
+    points of every path still in the batch, in one model call per memory block. A path
+    leaves the batch once a round shortens it by less than ``tol``; each path keeps the
+    shortest polyline it reached, so no result is longer than its input.
+
+    Parameters
+    ----------
+    metric : SegmentMetric
+        The metric (``GenerativeDistance.metric_``, ``LatentDistance.metric_``): anything
+        with ``log_polyline_lengths`` and ``log_segment_lengths``, and for autograd
+        ``differentiable``. Lengths use its own quadrature.
+    paths : sequence of array-like of shape (k_b, d), or array of shape (B, k, d)
+        The starting polylines (point counts may differ), typically graph geodesics.
+    n_points : int, optional
+        Points of each refined polyline (>= 3); default ``max(max_b k_b, 32)``.
+    n_rounds : int, optional
+        Most rounds of (optimise, resample evenly); default ``max(20, n_points // 2)``, as
+        more points need more rounds. A :class:`~sklearn.exceptions.ConvergenceWarning` says
+        how many paths were still gaining more than ``tol`` when the rounds ran out.
+    max_iter : int, optional
+        L-BFGS iterations per round; default ``max(10, n_points // 4)`` (more points, more
+        variables). Few: left alone for long, the points bunch up and leave long segments
+        whose trapezoidal rule underestimates their length, a discretisation artefact that
+        even spacing removes.
+    method : {"auto", "autograd", "finite-difference"}, default="auto"
+        Gradients by autograd (through the density's ``log_prob_tensor`` for torch models,
+        flows and mixtures; through a torch decoder) or by central differences of the
+        segment lengths (any density or decoder; ``4 d`` length evaluations per gradient).
+        ``"auto"`` uses autograd when the metric offers it and torch is installed.
+    tol : float, default=1e-6
+        Relative gain of a round below which a path is done.
+    device : torch device, optional
+        Where autograd evaluates the batch (default: the CPU); the density must accept
+        tensors there.
+    progress : bool or None, default=False
+        Show a progress bar over rounds (None: only once they have run a few seconds).
+    return_info : bool, default=False
+        Also return a dict of arrays of shape (B,): ``refined`` (whether the path was
+        replaced), ``converged``, ``n_rounds`` (rounds run), ``gain`` (the last round's
+        relative gain), ``gradient_norm`` (of the relative length in relative coordinates at
+        the end of the last round) and ``log_length``.
+
+    Returns
+    -------
+    paths : list of B ndarrays
+        Each refined polyline, of shape (n_points, d) and evenly spaced; or the input path
+        itself where refinement did not shorten it.
+    lengths : ndarray of shape (B,)
+        Their lengths under the metric.
+    info : dict
+        Only with ``return_info``.
+    """
+    best, info, n_rounds = _refine_all(
+        metric, paths, n_points, n_rounds, max_iter, method, tol, device, progress
+    )
+    late = ~info["converged"]
+    if late.any():
+        warnings.warn(
+            f"refine_paths: {int(late.sum())} of {len(best)} paths did not converge in "
+            f"{n_rounds} rounds: the last round still shortened them by a fraction up to "
+            f"{info['gain'][late].max():.2g} (tol={tol:g}). Raise n_rounds, or use fewer "
+            "n_points.",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    with np.errstate(over="ignore"):
+        lengths = np.exp(info["log_length"])  # inf beyond float64: log_length holds it
+    return (best, lengths, info) if return_info else (best, lengths)
+
+
+def _refine_all(metric, paths, n_points, n_rounds, max_iter, method, tol, device, progress):
+    """:func:`refine_paths` without its warning: the checks, then the rounds.
+
+    Returns
+    -------
+    best : list of ndarray
+    info : dict of ndarray
+    n_rounds : int
+        The resolved most rounds.
+    """
+    if isinstance(paths, np.ndarray) and paths.ndim == 3:
+        paths = list(paths)
+    if len(paths) == 0:
+        raise ValueError("paths is empty; pass at least one path.")
+    P0 = [check_points(p, f"paths[{b}]") for b, p in enumerate(paths)]
+    d = P0[0].shape[1]
+    for b, p in enumerate(P0):
+        if len(p) < 2:
+            raise ValueError(f"a path needs at least 2 points, got {len(p)} in paths[{b}].")
+        if p.shape[1] != d:
+            raise ValueError(f"paths[{b}] has {p.shape[1]} features, paths[0] has {d}.")
+    longest = max(len(p) for p in P0)
+    n_points = max(longest, 32) if n_points is None else check_int(n_points, "n_points", minimum=3)
+    n_rounds = max(20, n_points // 2) if n_rounds is None else check_int(n_rounds, "n_rounds")
+    max_iter = max(10, n_points // 4) if max_iter is None else check_int(max_iter, "max_iter")
+    check_positive(tol, "tol")
+    gradients = _gradient_function(metric, method, device)
+
+    B = len(P0)
+    best = list(P0)
+    info = {
+        "refined": np.zeros(B, dtype=bool),
+        "converged": np.ones(B, dtype=bool),
+        "n_rounds": np.zeros(B, dtype=np.int64),
+        "gain": np.zeros(B),
+        "gradient_norm": np.zeros(B),
+        "log_length": _ragged_log_lengths(metric, P0),
+    }
+    scale = np.array([row_norms(np.diff(p, axis=0)).sum() for p in P0])
+    todo = np.flatnonzero(np.isfinite(info["log_length"]) & (scale > 0))  # else points
+    if todo.size:
+        _refine_batch(
+            metric, [P0[b] for b in todo], todo, scale[todo], gradients, n_points, n_rounds,
+            max_iter, tol, progress, best, info,
+        )
+    return best, info, n_rounds
+
+
+def _refine_batch(
+    metric, starts, index, scale, gradients, n_points, n_rounds, max_iter, tol, progress,
+    best, info,
+):
+    """The rounds of :func:`refine_paths` on the paths ``starts`` (positive lengths, Euclidean
+    lengths ``scale``), which are paths ``index`` of the batch; updates ``best`` and ``info``
+    in place."""
+    log_start = info["log_length"][index].copy()
+    P = _ragged_resample(starts, n_points)
+    previous = metric.log_polyline_lengths(P)
+    improved = previous < log_start
+    for a in np.flatnonzero(improved):  # resampling alone already shortened the path
+        best[index[a]] = P[a].copy()
+    best_log = np.minimum(previous, log_start)
+    active = np.arange(len(starts))
+    info["converged"][index] = False
+    inner = (n_points - 2, P.shape[2])
+    for rounds in progress_bar(range(1, n_rounds + 1), desc="refining", progress=progress):
+        A = len(active)
+        origin, sc, base = P[active, :1], scale[active, None, None], log_start[active]
+        ends = (P[active][:, [0, -1]] - origin) / sc
+
+        def objective(u, origin=origin, sc=sc, base=base, ends=ends, A=A):
+            full = origin + sc * np.concatenate(
+                [ends[:, :1], u.reshape(A, *inner), ends[:, 1:]], axis=1
+            )
+            log_lengths, grads = gradients(full)
+            value = np.exp(log_lengths - base)  # each relative to its starting path
+            return float(value.sum()), ((value[:, None, None] * sc) * grads[:, 1:-1]).ravel()
+
+        result = minimize(
+            objective,
+            ((P[active, 1:-1] - origin) / sc).ravel(),
+            jac=True,
+            method="L-BFGS-B",
+            options={"maxiter": max_iter},
+        )
+        moved = origin + sc * result.x.reshape(A, *inner)
+        P[active] = resample_polylines(np.concatenate([P[active, :1], moved, P[active, -1:]], 1),
+                                       n_points)
+        log_lengths = metric.log_polyline_lengths(P[active])
+        for a in np.flatnonzero(log_lengths < best_log[active]):
+            best[index[active[a]]] = P[active[a]].copy()
+        best_log[active] = np.minimum(best_log[active], log_lengths)
+        gain = -np.expm1(log_lengths - previous[active])  # this round's relative gain
+        previous[active] = log_lengths
+        rows = index[active]
+        info["n_rounds"][rows] = rounds
+        info["gain"][rows] = gain
+        info["gradient_norm"][rows] = np.linalg.norm(result.jac.reshape(A, -1), axis=1)
+        done = ~(gain > tol)  # this round gained (almost) nothing
+        info["converged"][rows[done]] = True
+        active = active[~done]
+        if not active.size:
+            break
+    info["refined"][index] = best_log < log_start
+    info["log_length"][index] = best_log
 
 
 def refine_path(
@@ -126,7 +393,8 @@ def refine_path(
     progress: bool = False,
     return_info: bool = False,
 ):
-    """Shorten a path under the metric by moving its interior points (endpoints fixed).
+    """Shorten one path under the metric by moving its interior points (endpoints fixed):
+    :func:`refine_paths` on a batch of one.
 
     The objective is the length relative to the starting path's, over coordinates relative
     to its Euclidean length, so the optimiser's (absolute) stopping tests mean the same at
@@ -135,36 +403,14 @@ def refine_path(
     Parameters
     ----------
     metric : SegmentMetric
-        The metric (``GenerativeDistance.metric_``, ``LatentDistance.metric_``): anything
-        with ``log_curve_length`` and ``log_segment_lengths``, and for autograd
-        ``differentiable`` and ``log_curve_length_tensor``. Lengths use its own quadrature.
+        See :func:`refine_paths`.
     points : array-like of shape (k, d)
         The starting polyline, typically a graph geodesic's ``points``.
-    n_points : int, optional
-        Points of the refined polyline (>= 3); default ``max(k, 32)``.
-    n_rounds : int, optional
-        Most rounds of (optimise, resample evenly); default ``max(20, n_points // 2)``, as
-        more points need more rounds. Stops early, converged, when a round gains less than
-        ``tol`` (relative); a :class:`~sklearn.exceptions.ConvergenceWarning` says when the
-        rounds ran out first.
-    max_iter : int, optional
-        L-BFGS iterations per round; default ``max(10, n_points // 4)`` (more points, more
-        variables). Few: left alone for long, the points bunch up and leave long segments
-        whose trapezoidal rule underestimates their length, a discretisation artefact that
-        even spacing removes.
-    method : {"auto", "autograd", "finite-difference"}, default="auto"
-        Gradients by autograd (through the density's ``log_prob_tensor`` for torch models,
-        flows and mixtures; through a torch decoder) or by central differences of the
-        segment lengths (any density or decoder; ``4 d`` length evaluations per gradient).
-        ``"auto"`` uses autograd when the metric offers it and torch is installed.
-    tol : float, default=1e-6
-        Relative gain of a round below which refinement stops.
-    progress : bool, default=False
-        Show a progress bar over rounds.
+    n_points, n_rounds, max_iter, method, tol, progress
+        See :func:`refine_paths`.
     return_info : bool, default=False
         Also return a dict: ``converged`` (bool), ``n_rounds`` (rounds run), ``gain`` (the
-        last round's relative gain), ``gradient_norm`` (of the relative length in relative
-        coordinates, at the end of the last round) and ``log_length``.
+        last round's relative gain), ``gradient_norm`` and ``log_length``.
 
     Returns
     -------
@@ -176,94 +422,18 @@ def refine_path(
     info : dict
         Only with ``return_info``.
     """
-    P0 = check_points(points, "points")
-    if len(P0) < 2:
-        raise ValueError(f"a path needs at least 2 points, got {len(P0)}.")
-    n_points = max(len(P0), 32) if n_points is None else check_int(n_points, "n_points", minimum=3)
-    n_rounds = max(20, n_points // 2) if n_rounds is None else check_int(n_rounds, "n_rounds")
-    max_iter = max(10, n_points // 4) if max_iter is None else check_int(max_iter, "max_iter")
-    check_positive(tol, "tol")
-    if method not in _METHODS:
-        raise ValueError(f"method must be one of {_METHODS}, got {method!r}.")
-    differentiable = getattr(metric, "differentiable", False)
-    if method == "autograd":
-        if not differentiable:
-            model = getattr(metric, "density", getattr(metric, "decoder", metric))
-            raise TypeError(
-                f"{type(model).__name__} cannot be differentiated with torch; "
-                "use method='finite-difference'."
-            )
-        import_optional("torch")
-    if method == "autograd" or (method == "auto" and differentiable and _has_torch()):
-        log_length_and_grad = _autograd_length(metric)
-    else:
-        log_length_and_grad = _finite_difference_length(metric)
-
-    best, best_log = P0, metric.log_curve_length(P0)
-    info = {"converged": True, "n_rounds": 0, "gain": 0.0, "gradient_norm": 0.0}
-    scale = float(row_norms(np.diff(P0, axis=0)).sum())
-    if np.isfinite(best_log) and scale > 0:  # else a point, or a path of zero length
-        best, best_log = _refine(
-            metric, P0, best_log, scale, log_length_and_grad, n_points, n_rounds, max_iter,
-            tol, progress, info,
-        )
-    info["log_length"] = best_log
-    length = float(np.exp(best_log))
-    return (best, length, info) if return_info else (best, length)
-
-
-def _refine(
-    metric, P0, log_start, scale, log_length_and_grad, n_points, n_rounds, max_iter, tol,
-    progress, info,
-):
-    """The rounds of :func:`refine_path` on a path of positive length ``exp(log_start)`` and
-    Euclidean length ``scale``; updates ``info``.
-
-    Returns
-    -------
-    best : ndarray of shape (n_points, d) or P0
-    best_log : float
-    """
-    best, best_log = P0, log_start
-    origin = P0[0]
-    shape = (n_points - 2, P0.shape[1])
-    P = resample_polyline(P0, n_points)
-    previous = metric.log_curve_length(P)
-    info["converged"] = False
-    for rounds in progress_bar(range(1, n_rounds + 1), desc="refining", progress=progress):
-        ends = (P[[0, -1]] - origin) / scale
-
-        def objective(u, ends=ends):
-            full = origin + scale * np.vstack([ends[:1], u.reshape(shape), ends[1:]])
-            log_length, grad = log_length_and_grad(full)
-            value = float(np.exp(log_length - log_start))  # relative to the starting path
-            return value, (value * scale) * grad[1:-1].ravel()
-
-        result = minimize(
-            objective,
-            ((P[1:-1] - origin) / scale).ravel(),
-            jac=True,
-            method="L-BFGS-B",
-            options={"maxiter": max_iter},
-        )
-        inner = origin + scale * result.x.reshape(shape)
-        P = resample_polyline(np.vstack([P[:1], inner, P[-1:]]), n_points)
-        log_length = metric.log_curve_length(P)
-        if log_length < best_log:
-            best, best_log = P, log_length
-        gain = -np.expm1(log_length - previous)  # this round's relative gain
-        info.update(n_rounds=rounds, gain=float(gain))
-        info["gradient_norm"] = float(np.linalg.norm(result.jac))
-        if not gain > tol:  # this round gained (almost) nothing
-            info["converged"] = True
-            break
-        previous = log_length
-    if not info["converged"]:
+    best, info, n_rounds = _refine_all(
+        metric, [points], n_points, n_rounds, max_iter, method, tol, None, progress
+    )
+    one = {key: value[0].item() for key, value in info.items() if key != "refined"}
+    if not one["converged"]:
         warnings.warn(
             f"refine_path did not converge in {n_rounds} rounds: the last round still "
-            f"shortened the path by a fraction {info['gain']:.2g} (tol={tol:g}). Raise "
+            f"shortened the path by a fraction {one['gain']:.2g} (tol={tol:g}). Raise "
             "n_rounds, or use fewer n_points.",
             ConvergenceWarning,
-            stacklevel=3,
+            stacklevel=2,
         )
-    return best, best_log
+    with np.errstate(over="ignore"):
+        length = float(np.exp(one["log_length"]))
+    return (best[0], length, one) if return_info else (best[0], length)

@@ -10,8 +10,8 @@ import torch
 from gendist import CallableDensity, GaussianMixtureDensity, TorchDensity
 from gendist.metric import ConformalMetric
 from gendist.refine import (
-    _autograd_length,
-    _finite_difference_length,
+    _autograd_lengths,
+    _finite_difference_lengths,
     refine_path,
     resample_polyline,
 )
@@ -64,9 +64,9 @@ def test_gradients_equal_a_central_difference_of_the_curve_length(rng):
             up[i, j] += step
             down[i, j] -= step
             reference[i, j] = (metric.curve_length(up) - metric.curve_length(down)) / (2 * step)
-    for make in (_autograd_length, _finite_difference_length):
-        log_value, log_grad = make(metric)(P)  # log-length and its gradient
-        value, grad = np.exp(log_value), np.exp(log_value) * log_grad
+    for make in (_autograd_lengths, _finite_difference_lengths):
+        log_value, log_grad = make(metric)(P[None])  # log-length and its gradient
+        value, grad = np.exp(log_value[0]), np.exp(log_value[0]) * log_grad[0]
         assert value == pytest.approx(metric.curve_length(P), rel=1e-12)
         np.testing.assert_allclose(grad[1:-1], reference[1:-1], rtol=1e-5, atol=1e-7)
 
