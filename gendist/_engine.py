@@ -46,11 +46,12 @@ from .paths import (
     mirror_upper_triangle,
     nearest_vertices,
     pair_shortest_path,
+    reconstruct_path,
     reconstruct_seeded_path,
     shortest_path_tree,
     shortest_paths,
 )
-from .refine import refine_path
+from .refine import refine_path, refine_paths
 from .shortcuts import (
     SHORTCUT_MAX_NODES,
     SHORTCUT_STRETCH,
@@ -430,7 +431,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             self.graph_, sources, limit=limit, dtype=dtype, out=out, start=start
         )
 
-    def kneighbors(self, sources=None, n_neighbors: int = 5):
+    def kneighbors(self, sources=None, n_neighbors: int = 5, refine=False):
         """The k nearest vertices in generative distance, without all-pairs distances.
 
         Bounded searches (:func:`gendist.paths.nearest_vertices`): each source's search stops
@@ -443,6 +444,13 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             Vertex indices (default: all vertices).
         n_neighbors : int, default=5
             k, the number of neighbours returned (not the graph's ``n_neighbors``).
+        refine : bool or dict, default=False
+            Also refine the paths to the k neighbours found, in one batch
+            (:meth:`geodesics`; a dict passes options of
+            :func:`gendist.refine.refine_paths`), and return the refined lengths, sorted
+            again. Each is the length of an actual curve and never longer than the graph's.
+            The candidates are the graph's k nearest: a vertex just beyond them whose refined
+            distance would be shorter is not searched for.
 
         Returns
         -------
@@ -452,9 +460,11 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             Vertex indices (-1 where the distance is inf). A vertex is not its own neighbour.
         """
         check_is_fitted(self)
-        return nearest_vertices(
+        options = self._refine_options(refine)
+        sources = self._sources(sources)
+        dist, ind = nearest_vertices(
             self.graph_,
-            self._sources(sources),
+            sources,
             n_neighbors,
             backend=self.backend,
             n_jobs=self.n_jobs,
@@ -462,6 +472,14 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             progress=self._progress(),
             start=self._query_start(self.graph_),
         )
+        if options is None:
+            return dist, ind
+        found = np.isfinite(dist)
+        rows = np.broadcast_to(sources[:, None], dist.shape)[found]
+        refined = self._refined_geodesics(rows, ind[found], options)
+        dist[found] = [g.length for g in refined]
+        order = np.argsort(dist, axis=1, kind="stable")
+        return np.take_along_axis(dist, order, 1), np.take_along_axis(ind, order, 1)
 
     def kneighbors_graph(self, n_neighbors: int = 5, mode: str = "distance"):
         """Sparse kNN graph in scikit-learn's precomputed convention; see
@@ -623,18 +641,119 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         N = self.graph_.shape[0]
         indices = np.where(path >= N, -1, path)
         points = np.vstack([self.vertices_[i] if i < N else new[i - N] for i in path])
-        if refine and len(points) > 1:
-            options = refine if isinstance(refine, dict) else {}
+        options = self._refine_options(refine)
+        if options is not None and len(points) > 1:
             refined, _, info = refine_path(
                 self.metric_, points, progress=self._progress(), return_info=True, **options
             )
-            if refined is not points:
+            if info["refined"]:
                 inner = np.full(len(refined) - 2, -1)
                 indices = np.concatenate([indices[:1], inner, indices[-1:]])
                 # in the graph's unit (see log_distance_unit_), like the graph path's length
                 length = float(np.exp(info["log_length"] - self.log_distance_unit_))
                 points = refined
         return Geodesic(points=points, indices=indices, length=float(length))
+
+    @staticmethod
+    def _refine_options(refine) -> dict | None:
+        """The options of :func:`gendist.refine.refine_paths` that ``refine`` asks for
+        (None: no refinement)."""
+        if isinstance(refine, dict):
+            return dict(refine)
+        if isinstance(refine, (bool, np.bool_)):
+            return {} if refine else None
+        raise TypeError(f"refine must be a bool or a dict of refine_paths options, got {refine!r}.")
+
+    def _graph_geodesics(self, a: np.ndarray, b: np.ndarray) -> list[Geodesic]:
+        """The paths ``a[i] -> b[i]`` between vertices of one component, as the rows of
+        :meth:`distances` take them: one shortest-path tree per distinct source."""
+        start = self._query_start(self.graph_)
+        out = [None] * len(a)
+        for s in np.unique(a):
+            dist, pred = shortest_path_tree(
+                self.graph_, s, backend=self.backend, device=self.device_, start=start
+            )
+            for i in np.flatnonzero(a == s):
+                path = (reconstruct_path if start is None else reconstruct_seeded_path)(
+                    pred, s, b[i]
+                )
+                out[i] = Geodesic(points=self.vertices_[path], indices=path, length=dist[b[i]])
+        return out
+
+    def _refined_geodesics(self, a, b, options: dict) -> list[Geodesic]:
+        """:meth:`_graph_geodesics` refined in one batch (:func:`gendist.refine.refine_paths`);
+        a path keeps the graph's where refinement does not measure shorter."""
+        graph_paths = self._graph_geodesics(a, b)
+        moving = [i for i, g in enumerate(graph_paths) if len(g.points) > 1]
+        if not moving:
+            return graph_paths
+        if self.device_ is not None:
+            options.setdefault("device", self.device_)
+        refined, _, info = refine_paths(
+            self.metric_,
+            [graph_paths[i].points for i in moving],
+            progress=self._progress(),
+            return_info=True,
+            **options,
+        )
+        # in the graph's unit (see log_distance_unit_), like the graph paths' lengths
+        lengths = np.exp(info["log_length"] - self.log_distance_unit_)
+        for j, i in enumerate(moving):
+            g = graph_paths[i]
+            if info["refined"][j] and lengths[j] < g.length:
+                inner = np.full(len(refined[j]) - 2, -1)
+                indices = np.concatenate([g.indices[:1], inner, g.indices[-1:]])
+                graph_paths[i] = Geodesic(refined[j], indices, float(lengths[j]))
+        return graph_paths
+
+    def geodesics(self, a, b, refine=False) -> list[Geodesic]:
+        """Geodesics between many pairs of vertices, optionally refined in one batch.
+
+        The graph paths are those of the rows of :meth:`distances` (one shortest-path tree
+        per distinct vertex of ``a``). With ``refine``, all the paths are refined together
+        (:func:`gendist.refine.refine_paths`): one ``(pairs, n_points, d)`` array, every
+        model call holding points of many paths, on the estimator's ``device`` when the
+        density takes torch tensors there. Where the data's dimension makes the graph's
+        lengths too long (``graph_stretch_``), this is the accurate answer for the pairs
+        that matter (the k nearest, landmark rows, pairs to plot).
+
+        Parameters
+        ----------
+        a, b : array-like of int, shape (n_pairs,)
+            Vertex indices; pair i is ``a[i] -> b[i]``.
+        refine : bool or dict, default=False
+            Refine the paths under the metric; a dict passes options of
+            :func:`gendist.refine.refine_paths` (``n_points``, ``n_rounds``, ``max_iter``,
+            ``method``, ``tol``, ``device``). A refined path is never longer than its graph
+            path; a path whose refinement does not measure shorter stays the graph's.
+
+        Returns
+        -------
+        list of Geodesic
+            ``points`` (k, d) from a[i] to b[i], ``indices`` (vertex index, -1 for the
+            points of a refined path between its ends), ``length`` in the graph's unit.
+
+        Raises
+        ------
+        ValueError
+            If a pair lies in different connected components (checked before any work).
+        """
+        check_is_fitted(self)
+        options = self._refine_options(refine)
+        N = self.graph_.shape[0]
+        a, b = check_vertex_indices(a, N, "a"), check_vertex_indices(b, N, "b")
+        if a.shape != b.shape:
+            raise ValueError(f"a and b must have the same length, got {len(a)} and {len(b)}.")
+        apart = self.component_labels_[a] != self.component_labels_[b]
+        if apart.any():
+            raise ValueError(
+                f"{int(apart.sum())} of {len(a)} pairs lie in different connected components "
+                f"of the graph ({self.n_components_} components), e.g. pair "
+                f"{int(np.flatnonzero(apart)[0])}; there is no geodesic between them."
+            )
+        if options is None:
+            return self._graph_geodesics(a, b)
+        return self._refined_geodesics(a, b, options)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

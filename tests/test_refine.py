@@ -13,6 +13,7 @@ from gendist.refine import (
     _autograd_lengths,
     _finite_difference_lengths,
     refine_path,
+    refine_paths,
     resample_polyline,
 )
 
@@ -108,9 +109,9 @@ def test_refinement_never_lengthens_a_path():
 def test_autograd_and_finite_differences_find_the_same_path():
     mixture = _mixture()
     start = np.array([[-1.5, 0.0], [-1.0, 0.6], [0.0, 0.9], [1.0, 0.6], [1.5, 0.0]])
-    by_grad = refine_path(_metric(mixture), start, n_points=16, method="autograd")
+    by_grad = refine_path(_metric(mixture), start, n_points=32, method="autograd")
     by_fd = refine_path(
-        _metric(CallableDensity(mixture.log_prob)), start, n_points=16, method="finite-difference"
+        _metric(CallableDensity(mixture.log_prob)), start, n_points=32, method="finite-difference"
     )
     assert by_grad[1] == pytest.approx(by_fd[1], rel=1e-4)
     np.testing.assert_allclose(by_grad[0], by_fd[0], atol=2e-2)
@@ -129,3 +130,138 @@ def test_bad_arguments():
         refine_path(metric, np.array([[0.0, np.nan], [1.0, 1.0]]))
     with pytest.raises(ValueError):
         refine_path(metric, path, n_points=2)
+
+
+def test_a_batch_of_paths_straightens_each_to_its_segment(rng):
+    """Euclidean limit, a batch of paths of different point counts and scales 1e-3 ... 1e3:
+    each reaches its segment's length c |a - b| (closed form), as it would alone."""
+    density = TorchDensity(
+        torch.distributions.Independent(
+            torch.distributions.Uniform(torch.zeros(4) - 1e4, torch.zeros(4) + 1e4), 1
+        )
+    )
+    metric = _metric(density, lam=1e-10)
+    c = float(np.exp(metric.log_factor(np.array([np.log(0.5e-4) * 4]))[0]))
+    paths, truth = [], []
+    for k, scale in [(2, 1e-3), (5, 1.0), (9, 1e3), (4, 0.2)]:
+        a, b = rng.normal(size=4) * scale, rng.normal(size=4) * scale
+        zigzag = a + np.linspace(0, 1, k)[:, None] * (b - a)
+        zigzag[1:-1] += rng.normal(scale=0.3 * scale, size=(k - 2, 4))
+        paths.append(zigzag)
+        truth.append(c * np.linalg.norm(b - a))
+    refined, lengths, info = refine_paths(metric, paths, return_info=True)
+    np.testing.assert_allclose(lengths, truth, rtol=1e-7)
+    assert info["refined"][1:].all()  # the two-point path is its segment already
+    assert info["converged"].all()
+    for p, q, length in zip(paths, refined, lengths):
+        np.testing.assert_array_equal(q[[0, -1]], p[[0, -1]])
+        assert metric.curve_length(q) == pytest.approx(length, rel=1e-12)
+        assert length <= metric.curve_length(p) * (1 + 1e-12)
+
+
+def test_batched_finite_differences_equal_autograd_on_every_path(rng):
+    metric = _metric(_mixture())
+    P = np.stack(
+        [np.column_stack([np.linspace(-1.5, 1.5, 7), rng.uniform(0, 1.3, 7)]) for _ in range(5)]
+    )
+    log_a, grad_a = _autograd_lengths(metric)(P)
+    log_f, grad_f = _finite_difference_lengths(_metric(CallableDensity(_mixture().log_prob)))(P)
+    np.testing.assert_allclose(log_a, log_f, rtol=1e-12)
+    np.testing.assert_allclose(grad_a[:, 1:-1], grad_f[:, 1:-1], rtol=1e-5, atol=1e-8)
+    for b in range(len(P)):  # each path's own value, as a batch of one
+        assert np.exp(log_a[b]) == pytest.approx(metric.curve_length(P[b]), rel=1e-12)
+
+
+def test_refine_paths_bad_arguments():
+    metric = _metric(CallableDensity(lambda X: np.zeros(len(X))))
+    path = np.array([[0.0, 0.0], [1.0, 1.0]])
+    with pytest.raises(ValueError, match="empty"):
+        refine_paths(metric, [])
+    with pytest.raises(ValueError, match="features"):
+        refine_paths(metric, [path, np.zeros((3, 3))])
+    with pytest.raises(ValueError, match=r"paths\[1\]"):
+        refine_paths(metric, [path, path[:1]])
+    with pytest.raises(ValueError, match="paths"):
+        refine_paths(metric, [path, np.array([[0.0, np.inf], [1.0, 1.0]])])
+
+
+class _Inversion(torch.nn.Module):
+    """log p = log(|x - c|^2 - lam): with beta = 1, p0 = 0 the metric is the pullback of the
+    Euclidean one under the inversion phi(x) = c + lam (x - c) / |x - c|^2, so geodesics are
+    circular arcs and d(x, y) = |phi(x) - phi(y)| exactly (c outside the unit cube)."""
+
+    def __init__(self, d, lam=0.125):
+        super().__init__()
+        c = np.full(d, 0.5)
+        c[0] = -0.5
+        self.register_buffer("c", torch.tensor(c))
+        self.lam = lam
+
+    def log_prob(self, x):
+        return torch.log(((x - self.c) ** 2).sum(-1) - self.lam)
+
+    def phi(self, X):
+        v = X - self.c.numpy()
+        return self.c.numpy() + self.lam * v / (v**2).sum(1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def curved_10d():
+    from gendist import GenerativeDistance
+
+    model = _Inversion(10).double()
+    X = np.random.default_rng(3).uniform(size=(600, 10))
+    est = GenerativeDistance(TorchDensity(model), lam=model.lam, beta=1.0, p0=0.0)
+    return est.fit(X), model.phi(X)
+
+
+def test_batched_geodesics_reach_the_closed_form_in_10d(curved_10d):
+    """Curved closed form in 10-D: the refined batch is within 1e-2 of the truth (median
+    about 1e-3), never below it beyond quadrature error, never longer than the graph path,
+    and each reported length is that of the returned polyline."""
+    est, Y = curved_10d
+    assert est.shortcuts_  # auto: the graph stretches in 10-D
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 600, 60), rng.integers(0, 600, 60)
+    a, b = a[a != b], b[a != b]
+    truth = np.linalg.norm(Y[a] - Y[b], axis=1)
+    graph = est.geodesics(a, b)
+    refined = est.geodesics(a, b, refine=True)
+    g, r = np.array([p.length for p in graph]), np.array([p.length for p in refined])
+    np.testing.assert_allclose(g, est.distances(a)[np.arange(len(a)), b], rtol=1e-12)
+    assert np.median(g / truth) > 1.05  # the graph stage alone is off
+    assert np.median(r / truth) < 1.005 and (r / truth).max() < 1.01
+    assert (r / truth).min() >= 1 - 1e-3  # an upper bound up to quadrature error
+    assert np.all(r <= g * (1 + 1e-12))
+    fine = est.metric_.with_nodes(64)
+    for p in refined[:10]:
+        assert fine.curve_length(p.points) == pytest.approx(p.length, rel=1e-3)
+        assert p.indices[0] in a and p.indices[-1] in b and np.all(p.indices[1:-1] == -1)
+
+
+def test_refined_kneighbors_are_shorter_and_closer_to_the_truth(curved_10d):
+    est, Y = curved_10d
+    sources = np.arange(0, 600, 40)
+    d0, i0 = est.kneighbors(sources, 5)
+    d1, i1 = est.kneighbors(sources, 5, refine={"n_points": 12})
+    assert np.all(np.diff(d1, axis=1) >= 0)
+    for row in range(len(sources)):  # the same candidates, each refined length <= graph's
+        before = dict(zip(i0[row], d0[row]))
+        assert set(i1[row]) == set(before)
+        assert all(d <= before[j] * (1 + 1e-12) for j, d in zip(i1[row], d1[row]))
+    truth0 = np.linalg.norm(Y[sources, None] - Y[i0], axis=2)
+    truth1 = np.linalg.norm(Y[sources, None] - Y[i1], axis=2)
+    assert np.abs(d1 / truth1 - 1).max() < 0.5 * np.abs(d0 / truth0 - 1).max()
+    assert (d1 / truth1).min() >= 1 - 1e-3
+
+
+def test_geodesics_bad_arguments(curved_10d):
+    est, _ = curved_10d
+    with pytest.raises(ValueError, match="same length"):
+        est.geodesics([0, 1], [2])
+    with pytest.raises(TypeError, match="refine"):
+        est.geodesics([0], [1], refine="yes")
+    with pytest.raises(IndexError):
+        est.geodesics([0], [600])
+    with pytest.raises(TypeError, match="n_pints"):
+        est.geodesics([0], [1], refine={"n_pints": 8})
