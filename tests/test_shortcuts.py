@@ -125,9 +125,9 @@ def test_shortcuts_keep_the_graphs_components():
         D = est.fit_transform(X)
     apart = est.component_labels_[:, None] != est.component_labels_[None]
     assert np.all(np.isinf(D[apart])) and np.all(np.isfinite(D[~apart]))
-    other = int(np.flatnonzero(apart[0])[0])
+    same, other = int(np.flatnonzero(~apart[0])[1]), int(np.flatnonzero(apart[0])[0])
     with pytest.raises(ValueError, match="1 of 2 pairs lie in different connected components"):
-        est.geodesics([0, 0], [1, other], refine=True)
+        est.geodesics([0, 0], [same, other], refine=True)
 
 
 def test_default_graph_is_robust_to_an_outlier():
