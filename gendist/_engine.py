@@ -481,10 +481,10 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         order = np.argsort(dist, axis=1, kind="stable")
         return np.take_along_axis(dist, order, 1), np.take_along_axis(ind, order, 1)
 
-    def kneighbors_graph(self, n_neighbors: int = 5, mode: str = "distance"):
+    def kneighbors_graph(self, n_neighbors: int = 5, mode: str = "distance", refine=False):
         """Sparse kNN graph in scikit-learn's precomputed convention; see
         :func:`gendist.interop.kneighbors_graph`."""
-        return kneighbors_graph(self, n_neighbors, mode)
+        return kneighbors_graph(self, n_neighbors, mode, refine)
 
     def sparse_cost_matrix(self, limit: float, dtype="float64"):
         """The distances up to ``limit`` as a symmetric sparse matrix; see

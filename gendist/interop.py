@@ -93,7 +93,7 @@ def given_neighbours(estimator, X):
     return graph, join_k
 
 
-def kneighbors_graph(estimator, n_neighbors: int = 5, mode: str = "distance"):
+def kneighbors_graph(estimator, n_neighbors: int = 5, mode: str = "distance", refine=False):
     """The k nearest neighbours of every vertex under the fitted metric, as a sparse graph.
 
     In scikit-learn's precomputed convention (that of ``KNeighborsTransformer``), which
@@ -112,6 +112,10 @@ def kneighbors_graph(estimator, n_neighbors: int = 5, mode: str = "distance"):
     estimator : fitted GenerativeDistance or LatentDistance
     n_neighbors : int, default=5
     mode : {"distance", "connectivity"}, default="distance"
+    refine : bool or dict, default=False
+        Refine the paths to the neighbours found in one batch (see
+        :meth:`~gendist.GenerativeDistance.kneighbors`): in high dimension the accurate
+        lengths, at the cost of model evaluations along n k paths.
 
     Returns
     -------
@@ -126,7 +130,7 @@ def kneighbors_graph(estimator, n_neighbors: int = 5, mode: str = "distance"):
     N = estimator.graph_.shape[0]
     others = k if mode == "distance" else k - 1
     if others:
-        dist, ind = estimator.kneighbors(n_neighbors=others)
+        dist, ind = estimator.kneighbors(n_neighbors=others, refine=refine)
     else:
         dist, ind = np.empty((N, 0)), np.empty((N, 0), dtype=np.int64)
     dist = np.hstack([np.zeros((N, 1)), np.asarray(dist, dtype=np.float64)])

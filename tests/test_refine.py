@@ -265,3 +265,22 @@ def test_geodesics_bad_arguments(curved_10d):
         est.geodesics([0], [600])
     with pytest.raises(TypeError, match="n_pints"):
         est.geodesics([0], [1], refine={"n_pints": 8})
+
+
+def test_refined_kneighbors_graph_is_closer_to_the_closed_form():
+    from gendist import GenerativeDistance
+
+    model = _Inversion(8).double()
+    X = np.random.default_rng(5).uniform(size=(100, 8))
+    Y = model.phi(X)
+    est = GenerativeDistance(TorchDensity(model), lam=model.lam, beta=1.0, p0=0.0).fit(X)
+    G0 = est.kneighbors_graph(2)
+    G1 = est.kneighbors_graph(2, refine={"n_points": 8})
+    errors = []
+    for G in (G0, G1):
+        assert np.all(G.getnnz(axis=1) == 3)  # itself (an explicit zero) and 2 neighbours
+        rows = np.repeat(np.arange(100), 3)
+        truth = np.linalg.norm(Y[rows] - Y[G.indices], axis=1)
+        errors.append(np.abs(G.data[truth > 0] / truth[truth > 0] - 1))
+    assert np.median(errors[1]) < 0.5 * np.median(errors[0])
+    assert errors[1].max() < 5e-3
