@@ -151,6 +151,38 @@ def _finite_difference_lengths(metric):
     return log_lengths_and_grads
 
 
+def _refusals_as_inf(evaluate, refused):
+    """``evaluate(P)`` on a batch of paths, path by path where the model refuses the batch.
+
+    A trial point of a line search (or a corner cut by resampling) can leave the density's
+    domain, where ``log p`` is NaN and the metric raises. Such a path gets ``refused(P)`` (a
+    log-length of +inf) so that its line search steps back, and the other paths of the batch
+    go on. (The starting paths themselves are measured strictly before: a model that fails
+    everywhere is reported there.)
+    """
+
+    def wrapped(P):
+        try:
+            return evaluate(P)
+        except ValueError:
+            if len(P) == 1:
+                return refused(P)
+        parts = [wrapped(P[b : b + 1]) for b in range(len(P))]
+        if isinstance(parts[0], tuple):
+            return tuple(np.concatenate(column) for column in zip(*parts))
+        return np.concatenate(parts)
+
+    return wrapped
+
+
+def _refused_length(P):
+    return np.full(len(P), np.inf)
+
+
+def _refused_length_and_gradient(P):
+    return np.full(len(P), np.inf), np.zeros_like(P)
+
+
 def _gradient_function(metric, method: str, device=None):
     """The log-length gradient of ``method`` ("auto": autograd when the metric offers it and
     torch is installed), checked."""
@@ -164,8 +196,10 @@ def _gradient_function(metric, method: str, device=None):
             "use method='finite-difference'."
         )
     if method == "autograd" or (method == "auto" and differentiable and _has_torch()):
-        return _autograd_lengths(metric, device)
-    return _finite_difference_lengths(metric)
+        gradients = _autograd_lengths(metric, device)
+    else:
+        gradients = _finite_difference_lengths(metric)
+    return _refusals_as_inf(gradients, _refused_length_and_gradient)
 
 
 def _ragged_log_lengths(metric, paths: list) -> np.ndarray:
@@ -422,14 +456,15 @@ def _refine_batch(
     in place."""
     log_start = info["log_length"][index].copy()
     P = _ragged_resample(starts, n_points)
-    previous = metric.log_polyline_lengths(P)
+    log_lengths_of = _refusals_as_inf(metric.log_polyline_lengths, _refused_length)
+    previous = log_lengths_of(P)
     improved = previous < log_start
     for a in np.flatnonzero(improved):  # resampling alone already shortened the path
         best[index[a]] = P[a].copy()
     best_log = np.minimum(previous, log_start)
-    active = np.arange(len(starts))
+    active = np.flatnonzero(np.isfinite(previous))  # resampling may leave the domain
     stale = np.zeros(len(starts), dtype=np.int64)  # rounds in a row without a new best
-    info["converged"][index] = False
+    info["converged"][index[active]] = False
     inner = (n_points - 2, P.shape[2])
     for rounds in progress_bar(range(1, n_rounds + 1), desc="refining", progress=progress):
         A = len(active)
@@ -442,7 +477,8 @@ def _refine_batch(
             )
             log_lengths, grads = gradients(full)
             value = np.exp(log_lengths - base[rows])  # each relative to its starting path
-            grads = (value[:, None, None] * sc[rows]) * grads[:, 1:-1]
+            weight = np.where(np.isfinite(value), value, 0.0)  # inf: refused, stepped back
+            grads = (weight[:, None, None] * sc[rows]) * grads[:, 1:-1]
             return value, grads.reshape(len(rows), -1)
 
         u, jac = _batched_lbfgs(
@@ -451,7 +487,7 @@ def _refine_batch(
         moved = origin + sc * u.reshape(A, *inner)
         P[active] = resample_polylines(np.concatenate([P[active, :1], moved, P[active, -1:]], 1),
                                        n_points)
-        log_lengths = metric.log_polyline_lengths(P[active])
+        log_lengths = log_lengths_of(P[active])
         for a in np.flatnonzero(log_lengths < best_log[active]):
             best[index[active[a]]] = P[active[a]].copy()
         new_best = -np.expm1(log_lengths - best_log[active]) > tol

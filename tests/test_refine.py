@@ -284,3 +284,20 @@ def test_refined_kneighbors_graph_is_closer_to_the_closed_form():
         errors.append(np.abs(G.data[truth > 0] / truth[truth > 0] - 1))
     assert np.median(errors[1]) < 0.5 * np.median(errors[0])
     assert errors[1].max() < 5e-3
+
+
+def test_refinement_steps_back_where_the_density_is_undefined():
+    """log p = log(|x - c|^2 - lam) is NaN inside the ball |x - c|^2 < lam. A path past the
+    ball is pulled towards it (h = lam / |x - c|^2 grows away from c); trial points inside
+    must be refused, not crash the batch, and the result is the inversion's closed form."""
+    model = _Inversion(2, lam=0.125).double()
+    metric = ConformalMetric(TorchDensity(model), np.log(0.125), 1.0, 0.0, 8)
+    c = model.c.numpy()
+    a, b = c + [0.36, 0.02], c + [-0.02, 0.36]  # just outside the ball of radius 0.354
+    far = np.array([a, c + [0.9, 0.9], b])  # a detour far from c
+    paths, lengths = refine_paths(metric, [far, far[::-1]], n_points=16)
+    truth = np.linalg.norm(model.phi(a[None]) - model.phi(b[None]))
+    np.testing.assert_allclose(lengths, truth, rtol=2e-3)
+    assert lengths.min() >= truth * (1 - 1e-3)
+    inside = np.array([((p - c) ** 2).sum(1) < 0.125 for p in paths])
+    assert not inside.any()
