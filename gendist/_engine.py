@@ -14,6 +14,7 @@ and ``geodesic``. A subclass only says what its vertices and its metric are
 
 from __future__ import annotations
 
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -53,6 +54,7 @@ from .paths import (
 )
 from .refine import refine_path, refine_paths
 from .shortcuts import (
+    SHORTCUT_MAX_COST,
     SHORTCUT_MAX_NODES,
     SHORTCUT_STRETCH,
     Shortcuts,
@@ -207,15 +209,26 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             V, rows, cols, values, log_w + self.log_distance_unit_
         )
         self._chord_spacing = chord_spacing(lengths, metric.n_quad)
-        self.graph_stretch_ = np.nan
+        self.graph_stretch_ = self.shortcut_cost_ = np.nan
         self.shortcuts_ = self.shortcuts is True
         if self.shortcuts is not False and self.graph_.nnz:
-            stretch, nodes = graph_stretch(self.graph_, self._start(self.graph_))
-            self.graph_stretch_ = stretch
-            affordable = nodes <= SHORTCUT_MAX_NODES * metric.n_quad
-            self.shortcuts_ = self.shortcuts is True or (
-                stretch > SHORTCUT_STRETCH and affordable
-            )
+            stretch, nodes, cost = graph_stretch(self.graph_, self._start(self.graph_))
+            self.graph_stretch_, self.shortcut_cost_ = stretch, cost
+            affordable = nodes <= SHORTCUT_MAX_NODES * metric.n_quad and cost <= SHORTCUT_MAX_COST
+            if self.shortcuts == "auto":
+                self.shortcuts_ = stretch > SHORTCUT_STRETCH and affordable
+                if stretch > SHORTCUT_STRETCH and not affordable:
+                    warnings.warn(
+                        f"the graph's distances here are a median {stretch:.2f} times the "
+                        f"shortest curves found with shortcuts (graph_stretch_), but a row "
+                        f"with shortcuts took {cost:.0f} times a graph-only row "
+                        f"(shortcut_cost_; the segments average {nodes:.0f} nodes), more than "
+                        f"shortcuts='auto' accepts ({SHORTCUT_MAX_COST:.0f}x): they are off. "
+                        "Pass shortcuts=True to pay for them, or refine the pairs you need "
+                        "(geodesics(a, b, refine=True), kneighbors(..., refine=True)).",
+                        UserWarning,
+                        stacklevel=3,
+                    )
         return self
 
     def _start(self, graph, new_points=None, new_values=None):

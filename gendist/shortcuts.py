@@ -24,6 +24,7 @@ intervals), rounded up to a few node counts so that the segments of a block shar
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +33,7 @@ from ._compute import chunk_rows, row_norms
 from .paths import seeded_shortest_paths, shortest_paths
 
 __all__ = [
+    "SHORTCUT_MAX_COST",
     "SHORTCUT_MAX_NODES",
     "SHORTCUT_STRETCH",
     "Shortcuts",
@@ -40,13 +42,19 @@ __all__ = [
 ]
 
 #: ``shortcuts="auto"`` turns the shortcuts on when the graph's measured median stretch
-#: (graph distance over shortcut distance, :func:`graph_stretch`) exceeds this ...
-SHORTCUT_STRETCH = 1.05
+#: (graph distance over shortcut distance, :func:`graph_stretch`) exceeds this (below 10 %
+#: the n^2 segments buy too little: refine the pairs that matter instead) ...
+SHORTCUT_STRETCH = 1.10
 
-#: ... and a segment needs on average at most this many times ``n_quad`` nodes: where
+#: ... a segment needs on average at most this many times ``n_quad`` nodes: where
 #: segments are long against the edges (low dimension, many points; the stretch there is a
-#: few percent) they would cost far more than the graph.
+#: few percent) they would cost far more than the graph ...
 SHORTCUT_MAX_NODES = 8
+
+#: ... and a row with shortcuts took at most this many times a graph-only row on the sample
+#: (the segments' quadrature evaluates the model n times per row: cheap for a closed-form
+#: density, hundreds of times a Dijkstra run for a large mixture or a flow).
+SHORTCUT_MAX_COST = 30.0
 
 #: Interval counts a segment's quadrature is rounded up to: about four per octave.
 _INTERVALS = np.unique(np.round(2.0 ** (np.arange(0, 64) / 4)).astype(np.int64))
@@ -161,16 +169,22 @@ def graph_stretch(graph, shortcuts: Shortcuts, n_sources: int = 16, seed: int = 
         is left).
     nodes : float
         The mean number of quadrature nodes of a segment from these sources.
+    cost : float
+        Wall time of the rows with shortcuts (segments included) over that of the
+        graph-only rows.
     """
     n = graph.shape[0]
     sources = np.random.default_rng(seed).choice(n, size=min(n_sources, n), replace=False)
+    start = time.perf_counter()
     plain = shortest_paths(graph, sources)
+    middle = time.perf_counter()
     seeded = seeded_shortest_paths(graph, shortcuts(sources))
+    cost = (time.perf_counter() - middle) / max(middle - start, 1e-9)
     lengths = row_norms((shortcuts.points[sources][:, None] - shortcuts.points[None]).reshape(
         -1, shortcuts.points.shape[1]
     ))
     nodes = float(np.mean(shortcuts.n_intervals(lengths))) + 1.0
     keep = np.isfinite(plain) & (seeded > 0)
     if not keep.any():
-        return 1.0, nodes
-    return float(np.median(plain[keep] / seeded[keep])), nodes
+        return 1.0, nodes, cost
+    return float(np.median(plain[keep] / seeded[keep])), nodes, cost

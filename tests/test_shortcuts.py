@@ -1,6 +1,7 @@
 """Shortcuts (gendist.shortcuts) against independent references: the Euclidean limit, a
 closed-form curved metric in d = 3..10, brute force on small graphs, and the default graph."""
 
+import time
 import warnings
 
 import numpy as np
@@ -158,3 +159,20 @@ def test_radius_auto_warns_when_far_points_set_it():
     X, _ = make_moons(300, noise=0.05, random_state=0)
     with pytest.warns(UserWarning, match="far points set it"):
         euclidean_limit(radius="auto", shortcuts=False).fit(np.vstack([X, [[30.0, 30.0]]]))
+
+
+def test_auto_leaves_costly_shortcuts_off_and_says_why():
+    """A model that takes 50 ms a call makes every row's segments far dearer than a
+    Dijkstra run: auto keeps the graph alone and says what to do; True still turns them on."""
+
+    def slow(X):
+        time.sleep(0.05)
+        return np.zeros(len(X))
+
+    X = np.random.default_rng(0).uniform(size=(300, 10))
+    with pytest.warns(UserWarning, match=r"shortcut_cost_.*shortcuts=True.*refine=True"):
+        est = GenerativeDistance(slow, lam=1e12, n_quad=2).fit(X)
+    assert not est.shortcuts_
+    assert est.graph_stretch_ > 1.1 and est.shortcut_cost_ > 30
+    forced = GenerativeDistance(slow, lam=1e12, n_quad=2, shortcuts=True).fit(X)
+    assert forced.shortcuts_
