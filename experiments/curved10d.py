@@ -229,10 +229,7 @@ def _summary(rows, cfg) -> str:
     per_tau = [
         [
             method,
-            *[
-                f"{aggregate(rows, f'nmi_tau{c:g}')[method][0]:.3f}"
-                for c in cfg["relative_taus"]
-            ],
+            *[f"{aggregate(rows, f'nmi_tau{c:g}')[method][0]:.3f}" for c in cfg["relative_taus"]],
         ]
         for method in METHODS
     ]
