@@ -34,6 +34,7 @@ EXPERIMENTS = {
     "moons": "experiments.moons",
     "mnist": "experiments.mnist",
     "latent": "experiments.latent",
+    "curved10d": "experiments.curved10d",
 }
 
 
