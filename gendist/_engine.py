@@ -214,21 +214,20 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         if self.shortcuts is not False and self.graph_.nnz:
             stretch, nodes, cost = graph_stretch(self.graph_, self._start(self.graph_))
             self.graph_stretch_, self.shortcut_cost_ = stretch, cost
-            affordable = nodes <= SHORTCUT_MAX_NODES * metric.n_quad and cost <= SHORTCUT_MAX_COST
-            if self.shortcuts == "auto":
+            affordable = nodes <= SHORTCUT_MAX_NODES * metric.n_quad
+            if self.shortcuts == "auto":  # counts, not times: the same choice on any machine
                 self.shortcuts_ = stretch > SHORTCUT_STRETCH and affordable
-                if stretch > SHORTCUT_STRETCH and not affordable:
-                    warnings.warn(
-                        f"the graph's distances here are a median {stretch:.2f} times the "
-                        f"shortest curves found with shortcuts (graph_stretch_), but a row "
-                        f"with shortcuts took {cost:.0f} times a graph-only row "
-                        f"(shortcut_cost_; the segments average {nodes:.0f} nodes), more than "
-                        f"shortcuts='auto' accepts ({SHORTCUT_MAX_COST:.0f}x): they are off. "
-                        "Pass shortcuts=True to pay for them, or refine the pairs you need "
-                        "(geodesics(a, b, refine=True), kneighbors(..., refine=True)).",
-                        UserWarning,
-                        stacklevel=3,
-                    )
+            if self.shortcuts_ and cost > SHORTCUT_MAX_COST:
+                warnings.warn(
+                    f"shortcuts are on (the graph alone measures a median {stretch:.2f} times "
+                    f"longer, graph_stretch_), and a row with them took {cost:.0f} times a "
+                    f"graph-only row here (shortcut_cost_; the segments average {nodes:.0f} "
+                    "model evaluations each): all pairs will take long. For speed, pass "
+                    "shortcuts=False and refine the pairs you need (geodesics(a, b, "
+                    "refine=True), kneighbors(..., refine=True)), or use landmarks.",
+                    UserWarning,
+                    stacklevel=3,
+                )
         return self
 
     def _start(self, graph, new_points=None, new_values=None):

@@ -82,15 +82,14 @@ class GenerativeDistance(DistanceFeaturesOutMixin, GraphDistanceBase):
         random vertices and come out tens of percent too long (1.7x in 10-D at k = 10);
         the segments remove that stretch (exact in the Euclidean limit) at the cost of
         n^2 segment quadratures for all pairs (long segments get nodes in proportion to
-        their length). ``"auto"`` measures the stretch and the cost on 16 sources at fit
-        (``graph_stretch_``, ``shortcut_cost_``) and turns them on when the stretch exceeds
-        10 %, a segment needs on average at most 8 ``n_quad`` nodes (not in 2-D at large n,
-        where segments are long against the edges and the stretch is a few percent), and a
-        row with shortcuts costs at most 30 graph-only rows (an expensive model, a large
-        mixture or a flow, makes the n segments of a row dearer than that; a warning says
-        so, and refining the pairs that matter is the alternative). The cost is measured, so
-        on a loaded machine the choice near that bound can differ; pass ``True`` or
-        ``False`` for a fixed one. ``shortcuts_`` says what is in use. Components stay as
+        their length). ``"auto"`` measures the stretch on 16 sources at fit
+        (``graph_stretch_``) and turns them on when it exceeds 10 % and a segment needs on
+        average at most 8 ``n_quad`` nodes (not in 2-D at large n, where segments are long
+        against the edges and the stretch is a few percent). Fit also times those rows
+        (``shortcut_cost_``) and warns when a row with shortcuts costs more than 30
+        graph-only rows (an expensive model: a large mixture or a flow evaluated at n
+        segments per row); refining the pairs that matter is then the cheaper way to
+        accurate distances. ``shortcuts_`` says what is in use. Components stay as
         the graph's: no segment joins two of them.
     vertices : {"data", "samples", "both"}, default="data"
         Graph vertices: the training points, ``n_vertex_samples`` points drawn from the

@@ -51,9 +51,10 @@ SHORTCUT_STRETCH = 1.10
 #: few percent) they would cost far more than the graph ...
 SHORTCUT_MAX_NODES = 8
 
-#: ... and a row with shortcuts took at most this many times a graph-only row on the sample
-#: (the segments' quadrature evaluates the model n times per row: cheap for a closed-form
-#: density, hundreds of times a Dijkstra run for a large mixture or a flow).
+#: With shortcuts on, fit warns when a row with them took more than this many times a
+#: graph-only row on the sample (the segments' quadrature evaluates the model n times per
+#: row: cheap for a closed-form density, hundreds of Dijkstra runs for a large mixture or a
+#: flow). A measured time, so it only informs: the choice itself rests on counts.
 SHORTCUT_MAX_COST = 30.0
 
 #: Interval counts a segment's quadrature is rounded up to: about four per octave.
