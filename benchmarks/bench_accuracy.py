@@ -276,6 +276,7 @@ def figure(rows, path):
         ax.axhline(1.02, color="0.6", lw=0.8, ls="--")
         ax.set_xscale("log")
         ax.set_xticks(d, [str(v) for v in d])
+        ax.minorticks_off()
         ax.set_xlabel("dimension d")
         ax.set_ylabel("distance / truth (median, bar to 95th pct)")
         ax.set_title(f"{truth}, n = {n:,}")
