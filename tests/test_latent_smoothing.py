@@ -136,9 +136,7 @@ def test_smoothed_segment_lengths_equal_direct_svd_quadrature(rng, decoder, rank
         h = 1e-6
         E = np.zeros_like(A)
         E[:, 0] = h
-        fd = (metric.log_segment_lengths(A + E, B) - metric.log_segment_lengths(A - E, B)) / (
-            2 * h
-        )
+        fd = (metric.log_segment_lengths(A + E, B) - metric.log_segment_lengths(A - E, B)) / (2 * h)
         np.testing.assert_allclose(At.grad[:, 0].numpy(), fd, rtol=1e-5, atol=1e-8)
 
 
