@@ -35,6 +35,7 @@ EXPERIMENTS = {
     "mnist": "experiments.mnist",
     "latent": "experiments.latent",
     "curved10d": "experiments.curved10d",
+    "cylinders10d": "experiments.cylinders10d",
 }
 
 
