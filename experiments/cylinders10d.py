@@ -370,6 +370,7 @@ def run(out: Path, config: dict | None = None) -> dict:
                 "density": name,
                 "auto_shortcuts": auto_on,
                 "graph_stretch": stretch,
+                "off_data": float(est_auto.shortcuts_off_data_),
                 "graph_components": int(est.n_components_),
             }
             scored = {}

@@ -56,6 +56,7 @@ from .refine import refine_path, refine_paths
 from .shortcuts import (
     SHORTCUT_MAX_COST,
     SHORTCUT_MAX_NODES,
+    SHORTCUT_MAX_OFF_DATA,
     SHORTCUT_STRETCH,
     Shortcuts,
     chord_spacing,
@@ -209,14 +210,40 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             V, rows, cols, values, log_w + self.log_distance_unit_
         )
         self._chord_spacing = chord_spacing(lengths, metric.n_quad)
-        self.graph_stretch_ = self.shortcut_cost_ = np.nan
+        self.graph_stretch_ = self.shortcut_cost_ = self.shortcuts_off_data_ = np.nan
         self.shortcuts_ = self.shortcuts is True
         if self.shortcuts is not False and self.graph_.nnz:
-            stretch, nodes, cost = graph_stretch(self.graph_, self._start(self.graph_))
+            sample = graph_stretch(
+                self.graph_,
+                self._start(self.graph_),
+                nn=self.nn_,
+                data=graph_points,
+                n_neighbors=max(n_neighbors or 0, DEFAULT_NEIGHBORS),
+                radius=radius or 0.0,
+            )
+            stretch, nodes, cost = sample.stretch, sample.nodes, sample.cost
             self.graph_stretch_, self.shortcut_cost_ = stretch, cost
+            self.shortcuts_off_data_ = sample.off_data
             affordable = nodes <= SHORTCUT_MAX_NODES * metric.n_quad
+            on_data = sample.off_data <= SHORTCUT_MAX_OFF_DATA
             if self.shortcuts == "auto":  # counts, not times: the same choice on any machine
-                self.shortcuts_ = stretch > SHORTCUT_STRETCH and affordable
+                self.shortcuts_ = stretch > SHORTCUT_STRETCH and affordable and on_data
+            if stretch > SHORTCUT_STRETCH and not on_data:
+                warnings.warn(
+                    f"the graph alone measures a median {stretch:.2f} times longer than with "
+                    f"straight segments (graph_stretch_), but {sample.off_data:.0%} of the "
+                    "segments that beat their graph path leave the data "
+                    "(shortcuts_off_data_): they cross space without points, such as a gap "
+                    "or the inside of a curved sheet, where only the model prices them. "
+                    + (
+                        "Shortcuts stay off; pass shortcuts=True to follow the model there."
+                        if self.shortcuts == "auto"
+                        else "Check that the model has no density there, or pass "
+                        "shortcuts=False to keep the paths on the data."
+                    ),
+                    UserWarning,
+                    stacklevel=3,
+                )
             if self.shortcuts_ and cost > SHORTCUT_MAX_COST:
                 warnings.warn(
                     f"shortcuts are on (the graph alone measures a median {stretch:.2f} times "

@@ -85,7 +85,12 @@ class GenerativeDistance(DistanceFeaturesOutMixin, GraphDistanceBase):
         their length). ``"auto"`` measures the stretch on 16 sources at fit
         (``graph_stretch_``) and turns them on when it exceeds 10 % and a segment needs on
         average at most 8 ``n_quad`` nodes (not in 2-D at large n, where segments are long
-        against the edges and the stretch is a few percent). Fit also times those rows
+        against the edges and the stretch is a few percent), unless more than 5 % of the
+        segments that beat their graph path leave the data (``shortcuts_off_data_``: a node
+        outside the 10-nearest-neighbour ball of its nearest data point). Such segments
+        cross a gap or the hollow of a curved sheet that only the model prices; a model
+        that fills it would make the shortcuts cross it, so they stay off and fit warns
+        (pass ``True`` to follow the model there). Fit also times those rows
         (``shortcut_cost_``) and warns when a row with shortcuts costs more than 30
         graph-only rows (an expensive model: a large mixture or a flow evaluated at n
         segments per row); refining the pairs that matter is then the cheaper way to
@@ -174,6 +179,10 @@ class GenerativeDistance(DistanceFeaturesOutMixin, GraphDistanceBase):
     shortcut_cost_ : float
         On those sources, the time of the rows with shortcuts over the graph-only rows (nan
         with ``shortcuts=False``).
+    shortcuts_off_data_ : float
+        On those sources, the fraction of the straight segments beating their graph path
+        by more than 10 % that leave the data (:class:`gendist.shortcuts.StretchSample`;
+        nan with ``shortcuts=False``).
     device_ : None or torch.device
         The checked ``device``.
 

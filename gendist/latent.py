@@ -652,7 +652,8 @@ class LatentDistance(DistanceFeaturesOutMixin, GraphDistanceBase):
     n_components_, component_labels_
     radius_ : float or None
         The radius in use.
-    log_distance_unit_, quadrature_error_, shortcuts_, graph_stretch_, shortcut_cost_, device_
+    log_distance_unit_, quadrature_error_, shortcuts_, graph_stretch_, shortcut_cost_,
+    shortcuts_off_data_, device_
         As in :class:`gendist.GenerativeDistance`.
     """
 

@@ -174,3 +174,28 @@ def test_costly_shortcuts_are_told():
     with pytest.warns(UserWarning, match=r"shortcut_cost_.*shortcuts=False.*refine=True"):
         est = GenerativeDistance(slow, lam=1e12, n_quad=2).fit(X)
     assert est.shortcuts_ and est.graph_stretch_ > 1.1 and est.shortcut_cost_ > 30
+
+
+def test_auto_keeps_shortcuts_off_where_the_winning_segments_leave_the_data():
+    """Two uniform cubes in 10-D, 2 apart, under a constant density (which fills the gap):
+    the graph stretches (zig-zag inside each cube, the detour through the one join across),
+    but the straight segments across the empty gap are among those that beat it, so "auto"
+    keeps the shortcuts off and says why. One cube alone: every segment runs through data,
+    and "auto" turns them on."""
+    rng = np.random.default_rng(0)
+    cube = rng.uniform(size=(300, 10))
+    other = rng.uniform(size=(300, 10)) + np.eye(10)[0] * 3.0
+    with pytest.warns(UserWarning, match="leave the data"):
+        est = euclidean_limit().fit(np.vstack([cube, other]))
+    assert est.graph_stretch_ > 1.1 and est.shortcuts_off_data_ > 0.05
+    assert not est.shortcuts_
+    # forced on, the cross distances follow the empty gap straight (the model's choice),
+    # and the user is told the same
+    with pytest.warns(UserWarning, match="leave the data"):
+        forced = euclidean_limit(shortcuts=True).fit(np.vstack([cube, other]))
+    D = forced.distances(np.arange(3))[:, 300:303]
+    np.testing.assert_allclose(D, euclid(cube[:3], other[:3]), rtol=1e-9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        alone = euclidean_limit().fit(cube)
+    assert alone.shortcuts_ and alone.shortcuts_off_data_ <= 0.05

@@ -10,6 +10,7 @@ from scipy.integrate import quad
 
 from experiments import cylinders10d
 from experiments.__main__ import main
+from gendist.shortcuts import SHORTCUT_MAX_OFF_DATA, SHORTCUT_STRETCH
 
 CFG = {**cylinders10d.DEFAULTS, "n_samples": 60}
 
@@ -103,9 +104,12 @@ def test_cylinders10d_quick(tmp_path):
     assert 1 < value("truth", "shortcuts", "median_ratio_to_reference") < graph_ratio
     assert value("truth", "graph", "nmi_mean") > 0.99
     assert value("truth", "shortcuts", "nmi_mean") > 0.99
-    # under the fitted mixture, which does not see the gap between the cylinders: "auto"
-    # turns the shortcuts on, and their straight segments cross the gap
-    assert rows["mixture", "graph"]["auto_shortcuts"] == "True"
+    # under the fitted mixture, which does not see the gap between the cylinders: the
+    # graph stretches, but the segments that beat it leave the data, so "auto" keeps the
+    # shortcuts off; forced on, their straight segments cross the gap
+    assert value("mixture", "graph", "graph_stretch") > SHORTCUT_STRETCH
+    assert value("mixture", "graph", "off_data") > SHORTCUT_MAX_OFF_DATA
+    assert rows["mixture", "graph"]["auto_shortcuts"] == "False"
     assert value("mixture", "shortcuts", "cross_neighbours") > 5 * max(
         value("mixture", "graph", "cross_neighbours"), 0.005
     )
