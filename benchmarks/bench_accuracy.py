@@ -49,31 +49,14 @@ from sklearn.neighbors import kneighbors_graph
 
 from gendist import CallableDensity, GenerativeDistance, TorchDensity
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT)]
 from bench_core import _status_gib, machine, reset_peak_rss  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+from experiments.reference import Inversion  # noqa: E402
+
 N_SOURCES, N_TIMED, N_REFINED = 50, 200, 100
 TRUTHS = ("euclidean", "curved")
-
-
-class Inversion(torch.nn.Module):
-    """``log p = log(|x - c|^2 - lam)``: the metric is the pullback of the Euclidean one under
-    the inversion ``phi`` about ``c`` (radius^2 ``lam``), so ``d(x, y) = |phi(x) - phi(y)|``."""
-
-    def __init__(self, d, lam=0.125):
-        super().__init__()
-        c = np.full(d, 0.5)
-        c[0] = -0.5
-        self.register_buffer("c", torch.tensor(c))
-        self.lam = lam
-
-    def log_prob(self, x):
-        return torch.log(((x - self.c) ** 2).sum(-1) - self.lam)
-
-    def phi(self, X):
-        v = X - self.c.numpy()
-        return self.c.numpy() + self.lam * v / (v**2).sum(1, keepdims=True)
 
 
 def flat(X):

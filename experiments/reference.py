@@ -1,4 +1,5 @@
-"""Ground truth for 2-D densities: generative distances by fast marching (scikit-fmm).
+"""Ground truths: generative distances of 2-D densities by fast marching (scikit-fmm), and a
+density in any dimension whose distances are known in closed form (:class:`Inversion`).
 
 The generative distance from ``a`` is the viscosity solution of the eikonal equation
 ``|grad T| = h`` with ``T(a) = 0``; scikit-fmm solves it on a square grid (second order).
@@ -7,11 +8,37 @@ The generative distance from ``a`` is the viscosity solution of the eikonal equa
 from __future__ import annotations
 
 import numpy as np
+import torch
 from scipy.interpolate import RegularGridInterpolator
 
 from ._common import require
 
-__all__ = ["fast_marching"]
+__all__ = ["Inversion", "fast_marching"]
+
+
+class Inversion(torch.nn.Module):
+    """``log p = log(|x - c|^2 - lam)``: the metric is the pullback of the Euclidean one under
+    the inversion ``phi`` about ``c`` (radius^2 ``lam``), so ``d(x, y) = |phi(x) - phi(y)|``.
+
+    Use it with ``TorchDensity(Inversion(d).double()), lam=lam, beta=1.0, p0=0.0``: the
+    length factor is then ``lam / |x - c|^2``, the conformal factor of the inversion, and
+    the geodesics are circular arcs through ``c``'s mirror images. ``c = (-0.5, 0.5, ...,
+    0.5)`` lies outside the unit cube, so the density is defined on all of it.
+    """
+
+    def __init__(self, d, lam=0.125):
+        super().__init__()
+        c = np.full(d, 0.5)
+        c[0] = -0.5
+        self.register_buffer("c", torch.tensor(c))
+        self.lam = lam
+
+    def log_prob(self, x):
+        return torch.log(((x - self.c) ** 2).sum(-1) - self.lam)
+
+    def phi(self, X):
+        v = X - self.c.numpy()
+        return self.c.numpy() + self.lam * v / (v**2).sum(1, keepdims=True)
 
 
 def _travel_time(h, a, xs, dx):
