@@ -36,6 +36,7 @@ EXPERIMENTS = {
     "latent": "experiments.latent",
     "curved10d": "experiments.curved10d",
     "cylinders10d": "experiments.cylinders10d",
+    "inversion10d": "experiments.inversion10d",
 }
 
 
