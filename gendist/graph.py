@@ -14,6 +14,7 @@ vertices joined to a graph), :func:`min_length_factor` (the A* bound of a weight
 
 from __future__ import annotations
 
+import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
@@ -53,7 +54,7 @@ _MAX_COORDINATE = 1e300
 
 
 #: the blocked matrix-product search is chosen from this many features on (trees below)
-BLOCKED_MIN_FEATURES = 6
+BLOCKED_MIN_FEATURES = 8
 
 #: ... and from this many points on (below, any search takes milliseconds)
 BLOCKED_MIN_SAMPLES = 1000
@@ -85,6 +86,15 @@ def search_method(n_samples: int, n_features: int) -> str:
     if n_features >= BLOCKED_MIN_FEATURES and n_samples >= BLOCKED_MIN_SAMPLES:
         return "blocked"
     return "tree"
+
+
+def _by_row(rows: np.ndarray, values: np.ndarray, n_rows: int, fill) -> np.ndarray:
+    """Values grouped by non-decreasing ``rows`` into a padded (n_rows, longest row) array."""
+    counts = np.bincount(rows, minlength=n_rows)
+    out = np.full((n_rows, int(counts.max(initial=0))), fill, dtype=values.dtype)
+    starts = np.cumsum(counts) - counts
+    out[rows, np.arange(len(rows)) - starts[rows]] = values
+    return out
 
 
 def _threads(n_jobs) -> int:
@@ -132,6 +142,7 @@ class BlockedSearch:
             np.float32
         )}
         self.n_jobs = n_jobs
+        self._local = threading.local()
 
     @staticmethod
     def memory(n: int, d: int) -> int:
@@ -148,14 +159,27 @@ class BlockedSearch:
         d = self.X.shape[1]
         return 2 * (d + 8) * np.finfo(dtype).eps * (sq_query + 2 * self.sq_max)
 
+    def _buffer(self, shape, dtype) -> np.ndarray:
+        """A reused scratch array of this thread (fresh pages cost as much as the product)."""
+        buffers = self._local.__dict__.setdefault("buffers", {})
+        size = shape[0] * shape[1]
+        key = np.dtype(dtype)
+        if key not in buffers or buffers[key].size < size:
+            buffers[key] = np.empty(size, dtype)
+        return buffers[key][:size].reshape(shape)
+
     def _screen(self, Q, bound, dtype):
-        """Pairs (row, column) with screened ``|x_j|^2 - 2 q.x_j <= bound[row]`` and their value."""
+        """Pairs (row, column) with screened ``|x_j|^2 - 2 q.x_j <= bound[row]``, and the values.
+
+        Rows come out in increasing order, columns increasing within a row.
+        """
         A = self._matrix(dtype)
         lhs = np.hstack([Q, np.ones((len(Q), 1))]).astype(dtype)
-        S = lhs @ A.T
+        S = np.matmul(lhs, A.T, out=self._buffer((len(Q), A.shape[0]), dtype))
         if dtype == np.float32:  # round the bound up, never down
             bound = np.nextafter(bound.astype(np.float32), np.float32(np.inf))
-        flat = np.flatnonzero(S <= bound[:, None])
+        mask = np.less_equal(S, bound[:, None], out=self._buffer(S.shape, bool))
+        flat = np.flatnonzero(mask)
         rows, cols = np.divmod(flat, S.shape[1])
         return rows, cols, S.ravel()[flat].astype(np.float64)
 
@@ -183,16 +207,16 @@ class BlockedSearch:
             rows, cols, vals = rows[keep], cols[keep], vals[keep]
         vals += sq_q[rows]
         # the k-th smallest screened value u of each row: the exact k nearest lie within 2 s
-        order = np.lexsort((vals, rows))
-        starts = np.searchsorted(rows[order], np.arange(len(Y)))
-        kth = vals[order[starts + k - 1]]
+        kth = np.partition(_by_row(rows, vals, len(Y), np.inf), k - 1, axis=1)[:, k - 1]
         keep = vals <= kth[rows] + 2 * s[rows]
         rows, cols = rows[keep], cols[keep]
-        exact = _pair_lengths(Y, rows, cols, self.X)
-        order = np.lexsort((cols, exact, rows))
-        starts = np.searchsorted(rows[order], np.arange(len(Y)))
-        take = order[starts[:, None] + np.arange(k)]
-        return exact[take], cols[take]
+        exact = _by_row(rows, _pair_lengths(Y, rows, cols, self.X), len(Y), np.inf)
+        # a stable sort keeps equal lengths in increasing column order
+        nearest = np.argsort(exact, axis=1, kind="stable")[:, :k]
+        return (
+            np.take_along_axis(exact, nearest, 1),
+            np.take_along_axis(_by_row(rows, cols, len(Y), -1), nearest, 1),
+        )
 
     def _radius_block(self, Y, first, radius, self_query, exact_all):
         Q, sq_q = self._query(Y)
