@@ -138,9 +138,9 @@ class BlockedSearch:
         centred = X - self.center
         self.sq = np.einsum("ij,ij->i", centred, centred)
         self.sq_max = float(self.sq.max()) if n else 0.0
-        self.augmented = {np.float32: np.hstack([-2 * centred, self.sq[:, None]]).astype(
-            np.float32
-        )}
+        self.augmented = {
+            np.float32: np.hstack([-2 * centred, self.sq[:, None]]).astype(np.float32)
+        }
         self.n_jobs = n_jobs
         self._local = threading.local()
 
@@ -263,9 +263,7 @@ class BlockedSearch:
         n = self.X.shape[0]
         # the screen (float64 at worst), its mask, the candidates' indices and values
         row_bytes = n * (8 + 1) + 16 * (k + 1) * 64 + 8 * (n // 16 + 1)
-        parts = self._blocks(
-            Y, lambda B, s: self._knn_block(B, s, k, self_query), row_bytes
-        )
+        parts = self._blocks(Y, lambda B, s: self._knn_block(B, s, k, self_query), row_bytes)
         if not parts:
             return np.empty((0, k)), np.empty((0, k), dtype=np.int64)
         return np.vstack([p[0] for p in parts]), np.vstack([p[1] for p in parts])
