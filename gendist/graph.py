@@ -209,14 +209,14 @@ class BlockedSearch:
         # the k-th smallest screened value u of each row: the exact k nearest lie within 2 s
         kth = np.partition(_by_row(rows, vals, len(Y), np.inf), k - 1, axis=1)[:, k - 1]
         keep = vals <= kth[rows] + 2 * s[rows]
-        rows, cols = rows[keep], cols[keep]
-        exact = _by_row(rows, _pair_lengths(Y, rows, cols, self.X), len(Y), np.inf)
+        cols = _by_row(rows[keep], cols[keep], len(Y), -1)
+        # exact lengths as _pair_lengths computes them, each query broadcast over its row
+        delta = self.X[np.maximum(cols, 0)] - Y[:, None, :]
+        exact = row_norms(delta.reshape(-1, Y.shape[1])).reshape(cols.shape)
+        exact[cols < 0] = np.inf
         # a stable sort keeps equal lengths in increasing column order
         nearest = np.argsort(exact, axis=1, kind="stable")[:, :k]
-        return (
-            np.take_along_axis(exact, nearest, 1),
-            np.take_along_axis(_by_row(rows, cols, len(Y), -1), nearest, 1),
-        )
+        return np.take_along_axis(exact, nearest, 1), np.take_along_axis(cols, nearest, 1)
 
     def _radius_block(self, Y, first, radius, self_query, exact_all):
         Q, sq_q = self._query(Y)
@@ -261,8 +261,10 @@ class BlockedSearch:
         indices : ndarray of shape (m, k), int64; equal distances by increasing index
         """
         n = self.X.shape[0]
-        # the screen (float64 at worst), its mask, the candidates' indices and values
-        row_bytes = n * (8 + 1) + 16 * (k + 1) * 64 + 8 * (n // 16 + 1)
+        # the screen (float64 at worst), its mask, the candidates' indices and values, the
+        # sample's distances, the differences to the kept candidates
+        d = self.X.shape[1]
+        row_bytes = n * (8 + 1) + 16 * (k + 1) * 64 + 8 * (n // 16 + 1) + 16 * (k + 8) * d
         parts = self._blocks(Y, lambda B, s: self._knn_block(B, s, k, self_query), row_bytes)
         if not parts:
             return np.empty((0, k)), np.empty((0, k), dtype=np.int64)
@@ -297,7 +299,7 @@ class NeighbourIndex(NearestNeighbors):
     **Search.** With ``algorithm="auto"`` and the Euclidean metric, the search is chosen by
     :func:`search_method` from the shape of the fitted points: scikit-learn's trees in low
     dimension, :class:`BlockedSearch` (blocked matrix products, float64-exact results, on
-    ``n_jobs`` threads, all cores when None) from :data:`BLOCKED_MIN_FEATURES` features on;
+    ``n_jobs`` threads, all cores when None, as BLAS) from :data:`BLOCKED_MIN_FEATURES` features on;
     :attr:`method_` says which. Both return the same neighbours, up to the order of points
     at exactly equal distances. Another ``algorithm`` or metric is scikit-learn's own search.
     The blocked search needs 12 (d + 1) bytes per point beyond the points; when that exceeds
