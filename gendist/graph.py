@@ -6,8 +6,9 @@ zero-length edges, which are kept as explicit zeros: scipy's shortest paths trea
 zero in a sparse matrix as an edge of weight 0, so duplicates stay at distance 0 instead of
 falling apart into separate components.
 
-:func:`neighbourhood_graph` is the one entry point (scikit-learn's neighbour search on the
-CPU, :func:`torch_edges` on a device). Building blocks, for advanced use: :func:`build_edges`,
+:func:`neighbourhood_graph` is the one entry point (:class:`NeighbourIndex` on the CPU: trees
+in low dimension, blocked matrix products in high, chosen by :func:`search_method`;
+:func:`torch_edges` on a device). Building blocks, for advanced use: :func:`build_edges`,
 :func:`radius_edges`, :func:`knn_edges`, :func:`symmetric_csr`, :func:`add_vertices` (new
 vertices joined to a graph), :func:`min_length_factor` (the A* bound of a weighted graph).
 """
@@ -33,6 +34,8 @@ from ._validation import check_int, check_positive
 __all__ = [
     "neighbourhood_graph",
     "NeighbourIndex",
+    "BlockedSearch",
+    "search_method",
     "auto_radius",
     "join_edges",
     "component_report",
