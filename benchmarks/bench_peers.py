@@ -106,7 +106,7 @@ def _knn_peers(X, d, n):
             NearestNeighbors(algorithm="kd_tree", n_jobs=-1).fit(X).kneighbors(None, K)
         )
     faiss = optional("faiss")
-    if faiss is not None and n * n * d <= 2e12:
+    if faiss is not None and n <= (20_000 if d <= 3 else 100_000):  # brute force: n^2 d
 
         def flat():
             index = faiss.IndexFlatL2(d)
