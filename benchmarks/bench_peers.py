@@ -36,7 +36,7 @@ from benchmarks.bench_core import machine  # noqa: E402
 from gendist.densities import as_density, evaluate_log_density  # noqa: E402
 from gendist.graph import NeighbourIndex, build_edges, search_method, symmetric_csr  # noqa: E402
 from gendist.metric import ConformalMetric  # noqa: E402
-from gendist.paths import shortest_paths  # noqa: E402
+from gendist.paths import pair_shortest_path, reconstruct_path, shortest_paths  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = ("stage", "d", "n", "gendist_s", "peer", "peer_s", "limit_fraction", "note")
@@ -262,6 +262,46 @@ def paths_stage(quick: bool) -> list[dict]:
     return out
 
 
+def pair_stage(quick: bool) -> list[dict]:
+    """Single-pair queries (gendist.paths.pair_shortest_path with the A* lower bound) against
+    one plain single-source run (scipy, with predecessors, and the path read off them)."""
+    out = []
+    n = 20_000
+    X, rows, cols, lengths = _graph(n)
+    G = symmetric_csr(n, rows, cols, lengths)
+    rng = np.random.default_rng(1)
+    sources = rng.integers(n, size=4 if quick else 12)
+    order = np.argsort(dijkstra(G, True, indices=sources), axis=1)
+
+    def plain(a, b):
+        dist, pred = dijkstra(G, True, indices=a, return_predecessors=True)
+        return dist[b], reconstruct_path(pred, a, b)
+
+    for rank in (0.001, 0.01, 0.1, 0.5, 1.0):
+        ratios, ours, theirs = [], [], []
+        for row, a in enumerate(sources):
+            b = int(order[row, int(rank * (n - 1))])
+            bound = float(np.linalg.norm(X[a] - X[b]))  # weights are lengths: factor 1
+            assert pair_shortest_path(G, a, b, bound)[0] == plain(a, b)[0]  # the same float
+            times = interleaved(
+                {"pair": lambda a=a, b=b, c=bound: pair_shortest_path(G, a, b, c),
+                 "plain": lambda a=a, b=b: plain(a, b)}, 3
+            )  # fmt: skip
+            ours.append(times["pair"])
+            theirs.append(times["plain"])
+            ratios.append(times["pair"] / times["plain"])
+        note = (
+            f"target at distance rank {100 * rank:g} %; {len(sources)} pairs; median of the "
+            f"per-pair ratios {np.median(ratios):.2f} (worst {max(ratios):.2f})"
+        )
+        out.append(
+            _row("pair query", 2, n, float(np.median(ours)),
+                 {"scipy single-source run": float(np.median(theirs))}, None, note)
+        )  # fmt: skip
+        print(out[-1], flush=True)
+    return out
+
+
 def gpu_stage(quick: bool) -> list[dict]:
     """GPU rows (torch blocked kNN, batched Bellman-Ford): pending without a CUDA device."""
     torch = optional("torch")
@@ -285,7 +325,7 @@ def density_stage(quick: bool) -> list[dict]:
     return density_rows(quick)
 
 
-STAGES = [knn_stage, weights_stage, paths_stage, density_stage, gpu_stage]
+STAGES = [knn_stage, weights_stage, paths_stage, pair_stage, density_stage, gpu_stage]
 
 #: theoretical exponent in n of each stage (at fixed d, k), for the fits
 THEORY = {
@@ -340,7 +380,9 @@ def report(rows, fits, quick: bool) -> str:
         "scikit-learn (brute force, KD-tree, all cores), scipy's cKDTree (all cores) and "
         "faiss's exact `IndexFlatL2` (float32, not float64-exact). Dijkstra: 64 sources on "
         "a 2-D 15-NN graph into a dense float64 block, result conversion included; every "
-        "peer's block is checked equal to scipy's before timing.",
+        "peer's block is checked equal to scipy's before timing. Pair query: one pair's distance "
+        "and path against one plain single-source run (the same float, checked), by how far "
+        "the target is (rank of its distance among all vertices).",
         "",
         "| stage | d | n | gendist (s) | best peer | peer (s) | ratio | limit | note |",
         "|---|---|---|---|---|---|---|---|---|",
