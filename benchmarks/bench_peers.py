@@ -358,6 +358,32 @@ def _fmt(x, spec):
     return "—" if not isinstance(x, str) and not np.isfinite(x) else format(x, spec)
 
 
+def findings(rows) -> list[str]:
+    """What the table decides: the worst ratio per stage, and whether a peer engine is >= 2x."""
+    out = []
+    for stage in dict.fromkeys(r["stage"] for r in rows):
+        timed = [r for r in rows if r["stage"] == stage and np.isfinite(r["peer_s"])]
+        if not timed:
+            continue
+        worst = max(timed, key=lambda r: r["gendist_s"] / r["peer_s"])
+        line = (
+            f"- {stage}: gendist / best peer from "
+            f"{min(r['gendist_s'] / r['peer_s'] for r in timed):.2f} to "
+            f"{worst['gendist_s'] / worst['peer_s']:.2f} (worst: d = {worst['d']}, "
+            f"n = {worst['n']:,}, against {worst['peer']})."
+        )
+        if stage.startswith("Dijkstra"):
+            speedup = max(r["gendist_s"] / r["peer_s"] for r in timed)
+            line += (
+                f" The fastest peer is at most {speedup:.2f}x scipy's speed, below the 2x that "
+                "would justify another engine: scipy's Dijkstra stays the CPU backend."
+                if speedup < 2
+                else f" A peer is {speedup:.2f}x faster: worth an optional backend."
+            )
+        out.append(line)
+    return out
+
+
 def report(rows, fits, quick: bool) -> str:
     lines = [
         "# Benchmark: every stage against the machine's limits and the best peer library",
@@ -395,6 +421,7 @@ def report(rows, fits, quick: bool) -> str:
             f"{_fmt(100 * r['limit_fraction'], '.1f')}"
             f"{'' if np.isnan(r['limit_fraction']) else ' %'} | {r['note']} |"
         )
+    lines += ["", *findings(rows)]
     lines += [
         "",
         "Fitted exponent of gendist's time in n (slope of log time against log n over the "
