@@ -6,27 +6,36 @@ zero-length edges, which are kept as explicit zeros: scipy's shortest paths trea
 zero in a sparse matrix as an edge of weight 0, so duplicates stay at distance 0 instead of
 falling apart into separate components.
 
-:func:`neighbourhood_graph` is the one entry point (scikit-learn's neighbour search on the
-CPU, :func:`torch_edges` on a device). Building blocks, for advanced use: :func:`build_edges`,
+:func:`neighbourhood_graph` is the one entry point (:class:`NeighbourIndex` on the CPU: trees
+in low dimension, blocked matrix products in high, chosen by :func:`search_method`;
+:func:`torch_edges` on a device). Building blocks, for advanced use: :func:`build_edges`,
 :func:`radius_edges`, :func:`knn_edges`, :func:`symmetric_csr`, :func:`add_vertices` (new
 vertices joined to a graph), :func:`min_length_factor` (the A* bound of a weighted graph).
 """
 
 from __future__ import annotations
 
+import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from joblib import effective_n_jobs
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
 from sklearn.neighbors import NearestNeighbors
+from sklearn.utils import check_array
+from sklearn.utils.validation import check_is_fitted
+from threadpoolctl import threadpool_limits
 
-from ._compute import chunk_rows, row_norms, to_numpy
+from ._compute import chunk_rows, default_memory_limit, row_norms, to_numpy
 from ._validation import check_int, check_positive
 
 __all__ = [
     "neighbourhood_graph",
     "NeighbourIndex",
+    "BlockedSearch",
+    "search_method",
     "auto_radius",
     "join_edges",
     "component_report",
@@ -47,20 +56,271 @@ _SEARCH_RANGE = 2.0**-200
 _MAX_COORDINATE = 1e300
 
 
-class NeighbourIndex(NearestNeighbors):
-    """scikit-learn's :class:`~sklearn.neighbors.NearestNeighbors` at any scale float64 holds.
+#: the blocked matrix-product search is chosen from this many features on (trees below)
+BLOCKED_MIN_FEATURES = 8
 
-    Its searches use squared distances, which overflow for coordinates near 1e155 and
-    underflow near 1e-160, so neighbours come out wrong or the search fails. Here the points
-    are divided by a power of two (an exact operation) that brings their largest magnitude
-    near 1 when it lies outside [2^-200, 2^200], and queries, radii and returned distances
-    are converted; inside that range nothing changes. Coordinates beyond 1e300 in magnitude
-    are refused (their differences overflow).
+#: ... and from this many points on (below, any search takes milliseconds)
+BLOCKED_MIN_SAMPLES = 1000
+
+#: a block's screen runs in float32 unless its rounding slack exceeds this fraction of the
+#: squared search radius of some row (then float64)
+_FLOAT32_SLACK = 0.125
+
+
+def search_method(n_samples: int, n_features: int) -> str:
+    """The exact neighbour search :class:`NeighbourIndex` runs for Euclidean data of this shape.
+
+    Trees (scikit-learn's KD-tree) prune well in low dimension, where a query visits
+    O(log n) cells; from :data:`BLOCKED_MIN_FEATURES` features on their pruning fails and a
+    query visits a growing share of all points (scikit-learn's 10-D KD-tree grows like
+    n^1.9), while a blocked all-pairs search runs at matrix-product speed
+    (:class:`BlockedSearch`). Below :data:`BLOCKED_MIN_SAMPLES` points the tree is kept: both
+    take milliseconds.
+
+    Parameters
+    ----------
+    n_samples, n_features : int
+        Shape of the fitted points.
+
+    Returns
+    -------
+    method : {"tree", "blocked"}
+    """
+    if n_features >= BLOCKED_MIN_FEATURES and n_samples >= BLOCKED_MIN_SAMPLES:
+        return "blocked"
+    return "tree"
+
+
+def _by_row(rows: np.ndarray, values: np.ndarray, n_rows: int, fill) -> np.ndarray:
+    """Values grouped by non-decreasing ``rows`` into a padded (n_rows, longest row) array."""
+    counts = np.bincount(rows, minlength=n_rows)
+    out = np.full((n_rows, int(counts.max(initial=0))), fill, dtype=values.dtype)
+    starts = np.cumsum(counts) - counts
+    out[rows, np.arange(len(rows)) - starts[rows]] = values
+    return out
+
+
+def _threads(n_jobs) -> int:
+    """Worker threads of the blocked search: ``n_jobs``, or all cores when None (as BLAS)."""
+    return effective_n_jobs(-1 if n_jobs is None else n_jobs)
+
+
+class BlockedSearch:
+    """Exact Euclidean kNN and radius search by blocked matrix products, in float64 results.
+
+    For a block of queries q, ``|x_j|^2 - 2 q.x_j`` for all fitted points x_j is one matrix
+    product with the augmented matrix ``[-2 X, |X|^2]`` (points centred first, which keeps
+    the norms, and so the rounding, small). That expanded form is inexact, so it only
+    *screens*: every product carries a rounding bound ``s`` (a multiple of the unit roundoff
+    times ``|q|^2 + 2 max |x|^2``, covering the product, the conversion to float32 and the
+    norms), and a point is kept as a candidate whenever its screened value could be within
+    the search radius. The kept candidates' distances are then recomputed exactly from the
+    coordinates (:func:`_pair_lengths`), so the neighbours and the reported lengths are those
+    of an exact search: the same sets as a KD-tree's, ties at exactly equal distances aside.
+
+    kNN: the search radius of a query is bounded from above by its (k+1)-th smallest
+    distance to a fixed random sample of 1/16 of the points (computed first, in float64),
+    so a candidate set holds about 16 k points; among them only those whose screened value
+    lies within ``2 s`` of the k-th smallest screened value are recomputed. A block screens
+    in float32 (twice the speed) unless its bound ``s`` exceeds 1/8 of some row's squared
+    radius, then in float64. Blocks of queries run on ``n_jobs`` threads (BLAS on one
+    thread each); their size comes from :func:`gendist._compute.chunk_rows`.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d), float64
+        The fitted points.
+    n_jobs : int, optional
+        Threads; None uses every core.
+    """
+
+    def __init__(self, X: np.ndarray, n_jobs: int | None = None):
+        self.X = X
+        n, d = X.shape
+        self.center = X.mean(axis=0)
+        centred = X - self.center
+        self.sq = np.einsum("ij,ij->i", centred, centred)
+        self.sq_max = float(self.sq.max()) if n else 0.0
+        self.augmented = {
+            np.float32: np.hstack([-2 * centred, self.sq[:, None]]).astype(np.float32)
+        }
+        self.n_jobs = n_jobs
+        self._local = threading.local()
+
+    @staticmethod
+    def memory(n: int, d: int) -> int:
+        """Bytes the search holds beyond the points: the float32 and float64 screens."""
+        return 12 * n * (d + 1)
+
+    def _matrix(self, dtype) -> np.ndarray:
+        if dtype not in self.augmented:  # the float64 screen, made when first needed
+            centred = self.X - self.center
+            self.augmented[dtype] = np.hstack([-2 * centred, self.sq[:, None]])
+        return self.augmented[dtype]
+
+    def _slack(self, sq_query: np.ndarray, dtype) -> np.ndarray:
+        d = self.X.shape[1]
+        return 2 * (d + 8) * np.finfo(dtype).eps * (sq_query + 2 * self.sq_max)
+
+    def _buffer(self, shape, dtype) -> np.ndarray:
+        """A reused scratch array of this thread (fresh pages cost as much as the product)."""
+        buffers = self._local.__dict__.setdefault("buffers", {})
+        size = shape[0] * shape[1]
+        key = np.dtype(dtype)
+        if key not in buffers or buffers[key].size < size:
+            buffers[key] = np.empty(size, dtype)
+        return buffers[key][:size].reshape(shape)
+
+    def _screen(self, Q, bound, dtype):
+        """Pairs (row, column) with screened ``|x_j|^2 - 2 q.x_j <= bound[row]``, and the values.
+
+        Rows come out in increasing order, columns increasing within a row.
+        """
+        A = self._matrix(dtype)
+        lhs = np.hstack([Q, np.ones((len(Q), 1))]).astype(dtype)
+        S = np.matmul(lhs, A.T, out=self._buffer((len(Q), A.shape[0]), dtype))
+        if dtype == np.float32:  # round the bound up, never down
+            bound = np.nextafter(bound.astype(np.float32), np.float32(np.inf))
+        mask = np.less_equal(S, bound[:, None], out=self._buffer(S.shape, bool))
+        flat = np.flatnonzero(mask)
+        rows, cols = np.divmod(flat, S.shape[1])
+        return rows, cols, S.ravel()[flat].astype(np.float64)
+
+    def _query(self, Y):
+        Q = Y - self.center
+        return Q, np.einsum("ij,ij->i", Q, Q)
+
+    def _knn_block(self, Y, first, k, self_query):
+        n = self.X.shape[0]
+        Q, sq_q = self._query(Y)
+        s64 = self._slack(sq_q, np.float64)
+        m = min(n, max(n // 16, 16 * (k + 1)))
+        if m <= k:
+            radius2 = np.full(len(Y), np.inf)
+        else:
+            sample = np.random.default_rng(0).choice(n, m, replace=False)
+            S = np.hstack([Q, np.ones((len(Q), 1))]) @ self._matrix(np.float64)[sample].T
+            radius2 = np.partition(S, k, axis=1)[:, k] + sq_q + s64
+        s32 = self._slack(sq_q, np.float32)
+        dtype = np.float32 if np.all(s32 <= _FLOAT32_SLACK * radius2) else np.float64
+        s = s32 + s64 if dtype == np.float32 else 2 * s64
+        rows, cols, vals = self._screen(Q, radius2 + s - sq_q, dtype)
+        if self_query:
+            keep = cols != first + rows
+            rows, cols, vals = rows[keep], cols[keep], vals[keep]
+        vals += sq_q[rows]
+        # the k-th smallest screened value u of each row: the exact k nearest lie within 2 s
+        kth = np.partition(_by_row(rows, vals, len(Y), np.inf), k - 1, axis=1)[:, k - 1]
+        keep = vals <= kth[rows] + 2 * s[rows]
+        cols = _by_row(rows[keep], cols[keep], len(Y), -1)
+        # exact lengths as _pair_lengths computes them, each query broadcast over its row
+        delta = self.X[np.maximum(cols, 0)] - Y[:, None, :]
+        exact = row_norms(delta.reshape(-1, Y.shape[1])).reshape(cols.shape)
+        exact[cols < 0] = np.inf
+        # a stable sort keeps equal lengths in increasing column order
+        nearest = np.argsort(exact, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(exact, nearest, 1), np.take_along_axis(cols, nearest, 1)
+
+    def _radius_block(self, Y, first, radius, self_query, exact_all):
+        Q, sq_q = self._query(Y)
+        s64 = self._slack(sq_q, np.float64)
+        s32 = self._slack(sq_q, np.float32)
+        dtype = np.float32 if np.all(s32 <= _FLOAT32_SLACK * radius**2) else np.float64
+        s = s32 + s64 if dtype == np.float32 else 2 * s64
+        rows, cols, vals = self._screen(Q, radius**2 + s - sq_q, dtype)
+        if self_query:
+            keep = cols != first + rows
+            rows, cols, vals = rows[keep], cols[keep], vals[keep]
+        vals += sq_q[rows]
+        lengths = np.full(len(rows), np.nan)
+        check = np.ones(len(rows), bool) if exact_all else vals > radius**2 - s[rows]
+        lengths[check] = _pair_lengths(Y, rows[check], cols[check], self.X)
+        keep = ~check | (lengths <= radius)
+        return first + rows[keep], cols[keep], lengths[keep]
+
+    def _blocks(self, Y, func, row_bytes):
+        """``func(block, first)`` over row blocks of ``Y``, on the worker threads, in order."""
+        workers = _threads(self.n_jobs)
+        step = chunk_rows(row_bytes * workers, max_rows=2048)
+        starts = range(0, Y.shape[0], step)
+        if workers == 1 or len(starts) == 1:
+            return [func(Y[s : s + step], s) for s in starts]
+        with threadpool_limits(1), ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(lambda s: func(Y[s : s + step], s), starts))
+
+    def kneighbors(self, Y, k: int, self_query: bool):
+        """The k nearest fitted points of every row of ``Y``, nearest first.
+
+        Parameters
+        ----------
+        Y : ndarray of shape (m, d)
+        k : int
+        self_query : bool
+            ``Y`` is the fitted points: a point is not its own neighbour (a duplicate is).
+
+        Returns
+        -------
+        distances : ndarray of shape (m, k), exact Euclidean lengths
+        indices : ndarray of shape (m, k), int64; equal distances by increasing index
+        """
+        n = self.X.shape[0]
+        # the screen (float64 at worst), its mask, the candidates' indices and values, the
+        # sample's distances, the differences to the kept candidates
+        d = self.X.shape[1]
+        row_bytes = n * (8 + 1) + 16 * (k + 1) * 64 + 8 * (n // 16 + 1) + 16 * (k + 8) * d
+        parts = self._blocks(Y, lambda B, s: self._knn_block(B, s, k, self_query), row_bytes)
+        if not parts:
+            return np.empty((0, k)), np.empty((0, k), dtype=np.int64)
+        return np.vstack([p[0] for p in parts]), np.vstack([p[1] for p in parts])
+
+    def radius_neighbors(self, Y, radius: float, self_query: bool, return_distance: bool):
+        """Fitted points within ``radius`` (``<=``) of every row of ``Y``.
+
+        Returns
+        -------
+        rows, cols : ndarray of shape (E,), int64
+            Query row and fitted point of every pair, by query row.
+        lengths : ndarray of shape (E,)
+            Exact lengths (NaN where ``return_distance`` is False and the screen alone
+            proved the pair within the radius).
+        """
+        n = self.X.shape[0]
+        parts = self._blocks(
+            Y,
+            lambda B, s: self._radius_block(B, s, radius, self_query, return_distance),
+            n * (8 + 1),
+        )
+        if not parts:
+            return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)
+        return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
+
+
+class NeighbourIndex(NearestNeighbors):
+    """scikit-learn's :class:`~sklearn.neighbors.NearestNeighbors`, exact at any scale and fast
+    in any dimension.
+
+    **Search.** With ``algorithm="auto"`` and the Euclidean metric, the search is chosen by
+    :func:`search_method` from the shape of the fitted points: scikit-learn's trees in low
+    dimension, :class:`BlockedSearch` (blocked matrix products, float64-exact results, on
+    ``n_jobs`` threads, all cores when None, as BLAS) from :data:`BLOCKED_MIN_FEATURES` features on;
+    :attr:`method_` says which. Both return the same neighbours, up to the order of points
+    at exactly equal distances. Another ``algorithm`` or metric is scikit-learn's own search.
+    The blocked search needs 12 (d + 1) bytes per point beyond the points; when that exceeds
+    :func:`gendist._compute.default_memory_limit`, the tree is used.
+
+    **Scale.** Searches use squared distances, which overflow for coordinates near 1e155
+    and underflow near 1e-160. Here the points are divided by a power of two (an exact
+    operation) that brings their largest magnitude near 1 when it lies outside
+    [2^-200, 2^200], and queries, radii and returned distances are converted; inside that
+    range nothing changes. Coordinates beyond 1e300 in magnitude are refused (their
+    differences overflow).
 
     Attributes
     ----------
     scale_ : float
         The power of two the points are divided by (1.0 in the usual range).
+    method_ : {"tree", "blocked", "sklearn"}
+        The search that runs ("sklearn": scikit-learn's, as asked by ``algorithm``/``metric``).
     """
 
     def fit(self, X, y=None):
@@ -74,24 +334,87 @@ class NeighbourIndex(NearestNeighbors):
         self.scale_ = 1.0
         if largest > 0 and not _SEARCH_RANGE <= largest <= 1 / _SEARCH_RANGE:
             self.scale_ = float(2.0 ** np.round(np.log2(largest)))
-        return super().fit(X / self.scale_ if self.scale_ != 1.0 else X)
+        X = X / self.scale_ if self.scale_ != 1.0 else X
+        euclidean = self.metric == "euclidean" or (self.metric == "minkowski" and self.p == 2)
+        self.method_ = "sklearn"
+        self._blocked = None
+        if self.algorithm == "auto" and euclidean and not self.metric_params and X.ndim == 2:
+            self.method_ = search_method(*X.shape)
+            if self.method_ == "blocked" and BlockedSearch.memory(*X.shape) > (
+                default_memory_limit()
+            ):
+                self.method_ = "tree"
+        if self.method_ != "blocked":
+            return super().fit(X)
+        # scikit-learn's fitted state, without building a tree the search will not use
+        super().set_params(algorithm="brute")
+        try:
+            super().fit(X)
+        finally:
+            super().set_params(algorithm="auto")
+        self._blocked = BlockedSearch(np.ascontiguousarray(self._fit_X), self.n_jobs)
+        return self
 
     def _scaled(self, X):
         if X is None or self.scale_ == 1.0:
             return X
         return np.asarray(X, dtype=np.float64) / self.scale_
 
+    def _blocked_query(self, X):
+        """The query points for the blocked search (None: the fitted points themselves)."""
+        if X is None:
+            return self._blocked.X, True
+        X = check_array(X, dtype=np.float64)
+        if X.shape[1] != self._blocked.X.shape[1]:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but the index was fitted on "
+                f"{self._blocked.X.shape[1]}."
+            )
+        return np.ascontiguousarray(self._scaled(X)), False
+
     def kneighbors(self, X=None, n_neighbors=None, return_distance=True):
-        out = super().kneighbors(self._scaled(X), n_neighbors, return_distance)
+        check_is_fitted(self)
+        if self._blocked is None:
+            out = super().kneighbors(self._scaled(X), n_neighbors, return_distance)
+        else:
+            k = self.n_neighbors if n_neighbors is None else n_neighbors
+            Y, self_query = self._blocked_query(X)
+            k = check_int(k, "n_neighbors")
+            available = self.n_samples_fit_ - int(self_query)
+            if k > available:
+                raise ValueError(
+                    f"Expected n_neighbors <= n_samples_fit, but n_neighbors = {k}, "
+                    f"n_samples_fit = {self.n_samples_fit_}, n_samples = {Y.shape[0]}"
+                )
+            dist, ind = self._blocked.kneighbors(Y, k, self_query)
+            out = (dist, ind) if return_distance else ind
         if return_distance and self.scale_ != 1.0:
             return out[0] * self.scale_, out[1]
         return out
 
     def radius_neighbors(self, X=None, radius=None, return_distance=True, sort_results=False):
+        check_is_fitted(self)
         radius = self.radius if radius is None else radius
-        out = super().radius_neighbors(
-            self._scaled(X), radius / self.scale_, return_distance, sort_results
-        )
+        if self._blocked is None:
+            out = super().radius_neighbors(
+                self._scaled(X), radius / self.scale_, return_distance, sort_results
+            )
+        else:
+            Y, self_query = self._blocked_query(X)
+            rows, cols, lengths = self._blocked.radius_neighbors(
+                Y, check_positive(radius / self.scale_, "radius"), self_query, return_distance
+            )
+            if sort_results:
+                order = np.lexsort((cols, lengths, rows))
+                rows, cols, lengths = rows[order], cols[order], lengths[order]
+            bounds = np.searchsorted(rows, np.arange(Y.shape[0] + 1))
+            ind = np.empty(Y.shape[0], dtype=object)
+            ind[:] = np.split(cols, bounds[1:-1])
+            if not return_distance:
+                return ind
+            dist = np.empty(Y.shape[0], dtype=object)
+            dist[:] = np.split(lengths, bounds[1:-1])
+            out = dist, ind
         if return_distance and self.scale_ != 1.0:
             return np.array([d * self.scale_ for d in out[0]], dtype=object), out[1]
         return out

@@ -852,8 +852,63 @@ def nearest_vertices(
     return out_d, out_i
 
 
+#: the rounds of a pair query may settle this share of the graph before one plain
+#: single-source run is cheaper (the last run after the rounds settles up to all of it)
+_PAIR_BUDGET = 1 / 16
+
+#: the fixed cost of one bounded run (scipy sets up arrays over all n vertices), as a share of
+#: the vertices a full run settles
+_RUN_COST = 1 / 128
+
+
+def _heaviest_edge(graph, vertices) -> float:
+    """The largest weight next to ``vertices`` (0.0 when they have no edge)."""
+    return float(np.max(_row_edges(graph, np.asarray(vertices))[2], initial=0.0))
+
+
+def _pair_rounds(graph, source, target, radius, goal, previous, budget, run_cost):
+    """The rounds of :func:`pair_shortest_path`, from ``radius`` on: the best connection
+    found (inf when none, None when the two ends are proven disconnected), once proven or
+    once the next round would pass ``budget`` vertices settled. ``previous`` is the
+    ``(radius, size)`` of the balls before."""
+    work = 0.0
+    while True:
+        dist_s = dijkstra(graph, True, indices=source, limit=radius)
+        dist_t = dijkstra(graph, True, indices=target, limit=radius)
+        ball_s, ball_t = np.flatnonzero(np.isfinite(dist_s)), np.flatnonzero(np.isfinite(dist_t))
+        # connections u -> v (u settled from the source, v from the target), scanned from the
+        # smaller ball: the graph is symmetric, so its edges are the same either way round
+        near, dist_near, dist_far = (
+            (ball_t, dist_t, dist_s) if len(ball_t) < len(ball_s) else (ball_s, dist_s, dist_t)
+        )
+        tails, heads, weights = _row_edges(graph, near)
+        best = min(
+            np.min(dist_near[tails] + weights + dist_far[heads], initial=np.inf),
+            np.min(dist_near[near] + dist_far[near]),
+        )
+        size = len(ball_s) + len(ball_t)
+        work += size + 2 * run_cost
+        if best < 2 * radius:
+            return best  # proven: d = best up to rounding
+        if not np.isfinite(best) and size == previous[1]:
+            # neither ball grew although the radius doubled: one may hold its end's whole
+            # component, without the other end
+            if _closed(graph, ball_s, dist_s) or _closed(graph, ball_t, dist_t):
+                return None
+        # a connection of length `best` bounds the distance: radius best / 2 proves it (or a
+        # shorter one) next round; without one, the distance is at least 2 * radius
+        grown = best / 2 * (1 + 1e-12) if np.isfinite(best) else max(2 * radius, goal)
+        # the next round's balls, grown like the last ones did (at least as a disc's area)
+        exponent = 2.0
+        if size > previous[1] and radius > previous[0]:
+            exponent = max(exponent, np.log(size / previous[1]) / np.log(radius / previous[0]))
+        if work + size * (grown / radius) ** exponent + 2 * run_cost > budget:
+            return best  # cheaper to answer with the last run now
+        previous, radius = (radius, size), grown
+
+
 def pair_shortest_path(graph, source: int, target: int, lower_bound: float = 0.0):
-    """Shortest path between two vertices without a full single-source run.
+    """Shortest path between two vertices, at most about one single-source run's work.
 
     A bidirectional Dijkstra: scipy's Dijkstra grows a ball of radius ``r`` around each
     end (``limit=r``, so only the vertices inside are settled) and the two balls are joined
@@ -861,17 +916,22 @@ def pair_shortest_path(graph, source: int, target: int, lower_bound: float = 0.0
     ``2 r``, which proves it shortest (on the true shortest path, the last vertex within
     ``r`` of the source and its successor, within ``r`` of the target, are such a
     connection). Once a connection of length ``c`` is known, radius ``c / 2`` finishes in one
-    more round. The balls start at ``r = lower_bound / 2``, so an admissible lower bound on
-    the distance (the A* heuristic: the Euclidean distance times the smallest length factor
-    of any edge) saves the first rounds; without one, at the lightest edge at either end.
-    A last run from the source, bounded by the distance now known, settles the target
-    exactly as a full Dijkstra run does: the same float (even where several shortest paths
-    tie and their sums differ in the last bit) and the same path.
+    more round. An admissible lower bound on the distance (the A* heuristic: the Euclidean
+    distance times the smallest length factor of any edge) lets the second round jump to
+    ``r = lower_bound / 2``, or shows at once that such balls are too large. A last run from
+    the source, bounded by the distance now known, settles the target exactly as a full
+    Dijkstra run does: the same float (even where several shortest paths tie and their sums
+    differ in the last bit) and the same path.
 
-    The work is that of balls of radius about ``d(source, target)`` instead of the whole
-    graph, so near pairs are fast; once the rounds would settle more than a quarter of the
-    graph, one full single-source run answers instead (far pairs cost up to about 1.5 full
-    runs).
+    The rounds may settle 1/16 of the graph in all (each run counted with its fixed set-up
+    cost of n/128 vertices). Before each round its balls are foreseen, grown from the last
+    ones by the radius' ratio to the power the balls grew at so far (at least 2, a disc's
+    area); the forecast starts, without running anything, from the balls at the heaviest
+    edge at either end, which hold about the ends and their neighbours. A round that would
+    pass the budget is not run: the last run answers at once, bounded by the best
+    connection known (never more work than a full run). Near pairs thus cost balls of
+    radius about ``d(source, target) / 2``; far pairs, whose balls the lower bound already
+    shows too large, cost one plain run.
 
     Parameters
     ----------
@@ -893,47 +953,25 @@ def pair_shortest_path(graph, source: int, target: int, lower_bound: float = 0.0
     source, target = _check_vertex(source, n, "source"), _check_vertex(target, n, "target")
     if source == target:
         return 0.0, np.array([source], dtype=np.int64)
-    radius = 0.5 * float(lower_bound)
-    if not 0 < radius < np.inf:
-        radius = _lightest_edge(graph, [source, target])
-    work, previous_size = 0, -1  # vertices settled so far, over all rounds; last round's
-    while True:
-        dist_s = dijkstra(graph, True, indices=source, limit=radius)
-        dist_t = dijkstra(graph, True, indices=target, limit=radius)
-        ball_s, ball_t = np.flatnonzero(np.isfinite(dist_s)), np.flatnonzero(np.isfinite(dist_t))
-        # connections u -> v (u settled from the source, v from the target), scanned from the
-        # smaller ball: the graph is symmetric, so its edges are the same either way round
-        near, dist_near, dist_far = (
-            (ball_t, dist_t, dist_s) if len(ball_t) < len(ball_s) else (ball_s, dist_s, dist_t)
-        )
-        tails, heads, weights = _row_edges(graph, near)
-        best = min(
-            np.min(dist_near[tails] + weights + dist_far[heads], initial=np.inf),
-            np.min(dist_near[near] + dist_far[near]),
-        )
-        size = len(ball_s) + len(ball_t)
-        work += size
-        if best < 2 * radius:
-            # proven: d = best up to rounding; settle the target as a full run would
-            dist_s, pred_s = dijkstra(
-                graph, True, indices=source, limit=best * (1 + 1e-9), return_predecessors=True
-            )
-            return float(dist_s[target]), reconstruct_path(pred_s, source, target)
-        if not np.isfinite(best) and size == previous_size:
-            # neither ball grew although the radius doubled: one may hold its end's whole
-            # component, without the other end
-            if _closed(graph, ball_s, dist_s) or _closed(graph, ball_t, dist_t):
-                return np.inf, None
-        previous_size = size
-        if 4 * (work + (size if np.isfinite(best) else 4 * size)) > n:
-            # more rounds (and the last run) would cost about as much as one full run
-            dist_s, pred_s = dijkstra(graph, True, indices=source, return_predecessors=True)
-            if not np.isfinite(dist_s[target]):
-                return np.inf, None
-            return float(dist_s[target]), reconstruct_path(pred_s, source, target)
-        # a connection of length `best` bounds the distance: radius best / 2 proves it (or a
-        # shorter one) next round; without one, the distance is at least 2 * radius
-        radius = best / 2 * (1 + 1e-12) if np.isfinite(best) else 2 * radius
+    goal = 0.5 * float(lower_bound)  # no ball below this radius can prove a connection
+    ends = np.array([source, target])
+    budget, run_cost = _PAIR_BUDGET * n, _RUN_COST * n
+    # the balls at the heaviest edge at either end hold about the two ends and their
+    # neighbours: the start of the forecast, without running anything
+    radius = _heaviest_edge(graph, ends) or _lightest_edge(graph, ends)
+    size = 2 + int(np.diff(graph.indptr)[ends].sum())
+    best, grown = np.inf, max(radius, goal)
+    if size * (grown / radius) ** 2 + 2 * run_cost <= budget:
+        best = _pair_rounds(graph, source, target, grown, goal, (radius, size), budget, run_cost)
+    if best is None:
+        return np.inf, None
+    # the last run, bounded by the best connection (a full run when none is known): the
+    # target's float and path as a full run gives them
+    limit = best * (1 + 1e-9) if np.isfinite(best) else np.inf
+    dist_s, pred_s = dijkstra(graph, True, indices=source, limit=limit, return_predecessors=True)
+    if not np.isfinite(dist_s[target]):
+        return np.inf, None
+    return float(dist_s[target]), reconstruct_path(pred_s, source, target)
 
 
 def astar_shortest_path(graph, source: int, target: int, heuristic):

@@ -1,17 +1,23 @@
 import numpy as np
 import pytest
+import sklearn
 import torch
 from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
-from scipy.spatial.distance import pdist, squareform
+from scipy.spatial import cKDTree
+from scipy.spatial.distance import cdist, pdist, squareform
 
 from gendist.graph import (
+    BLOCKED_MIN_FEATURES,
+    BLOCKED_MIN_SAMPLES,
     GraphTooLargeError,
+    NeighbourIndex,
     auto_radius,
     build_edges,
     component_report,
     join_edges,
     knn_edges,
     radius_edges,
+    search_method,
     symmetric_csr,
     torch_edges,
 )
@@ -148,3 +154,96 @@ def test_torch_edges_keep_near_duplicates_exactly(rng):
     ref = GenerativeDistance(mixture, n_neighbors=6).fit(X)
     est = GenerativeDistance(mixture, n_neighbors=6, device="cpu").fit(X)
     np.testing.assert_allclose(est.graph_.toarray(), ref.graph_.toarray(), rtol=1e-10)
+
+
+# --- the blocked matrix-product search -------------------------------------------------------
+
+
+def _blocked_data(rng, n, d):
+    """Random points with exact duplicates, a near-duplicate pair and a shared offset."""
+    X = rng.normal(size=(n, d)) + 3.0
+    X[n - 20 : n - 10] = X[:10]  # exact duplicates
+    X[n - 1] = X[11] + 1e-9
+    return X
+
+
+def test_search_method_rule_and_the_index_follow_the_shape():
+    assert search_method(10**5, BLOCKED_MIN_FEATURES - 1) == "tree"
+    assert search_method(BLOCKED_MIN_SAMPLES - 1, 784) == "tree"
+    assert search_method(BLOCKED_MIN_SAMPLES, BLOCKED_MIN_FEATURES) == "blocked"
+    X = np.random.default_rng(0).normal(size=(BLOCKED_MIN_SAMPLES, BLOCKED_MIN_FEATURES))
+    assert NeighbourIndex().fit(X).method_ == "blocked"
+    assert NeighbourIndex().fit(X[:, :-1]).method_ == "tree"
+    assert NeighbourIndex(algorithm="kd_tree").fit(X).method_ == "sklearn"
+    assert NeighbourIndex(metric="manhattan").fit(X).method_ == "sklearn"
+
+
+@pytest.mark.parametrize("d", [8, 10, 50, 784])
+def test_blocked_knn_is_the_exact_brute_force_knn(rng, d):
+    n, k = 1037, 7  # blocks of 64 rows: n is not a multiple of the block
+    X = _blocked_data(rng, n, d)
+    with sklearn.config_context(working_memory=1):
+        nn = NeighbourIndex(n_jobs=2).fit(X)
+        dist, ind = nn.kneighbors(None, k)
+    assert nn.method_ == "blocked"
+    D = cdist(X, X)
+    np.fill_diagonal(D, np.inf)
+    expected = np.sort(D, axis=1)[:, :k]
+    # exact lengths, up to the order of the d squares' sum (scipy's differs from numpy's)
+    rtol = d * np.finfo(float).eps
+    np.testing.assert_allclose(dist, expected, rtol=rtol, atol=0)
+    np.testing.assert_allclose(D[np.arange(n)[:, None], ind], dist, rtol=rtol, atol=0)
+    # the same sets wherever no other point ties with the k-th
+    untied = (D == expected[:, -1:]).sum(axis=1) == 1
+    ref = np.argsort(D, axis=1, kind="stable")[:, :k]
+    assert untied.sum() > n - 40
+    for i in np.flatnonzero(untied):
+        assert set(ind[i]) == set(ref[i])
+    # the near-duplicate pair is found at its exact, tiny length
+    assert ind[n - 1, 0] == 11
+    np.testing.assert_allclose(dist[n - 1, 0], np.linalg.norm(X[n - 1] - X[11]), rtol=rtol)
+
+
+@pytest.mark.parametrize("d", [8, 10, 50])
+def test_blocked_radius_search_is_the_kd_tree_s(rng, d):
+    n = 1029
+    X = _blocked_data(rng, n, d)
+    r0 = float(np.median(cKDTree(X).query(X, 8)[0][:, -1]))
+    D = cdist(X, X)
+    radius = 0.5 * (D[D <= r0].max() + D[D > r0].min())  # no pair at the boundary
+    with sklearn.config_context(working_memory=1):
+        nn = NeighbourIndex(n_jobs=2).fit(X)
+        ind = nn.radius_neighbors(None, radius, return_distance=False)
+        Y = X[:100] + 0.01
+        dist_new, ind_new = nn.radius_neighbors(Y, radius, sort_results=True)
+    tree = cKDTree(X)
+    for i, got in enumerate(ind):
+        assert set(got) == set(tree.query_ball_point(X[i], radius)) - {i}
+    for i, (got_d, got_i) in enumerate(zip(dist_new, ind_new)):
+        assert set(got_i) == set(tree.query_ball_point(Y[i], radius))
+        np.testing.assert_allclose(got_d, cdist(Y[i : i + 1], X[got_i])[0], rtol=d * 2e-16)
+        assert np.all(np.diff(got_d) >= 0)
+    rows, cols, lengths = radius_edges(X, radius, nn=nn)
+    i, j = np.nonzero(np.triu(D <= radius, k=1))
+    assert _pairs(rows, cols) == _pairs(i, j)
+
+
+def test_blocked_knn_of_new_points_and_far_from_the_origin(rng):
+    X = rng.uniform(size=(1500, 8)) * 1e3 + 1e8  # norms of 1e8: the expanded form fails
+    Y = X[:50] + rng.normal(size=(50, 8)) * 1e-6
+    nn = NeighbourIndex().fit(X)
+    dist, ind = nn.kneighbors(Y, 3)
+    D = cdist(Y, X)
+    np.testing.assert_allclose(dist, np.sort(D, axis=1)[:, :3], rtol=4e-16, atol=0)
+    np.testing.assert_array_equal(ind[:, 0], np.arange(50))
+
+
+def test_blocked_search_refuses_bad_queries(rng):
+    X = rng.normal(size=(BLOCKED_MIN_SAMPLES, BLOCKED_MIN_FEATURES))
+    nn = NeighbourIndex().fit(X)
+    with pytest.raises(ValueError, match="n_neighbors"):
+        nn.kneighbors(None, BLOCKED_MIN_SAMPLES)
+    with pytest.raises(ValueError, match="features"):
+        nn.kneighbors(X[:, :3], 2)
+    with pytest.raises(ValueError, match="radius"):
+        nn.radius_neighbors(X[:3], -1.0)

@@ -215,3 +215,31 @@ def test_torch_bellman_ford_equals_scipy(rng, device, components):
         np.testing.assert_allclose(
             shortest_paths(G, sources, backend="torch"), expected, rtol=1e-12
         )
+
+
+def test_pair_query_decides_from_the_bound(rng, monkeypatch):
+    """A lower bound whose balls would hold much of the graph sends the query straight to
+    one single-source run (no rounds); a near pair runs rounds. Both answers are scipy's."""
+    from scipy.sparse.csgraph import dijkstra
+
+    import gendist.paths as paths
+    from gendist.graph import build_edges
+
+    X = rng.random((4000, 2))
+    rows, cols, lengths = build_edges(X, n_neighbors=8)
+    G = symmetric_csr(len(X), rows, cols, lengths)
+    D = dijkstra(G, directed=True, indices=0)
+    calls = []
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("limit", np.inf))
+        return dijkstra(*args, **kwargs)
+
+    monkeypatch.setattr(paths, "dijkstra", counting)
+    far, near = int(np.argmax(D)), int(np.argsort(D)[5])
+    for b, far_pair in ((far, True), (near, False)):
+        calls.clear()
+        length, _ = pair_shortest_path(G, 0, b, np.linalg.norm(X[0] - X[b]))
+        assert length == D[b]
+        # far: the one unbounded run; near: a round from each end, then the bounded last run
+        assert calls == [np.inf] if far_pair else len(calls) >= 3 and np.isfinite(calls[-1])
