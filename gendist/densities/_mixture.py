@@ -60,9 +60,7 @@ class GaussianMixtureDensity(Density):
     can_sample = True
     differentiable = True
 
-    def __init__(
-        self, weights, means, covariances, covariance_type: str = "full", dtype="float64"
-    ):
+    def __init__(self, weights, means, covariances, covariance_type: str = "full", dtype="float64"):
         if covariance_type not in _COVARIANCE_TYPES:
             raise ValueError(
                 f"covariance_type must be one of {_COVARIANCE_TYPES}, got {covariance_type!r}."
@@ -301,7 +299,10 @@ class GaussianMixtureDensity(Density):
             return self._block_log_prob(X[start:stop], xp, p)
 
         blocks = iter_chunks(
-            block_log_prob, X.shape[0], self._row_bytes(), device=device,
+            block_log_prob,
+            X.shape[0],
+            self._row_bytes(),
+            device=device,
             max_rows=self._block_rows(),
         )
         if xp.name == "numpy":
