@@ -123,7 +123,14 @@ def log_length_factor(log_p, log_lam: float, beta: float = 1.0, p0: float = 0.0)
     """
     log_p0 = math.log(p0) if p0 > 0 else -math.inf
     offset = float(np.logaddexp(log_p0, log_lam))
-    return beta * (offset - get_namespace(log_p).logaddexp(log_p, log_lam))
+    xp = get_namespace(log_p)
+    log_sum = xp.logaddexp(log_p, log_lam)
+    if xp.name == "numpy":  # a fresh array: the rest works in its memory
+        np.subtract(offset, log_sum, out=log_sum)
+        if beta != 1.0:
+            log_sum *= beta
+        return log_sum
+    return beta * (offset - log_sum)
 
 
 def trapezoid_log_weights(n_quad: int) -> np.ndarray:
@@ -134,8 +141,8 @@ def trapezoid_log_weights(n_quad: int) -> np.ndarray:
     return np.log(w)
 
 
-def segment_nodes(A, B, t):
-    """Points ``A + t_k (B - A)`` along every segment: shape (E, len(t), d).
+def segment_nodes(A, B, t, delta=None, node_major: bool = False):
+    """Points ``A + t_k (B - A)`` along every segment: shape (E, len(t), d), or (len(t), E, d).
 
     Parameters
     ----------
@@ -143,8 +150,19 @@ def segment_nodes(A, B, t):
         Segment ends (numpy arrays or torch tensors).
     t : array of shape (k,)
         Positions along the segments, in [0, 1].
+    delta : array of shape (E, d), optional
+        ``B - A`` when it is known already.
+    node_major : bool
+        Give shape (k, E, d): the k-th nodes of all segments together, so that sums over the
+        nodes of a segment run along contiguous rows.
     """
-    return A[:, None, :] + t[None, :, None] * (B - A)[:, None, :]
+    delta = B - A if delta is None else delta
+    if node_major:  # as (k, E * d): long inner loops, where broadcasting over d is slow
+        E, d = A.shape
+        flat = t[:, None] * delta.reshape(1, E * d)
+        flat += A.reshape(1, E * d)  # in place: a fresh array, which autograd does not keep
+        return flat.reshape(len(t), E, d)
+    return A[:, None, :] + t[None, :, None] * delta[:, None, :]
 
 
 class SegmentMetric:
@@ -386,13 +404,13 @@ class SegmentMetric:
             step = min(step, max(_MIN_PARALLEL_CHUNK, -(-E // (4 * workers))))
         starts = range(0, E, step)
 
-        def pick(values, index):
-            return None if values is None else values[index]
+        def pick(values, index):  # np.take: many times faster than fancy indexing of rows
+            return None if values is None else np.take(values, index, axis=0)
 
         chunks = (
             (
-                X[rows[s : s + step]],
-                Y[cols[s : s + step]],
+                pick(X, rows[s : s + step]),
+                pick(Y, cols[s : s + step]),
                 pick(values, rows[s : s + step]),
                 pick(values_Y, cols[s : s + step]),
             )
@@ -525,12 +543,18 @@ class ConformalMetric(SegmentMetric):
         if log_p_B is None:
             log_p_B = self.log_prob(B)
         T = self.n_quad
-        log_w = xp.asarray(trapezoid_log_weights(T), like=A)
+        delta = B - A
         grad = xp.name == "torch" and (A.requires_grad or B.requires_grad)
-        log_norm = xp.log(row_norms(B - A, floor=1e-300 if grad else 0.0))
-        terms = [self.log_factor(log_p_A)[:, None]]
+        log_norm = xp.log(row_norms(delta, floor=1e-300 if grad else 0.0))
+        # node-major (T, E): both ends, then the interior nodes, so that the sum over the
+        # nodes of a segment runs along contiguous rows
+        log_p = [log_p_A[None], log_p_B[None]]
         if T > 2 and E:
-            nodes = segment_nodes(A, B, xp.linspace(0.0, 1.0, T, like=A)[1:-1])
-            terms.append(self.log_factor(self.log_prob(nodes.reshape(-1, d))).reshape(E, T - 2))
-        terms.append(self.log_factor(log_p_B)[:, None])
-        return log_norm + xp.logsumexp(xp.concatenate(terms, axis=1) + log_w, axis=1)
+            t = xp.linspace(0.0, 1.0, T, like=A)[1:-1]
+            nodes = segment_nodes(A, B, t, delta, node_major=True).reshape(-1, d)
+            log_p.append(self.log_prob(nodes).reshape(T - 2, E))
+        log_w = trapezoid_log_weights(T)
+        log_w = xp.asarray(np.concatenate([log_w[[0, -1]], log_w[1:-1]]), like=A)
+        terms = self.log_factor(xp.concatenate(log_p, axis=0))
+        terms += log_w[:, None]  # in place: a fresh array, which autograd does not keep
+        return log_norm + xp.logsumexp(terms, axis=0, overwrite=True)
