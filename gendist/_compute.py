@@ -259,20 +259,25 @@ def row_norms(delta, floor: float = 0.0):
     xp = get_namespace(delta)
     if xp.name == "numpy":
         squares = np.einsum("ij,ij->i", delta, delta)
-    else:
-        squares = (delta * delta).sum(1)
+        norms = np.sqrt(squares + floor) if floor else np.sqrt(squares)
+        with np.errstate(invalid="ignore"):  # NaN squares are risky
+            safe = (squares >= _SAFE_SQUARES) & (squares <= 1 / _SAFE_SQUARES)
+        if safe.all():
+            return norms
+        risky = np.flatnonzero(~safe)
+        risky = risky[(delta[risky] != 0).any(1)]  # zero rows are exact
+        if risky.size:
+            part = delta[risky]
+            scale = np.abs(part).max(axis=1)
+            scaled = part / scale[:, None]
+            norms[risky] = scale * np.sqrt(np.einsum("ij,ij->i", scaled, scaled))
+        return norms
+    squares = (delta * delta).sum(1)
     norms = xp.sqrt(squares + floor)
     nonzero = (delta != 0).any(1)
     risky = (squares > 1 / _SAFE_SQUARES) | ~xp.isfinite(squares)
     risky = risky | ((squares < _SAFE_SQUARES) & nonzero)
     if not bool(risky.any()):
-        return norms
-    if xp.name == "numpy":
-        part = delta[risky]
-        scale = np.abs(part).max(axis=1)
-        scaled = part / scale[:, None]
-        norms = norms.copy()
-        norms[risky] = scale * np.sqrt(np.einsum("ij,ij->i", scaled, scaled))
         return norms
     torch = sys.modules["torch"]
     scale = torch.where(risky, delta.abs().amax(dim=1), torch.ones_like(squares))
