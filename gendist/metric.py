@@ -35,10 +35,20 @@ from ._compute import (
 from ._validation import check_int, check_positive
 from .densities import Density, evaluate_log_density
 
-__all__ = ["SegmentMetric", "ConformalMetric", "resolve_lambda", "log_length_factor"]
+__all__ = [
+    "SegmentMetric",
+    "ConformalMetric",
+    "resolve_lambda",
+    "log_length_factor",
+    "log_largest_factor",
+    "log_factor_ratio",
+]
 
 #: fewest edges per chunk sent to a joblib worker
 _MIN_PARALLEL_CHUNK = 20_000
+
+#: below this, a sum of factors relative to the largest has lost digits to subnormals
+_LOG_UNDERFLOW = -700.0
 
 _QUANTILE = re.compile(r"^quantile:\s*([0-9.eE+-]+)$")
 
@@ -103,8 +113,40 @@ def resolve_lambda(lam, log_p: np.ndarray | None = None) -> float:
     return log_lam
 
 
+def log_largest_factor(log_lam: float, beta: float = 1.0, p0: float = 0.0) -> float:
+    """``log h`` where ``p = 0``: ``beta * (log(p0 + lam) - log(lam))``, the largest value of
+    ``log h`` (0 for ``p0 = 0``)."""
+    log_p0 = math.log(p0) if p0 > 0 else -math.inf
+    return beta * (float(np.logaddexp(log_p0, log_lam)) - log_lam)
+
+
+def log_factor_ratio(log_p, log_lam: float, beta: float = 1.0):
+    """``log(h(x) / h_max) = -beta * softplus(log p(x) - log lam)`` (<= 0), with ``h_max``
+    the factor where ``p = 0`` (:func:`log_largest_factor`); numpy arrays or torch tensors.
+
+    Parameters
+    ----------
+    log_p : array of shape (...)
+        Natural log-densities (``-inf`` allowed, giving 0).
+    log_lam : float
+        ``log(lambda)``.
+    beta : float
+        Exponent (> 0).
+
+    Returns
+    -------
+    log_ratio : array of the shape of ``log_p``
+    """
+    ratio = get_namespace(log_p).softplus(log_p - log_lam)
+    ratio *= -beta  # in place: a fresh array, which autograd does not keep
+    return ratio
+
+
 def log_length_factor(log_p, log_lam: float, beta: float = 1.0, p0: float = 0.0):
     """``log h(x)`` from ``log p(x)``; works on numpy arrays and torch tensors alike.
+
+    ``log h = beta * (logaddexp(log p0, log lam) - logaddexp(log p, log lam))``, computed as
+    :func:`log_largest_factor` plus :func:`log_factor_ratio`.
 
     Parameters
     ----------
@@ -121,16 +163,7 @@ def log_length_factor(log_p, log_lam: float, beta: float = 1.0, p0: float = 0.0)
     -------
     log_h : array of the shape of ``log_p``
     """
-    log_p0 = math.log(p0) if p0 > 0 else -math.inf
-    offset = float(np.logaddexp(log_p0, log_lam))
-    xp = get_namespace(log_p)
-    log_sum = xp.logaddexp(log_p, log_lam)
-    if xp.name == "numpy":  # a fresh array: the rest works in its memory
-        np.subtract(offset, log_sum, out=log_sum)
-        if beta != 1.0:
-            log_sum *= beta
-        return log_sum
-    return beta * (offset - log_sum)
+    return log_factor_ratio(log_p, log_lam, beta) + log_largest_factor(log_lam, beta, p0)
 
 
 def trapezoid_log_weights(n_quad: int) -> np.ndarray:
@@ -553,8 +586,12 @@ class ConformalMetric(SegmentMetric):
             t = xp.linspace(0.0, 1.0, T, like=A)[1:-1]
             nodes = segment_nodes(A, B, t, delta, node_major=True).reshape(-1, d)
             log_p.append(self.log_prob(nodes).reshape(T - 2, E))
+        # the rule relative to the largest factor h_max: sum_k w_k h_k / h_max, whose terms
+        # cannot overflow (h_k <= h_max); summed in log space only where all terms underflow
+        terms = log_factor_ratio(xp.concatenate(log_p, axis=0), self.log_lam, self.beta)
         log_w = trapezoid_log_weights(T)
-        log_w = xp.asarray(np.concatenate([log_w[[0, -1]], log_w[1:-1]]), like=A)
-        terms = self.log_factor(xp.concatenate(log_p, axis=0))
-        terms += log_w[:, None]  # in place: a fresh array, which autograd does not keep
-        return log_norm + xp.logsumexp(terms, axis=0, overwrite=True)
+        terms += xp.asarray(np.concatenate([log_w[[0, -1]], log_w[1:-1]]), like=A)[:, None]
+        log_sum = xp.log(xp.sum(xp.exp(terms), axis=0))
+        if E and bool((log_sum < _LOG_UNDERFLOW).any()):
+            log_sum = xp.logsumexp(terms, axis=0, overwrite=True)
+        return log_norm + log_largest_factor(self.log_lam, self.beta, self.p0) + log_sum

@@ -72,17 +72,19 @@ def test_high_dimension_distances_equal_extended_precision_brute_force(rng):
     np.testing.assert_allclose(D, floyd_warshall(W), rtol=1e-9)
 
 
+@pytest.mark.parametrize("log_p_offset", [0.0, 1500.0])
 @pytest.mark.parametrize("n_quad", [2, 3, 8])
 @pytest.mark.parametrize("d", [2, 10])
-def test_edge_weights_equal_a_per_edge_brute_force_in_log_space(n_quad, d, rng):
+def test_edge_weights_equal_a_per_edge_brute_force_in_log_space(n_quad, d, log_p_offset, rng):
     """edge_log_weights (chunked) against a loop over the edges with numpy's logaddexp and
     scipy's logsumexp: log w = log|B - A| + logsumexp_k(log w_k + log h(z_k)). The density is
-    zero (log p = -inf) beyond x_0 > 1.5, so some nodes have the largest factor."""
+    zero (log p = -inf) beyond x_0 > 1.5, so some nodes have the largest factor; with the
+    offset, h / h_max underflows float64 at every other node (p / lam ~ e^1500)."""
     from scipy.special import logsumexp
     from scipy.stats import multivariate_normal
 
     def log_density(Z):
-        log_p = multivariate_normal(np.zeros(d), np.eye(d)).logpdf(Z)
+        log_p = multivariate_normal(np.zeros(d), np.eye(d)).logpdf(Z) + log_p_offset
         return np.where(Z[:, 0] > 1.5, -np.inf, log_p)
 
     X = rng.normal(size=(300, d))
