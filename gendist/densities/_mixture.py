@@ -47,7 +47,7 @@ class GaussianMixtureDensity(Density):
     covariance_type : {"full", "tied", "diag", "spherical"}
     dtype : {"float64", "float32"}
         Precision in which numpy arrays are evaluated (torch tensors: their own dtype); the
-        answer is float64 either way. float32 is about twice as fast. Every point is taken
+        answer is float64 either way. float32 is about 1.5x as fast. Every point is taken
         relative to the weighted mean of the means before the products, so the float32
         error does not grow with the distance from the origin: for points within a few
         standard deviations of the components it stays below ``1e-5 * max(1, |log p|)``
