@@ -35,10 +35,20 @@ from ._compute import (
 from ._validation import check_int, check_positive
 from .densities import Density, evaluate_log_density
 
-__all__ = ["SegmentMetric", "ConformalMetric", "resolve_lambda", "log_length_factor"]
+__all__ = [
+    "SegmentMetric",
+    "ConformalMetric",
+    "resolve_lambda",
+    "log_length_factor",
+    "log_largest_factor",
+    "log_factor_ratio",
+]
 
 #: fewest edges per chunk sent to a joblib worker
 _MIN_PARALLEL_CHUNK = 20_000
+
+#: below this, a sum of factors relative to the largest has lost digits to subnormals
+_LOG_UNDERFLOW = -700.0
 
 _QUANTILE = re.compile(r"^quantile:\s*([0-9.eE+-]+)$")
 
@@ -103,8 +113,40 @@ def resolve_lambda(lam, log_p: np.ndarray | None = None) -> float:
     return log_lam
 
 
+def log_largest_factor(log_lam: float, beta: float = 1.0, p0: float = 0.0) -> float:
+    """``log h`` where ``p = 0``: ``beta * (log(p0 + lam) - log(lam))``, the largest value of
+    ``log h`` (0 for ``p0 = 0``)."""
+    log_p0 = math.log(p0) if p0 > 0 else -math.inf
+    return beta * (float(np.logaddexp(log_p0, log_lam)) - log_lam)
+
+
+def log_factor_ratio(log_p, log_lam: float, beta: float = 1.0):
+    """``log(h(x) / h_max) = -beta * softplus(log p(x) - log lam)`` (<= 0), with ``h_max``
+    the factor where ``p = 0`` (:func:`log_largest_factor`); numpy arrays or torch tensors.
+
+    Parameters
+    ----------
+    log_p : array of shape (...)
+        Natural log-densities (``-inf`` allowed, giving 0).
+    log_lam : float
+        ``log(lambda)``.
+    beta : float
+        Exponent (> 0).
+
+    Returns
+    -------
+    log_ratio : array of the shape of ``log_p``
+    """
+    ratio = get_namespace(log_p).softplus(log_p - log_lam)
+    ratio *= -beta  # in place: a fresh array, which autograd does not keep
+    return ratio
+
+
 def log_length_factor(log_p, log_lam: float, beta: float = 1.0, p0: float = 0.0):
     """``log h(x)`` from ``log p(x)``; works on numpy arrays and torch tensors alike.
+
+    ``log h = beta * (logaddexp(log p0, log lam) - logaddexp(log p, log lam))``, computed as
+    :func:`log_largest_factor` plus :func:`log_factor_ratio`.
 
     Parameters
     ----------
@@ -121,9 +163,7 @@ def log_length_factor(log_p, log_lam: float, beta: float = 1.0, p0: float = 0.0)
     -------
     log_h : array of the shape of ``log_p``
     """
-    log_p0 = math.log(p0) if p0 > 0 else -math.inf
-    offset = float(np.logaddexp(log_p0, log_lam))
-    return beta * (offset - get_namespace(log_p).logaddexp(log_p, log_lam))
+    return log_factor_ratio(log_p, log_lam, beta) + log_largest_factor(log_lam, beta, p0)
 
 
 def trapezoid_log_weights(n_quad: int) -> np.ndarray:
@@ -134,8 +174,8 @@ def trapezoid_log_weights(n_quad: int) -> np.ndarray:
     return np.log(w)
 
 
-def segment_nodes(A, B, t):
-    """Points ``A + t_k (B - A)`` along every segment: shape (E, len(t), d).
+def segment_nodes(A, B, t, delta=None, node_major: bool = False):
+    """Points ``A + t_k (B - A)`` along every segment: shape (E, len(t), d), or (len(t), E, d).
 
     Parameters
     ----------
@@ -143,8 +183,19 @@ def segment_nodes(A, B, t):
         Segment ends (numpy arrays or torch tensors).
     t : array of shape (k,)
         Positions along the segments, in [0, 1].
+    delta : array of shape (E, d), optional
+        ``B - A`` when it is known already.
+    node_major : bool
+        Give shape (k, E, d): the k-th nodes of all segments together, so that sums over the
+        nodes of a segment run along contiguous rows.
     """
-    return A[:, None, :] + t[None, :, None] * (B - A)[:, None, :]
+    delta = B - A if delta is None else delta
+    if node_major:  # as (k, E * d): long inner loops, where broadcasting over d is slow
+        E, d = A.shape
+        flat = t[:, None] * delta.reshape(1, E * d)
+        flat += A.reshape(1, E * d)  # in place: a fresh array, which autograd does not keep
+        return flat.reshape(len(t), E, d)
+    return A[:, None, :] + t[None, :, None] * delta[:, None, :]
 
 
 class SegmentMetric:
@@ -386,13 +437,13 @@ class SegmentMetric:
             step = min(step, max(_MIN_PARALLEL_CHUNK, -(-E // (4 * workers))))
         starts = range(0, E, step)
 
-        def pick(values, index):
-            return None if values is None else values[index]
+        def pick(values, index):  # np.take: many times faster than fancy indexing of rows
+            return None if values is None else np.take(values, index, axis=0)
 
         chunks = (
             (
-                X[rows[s : s + step]],
-                Y[cols[s : s + step]],
+                pick(X, rows[s : s + step]),
+                pick(Y, cols[s : s + step]),
                 pick(values, rows[s : s + step]),
                 pick(values_Y, cols[s : s + step]),
             )
@@ -525,12 +576,22 @@ class ConformalMetric(SegmentMetric):
         if log_p_B is None:
             log_p_B = self.log_prob(B)
         T = self.n_quad
-        log_w = xp.asarray(trapezoid_log_weights(T), like=A)
+        delta = B - A
         grad = xp.name == "torch" and (A.requires_grad or B.requires_grad)
-        log_norm = xp.log(row_norms(B - A, floor=1e-300 if grad else 0.0))
-        terms = [self.log_factor(log_p_A)[:, None]]
+        log_norm = xp.log(row_norms(delta, floor=1e-300 if grad else 0.0))
+        # node-major (T, E): both ends, then the interior nodes, so that the sum over the
+        # nodes of a segment runs along contiguous rows
+        log_p = [log_p_A[None], log_p_B[None]]
         if T > 2 and E:
-            nodes = segment_nodes(A, B, xp.linspace(0.0, 1.0, T, like=A)[1:-1])
-            terms.append(self.log_factor(self.log_prob(nodes.reshape(-1, d))).reshape(E, T - 2))
-        terms.append(self.log_factor(log_p_B)[:, None])
-        return log_norm + xp.logsumexp(xp.concatenate(terms, axis=1) + log_w, axis=1)
+            t = xp.linspace(0.0, 1.0, T, like=A)[1:-1]
+            nodes = segment_nodes(A, B, t, delta, node_major=True).reshape(-1, d)
+            log_p.append(self.log_prob(nodes).reshape(T - 2, E))
+        # the rule relative to the largest factor h_max: sum_k w_k h_k / h_max, whose terms
+        # cannot overflow (h_k <= h_max); summed in log space only where all terms underflow
+        terms = log_factor_ratio(xp.concatenate(log_p, axis=0), self.log_lam, self.beta)
+        log_w = trapezoid_log_weights(T)
+        terms += xp.asarray(np.concatenate([log_w[[0, -1]], log_w[1:-1]]), like=A)[:, None]
+        log_sum = xp.log(xp.sum(xp.exp(terms), axis=0))
+        if E and bool((log_sum < _LOG_UNDERFLOW).any()):
+            log_sum = xp.logsumexp(terms, axis=0, overwrite=True)
+        return log_norm + log_largest_factor(self.log_lam, self.beta, self.p0) + log_sum

@@ -72,6 +72,45 @@ def test_high_dimension_distances_equal_extended_precision_brute_force(rng):
     np.testing.assert_allclose(D, floyd_warshall(W), rtol=1e-9)
 
 
+@pytest.mark.parametrize("log_p_offset", [0.0, 1500.0])
+@pytest.mark.parametrize("n_quad", [2, 3, 8])
+@pytest.mark.parametrize("d", [2, 10])
+def test_edge_weights_equal_a_per_edge_brute_force_in_log_space(n_quad, d, log_p_offset, rng):
+    """edge_log_weights (chunked) against a loop over the edges with numpy's logaddexp and
+    scipy's logsumexp: log w = log|B - A| + logsumexp_k(log w_k + log h(z_k)). The density is
+    zero (log p = -inf) beyond x_0 > 1.5, so some nodes have the largest factor; with the
+    offset, h / h_max underflows float64 at every other node (p / lam ~ e^1500)."""
+    from scipy.special import logsumexp
+    from scipy.stats import multivariate_normal
+
+    def log_density(Z):
+        log_p = multivariate_normal(np.zeros(d), np.eye(d)).logpdf(Z) + log_p_offset
+        return np.where(Z[:, 0] > 1.5, -np.inf, log_p)
+
+    X = rng.normal(size=(300, d))
+    rows, cols = rng.integers(0, 300, 2000), rng.integers(0, 300, 2000)
+    log_lam, beta, p0 = -3.0, 1.7, 0.05
+    metric = ConformalMetric(
+        as_density(log_density), log_lam, beta, p0, n_quad=n_quad, chunk_bytes=50_000
+    )
+    values = metric.vertex_values(X)
+    got = metric.edge_log_weights(X, rows, cols, values)
+
+    t = np.linspace(0.0, 1.0, n_quad)
+    log_wk = np.log(np.r_[0.5, np.ones(n_quad - 2), 0.5] / (n_quad - 1))
+    offset = np.logaddexp(np.log(p0), log_lam)
+    expected = np.empty(len(rows))
+    for e, (i, j) in enumerate(zip(rows, cols)):
+        nodes = X[i] + t[:, None] * (X[j] - X[i])
+        log_h = beta * (offset - np.logaddexp(log_density(nodes), log_lam))
+        with np.errstate(divide="ignore"):
+            log_norm = np.log(np.linalg.norm(X[j] - X[i]))
+        expected[e] = log_norm + logsumexp(log_wk + log_h)
+    finite = np.isfinite(expected)
+    assert np.array_equal(finite, np.isfinite(got))  # zero-length edges (i == j) alike
+    np.testing.assert_allclose(got[finite], expected[finite], rtol=0, atol=1e-12)
+
+
 def test_trapezoid_quadrature_converges_at_second_order():
     dens = GaussianMixtureDensity([1.0], np.zeros((1, 2)), np.eye(2)[None] * 0.2)
     metric = ConformalMetric(dens, np.log(0.05), beta=1.0)

@@ -45,12 +45,22 @@ class GaussianMixtureDensity(Density):
         Shape (K, d, d) for ``"full"``, (d, d) for ``"tied"``, (K, d) for ``"diag"``,
         (K,) or a scalar for ``"spherical"`` (one variance per component).
     covariance_type : {"full", "tied", "diag", "spherical"}
+    dtype : {"float64", "float32"}
+        Precision in which numpy arrays are evaluated (torch tensors: their own dtype); the
+        answer is float64 either way. float32 is about 1.5x as fast. Every point is taken
+        relative to the weighted mean of the means before the products, so the float32
+        error does not grow with the distance from the origin: for points within a few
+        standard deviations of the components it stays below ``1e-5 * max(1, |log p|)``
+        (tested on random mixtures in 2 to 50 dimensions), about a hundred float32 roundings
+        of the log-density. It grows with the spread of the log-densities of the components
+        at a point (their logsumexp is exact) and with the condition number of the
+        covariances.
     """
 
     can_sample = True
     differentiable = True
 
-    def __init__(self, weights, means, covariances, covariance_type: str = "full"):
+    def __init__(self, weights, means, covariances, covariance_type: str = "full", dtype="float64"):
         if covariance_type not in _COVARIANCE_TYPES:
             raise ValueError(
                 f"covariance_type must be one of {_COVARIANCE_TYPES}, got {covariance_type!r}."
@@ -60,6 +70,8 @@ class GaussianMixtureDensity(Density):
         weights = np.asarray(weights, dtype=np.float64).reshape(-1)
         if weights.shape != (K,) or not np.all(np.isfinite(weights)) or np.any(weights <= 0):
             raise ValueError(f"weights must be {K} positive finite numbers, one per component.")
+        if np.dtype(dtype) not in (np.float64, np.float32):
+            raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}.")
         cov = np.asarray(covariances, dtype=np.float64)
         if covariance_type == "spherical":
             cov = np.broadcast_to(cov, (K,)).copy()
@@ -75,12 +87,15 @@ class GaussianMixtureDensity(Density):
         self.means = means
         self.covariances = cov
         self.covariance_type = covariance_type
+        self.dtype = np.dtype(dtype).name
         self.n_components, self.n_features = K, d
         self._precompute()
-        self._torch_cache: dict = {}
+        self._cache: dict = {}
 
     @classmethod
-    def isotropic(cls, means, variance: float, weights=None) -> GaussianMixtureDensity:
+    def isotropic(
+        cls, means, variance: float, weights=None, dtype="float64"
+    ) -> GaussianMixtureDensity:
         """Equal-variance isotropic mixture, e.g. one component per training image.
 
         Parameters
@@ -90,18 +105,29 @@ class GaussianMixtureDensity(Density):
             The common variance sigma^2 of every component (> 0).
         weights : array-like of shape (K,), optional
             Defaults to equal weights.
+        dtype : {"float64", "float32"}
+            Precision of the evaluation of numpy arrays (see the class).
         """
         variance = check_positive(variance, "variance")
         means = check_points(means, "means")
         K = means.shape[0]
         weights = np.full(K, 1.0 / K) if weights is None else weights
-        return cls(weights, means, np.full(K, variance), "spherical")
+        return cls(weights, means, np.full(K, variance), "spherical", dtype)
 
     @classmethod
-    def from_sklearn(cls, mixture) -> GaussianMixtureDensity:
-        """Copy a fitted scikit-learn ``GaussianMixture`` or ``BayesianGaussianMixture``."""
+    def from_sklearn(cls, mixture, dtype="float64") -> GaussianMixtureDensity:
+        """Copy a fitted scikit-learn ``GaussianMixture`` or ``BayesianGaussianMixture``.
+
+        Parameters
+        ----------
+        mixture : GaussianMixture or BayesianGaussianMixture
+        dtype : {"float64", "float32"}
+            Precision of the evaluation of numpy arrays (see the class).
+        """
         check_is_fitted(mixture)
-        return cls(mixture.weights_, mixture.means_, mixture.covariances_, mixture.covariance_type)
+        return cls(
+            mixture.weights_, mixture.means_, mixture.covariances_, mixture.covariance_type, dtype
+        )
 
     def _component_name(self, k: int) -> str:
         """How error messages name the covariance of component ``k``."""
@@ -140,76 +166,107 @@ class GaussianMixtureDensity(Density):
             ) from exc
 
     def _precompute(self):
-        """Precision factors: Mahalanobis(x, k) = ||(x - mu_k) @ P_k||^2, log|P_k| for the norm."""
-        d, ct, cov = self.n_features, self.covariance_type, self.covariances
+        """One (F, K') coefficient matrix per covariance type, with the features it multiplies.
+
+        Every point is taken relative to ``self._center`` (the weighted mean of the means), so
+        that the products below keep their accuracy in float32 and far from the origin.
+
+        * full, tied: ``C`` is (d + 1, d * K): column ``j * K + k`` is ``P_k[:, j] / sqrt(2)``
+          over ``-(mu_k - c) @ P_k[:, j] / sqrt(2)``, with ``P_k = L_k^{-T}``, so that
+          ``[x - c, 1] @ C`` holds, for all components in one product, the whitened
+          ``(x - mu_k)^T P_k / sqrt(2)``, whose squared norm is half the Mahalanobis term.
+        * diag, spherical: the expanded quadratic form, ``[(x - c)^2, x - c, 1] @ C`` (diag) or
+          ``[|x - c|^2, x - c, 1] @ C`` (spherical) is ``log w_k + log N(x; mu_k, Sigma_k)``
+          directly (K columns), clipped at its value at ``x = mu_k`` against rounding.
+        """
+        d, K, ct, cov = self.n_features, self.n_components, self.covariance_type, self.covariances
+        center = self._center = self.weights @ self.means
+        rel = self.means - center
         if ct in ("full", "tied"):
             chol = self._chol = self._cholesky()  # sample() draws with these factors
             eye = np.broadcast_to(np.eye(d), chol.shape)
             # P_k = L_k^{-T}, so that (x - mu)^T Sigma^{-1} (x - mu) = ||(x - mu)^T P_k||^2
             prec = np.swapaxes(np.linalg.solve(chol, eye), -1, -2)
-            prec_k = prec if ct == "full" else np.broadcast_to(prec, (self.n_components, d, d))
-            self._proj = np.concatenate(list(prec_k), axis=1)  # (d, K*d)
-            self._shift = np.einsum("kd,kde->ke", self.means, prec_k).reshape(1, -1)
+            prec_k = prec if ct == "full" else np.broadcast_to(prec, (K, d, d))
+            scaled = prec_k / math.sqrt(2.0)  # (K, d_in, d_out)
+            coef = np.empty((d + 1, d, K))
+            coef[:d] = np.transpose(scaled, (1, 2, 0))
+            coef[d] = -np.einsum("ki,kij->jk", rel, scaled)
+            self._coef = coef.reshape(d + 1, d * K)
             log_det_prec = np.log(np.diagonal(prec, axis1=-2, axis2=-1)).sum(-1)
         else:
-            nonpositive = np.flatnonzero((cov <= 0).reshape(self.n_components, -1).any(axis=1))
+            nonpositive = np.flatnonzero((cov <= 0).reshape(K, -1).any(axis=1))
             if nonpositive.size:
                 raise ValueError(
                     f"{self._component_name(nonpositive[0])} has a variance <= 0; variances "
                     "must be positive."
                 )
             inv_var = 1.0 / cov
-            self._inv_var = inv_var
-            log_det_prec = (
-                0.5 * np.log(inv_var).sum(-1) if ct == "diag" else 0.5 * d * np.log(inv_var)
-            )
-        self._log_norm = np.log(self.weights) + log_det_prec - 0.5 * d * math.log(2 * math.pi)
-
-    def _params(self, xp, like):
-        """Parameters as arrays of ``like``'s kind, dtype and device (cached for torch)."""
-        if xp.name == "numpy":
-            if hasattr(self, "_proj"):
-                names = ("means", "_log_norm", "_proj", "_shift")
+            if ct == "diag":
+                log_det_prec = 0.5 * np.log(inv_var).sum(-1)
+                square = -0.5 * inv_var.T  # (d, K)
+                sq_mean = (rel * rel * inv_var).sum(1)
             else:
-                names = ("means", "_log_norm", "_inv_var")
-            return {n: getattr(self, n) for n in names}
-        key = (str(like.device), like.dtype)
-        if key not in self._torch_cache:
-            self._torch_cache[key] = {
-                n: xp.asarray(v, like=like) for n, v in self._params(get_namespace(), None).items()
-            }
-        return self._torch_cache[key]
+                log_det_prec = 0.5 * d * np.log(inv_var)
+                square = -0.5 * inv_var[None, :]  # (1, K)
+                sq_mean = (rel * rel).sum(1) * inv_var
+            linear = (rel * (inv_var[:, None] if ct == "spherical" else inv_var)).T  # (d, K)
+        self._log_norm = np.log(self.weights) + log_det_prec - 0.5 * d * math.log(2 * math.pi)
+        if ct in ("diag", "spherical"):
+            self._coef = np.vstack([square, linear, (self._log_norm - 0.5 * sq_mean)[None]])
+
+    def _params(self, xp, like, dtype):
+        """Coefficients, log-norms and centre in ``dtype``, of ``like``'s kind and device
+        (cached)."""
+        key = (xp.name, str(getattr(like, "device", "")), str(dtype))
+        if key not in self._cache:
+            names = ("_coef", "_log_norm", "_center")
+            if xp.name == "numpy":  # the centre stays float64: points are centred before casting
+                params = {n: getattr(self, n).astype(dtype) for n in names[:2]}
+                self._cache[key] = {**params, "_center": self._center}
+            else:
+                self._cache[key] = {
+                    n: xp.asarray(getattr(self, n), like=like, dtype=dtype) for n in names
+                }
+        return self._cache[key]
+
+    def _block_rows(self) -> int:
+        """Rows per block: the (rows, K') products of a block stay within 1 MiB (a core's
+        cache) but never under 256 rows (where BLAS loses speed); scikit-learn's
+        ``working_memory`` caps them further (:func:`gendist._compute.iter_chunks`)."""
+        return max(256, 2**20 // (8 * self._coef.shape[1]))
 
     def _row_bytes(self) -> int:
         """Memory one row of :meth:`log_prob` needs, in float64 bytes.
 
-        The (K * d) blocks of full and tied covariances (the projection, its shifted copy and
-        its square) and about ten (K,) temporaries (the Mahalanobis terms, the weighted
-        log-densities, the logsumexp), all counted because autograd keeps them alive.
+        The features, the (K') products (K * d for full and tied covariances) and their
+        squares, and about ten (K,) temporaries (the log-densities per component, the
+        logsumexp), all counted because autograd keeps them alive.
         """
-        K, d = self.n_components, self.n_features
-        projection = 3 * K * d if self.covariance_type in ("full", "tied") else 0
-        return 8 * (d + projection + 10 * K)
+        F, width = self._coef.shape
+        return 8 * (2 * F + 2 * width + 10 * self.n_components)
 
-    def _component_log_prob(self, X, xp):
-        """(n, K) matrix of log w_k + log N(x_n; mu_k, Sigma_k)."""
-        p = self._params(xp, X)
-        means, ct = p["means"], self.covariance_type
+    def _block_log_prob(self, X, xp, p):
+        """``log p`` of one block of rows ``X`` (numpy or torch, in the dtype of ``p``)."""
+        ct, K = self.covariance_type, self.n_components
+        Xc = X - p["_center"]
+        one = Xc[:, :1] * 0.0 + 1.0
         if ct in ("full", "tied"):
-            # one matmul for all components: (n, d) @ (d, K*d), then squared norms per block
-            proj, shift = p["_proj"], p["_shift"]
-            y = X @ proj - shift
-            maha = xp.sum((y * y).reshape(X.shape[0], -1, self.n_features), axis=2)
+            features = [Xc, one]
+        elif ct == "diag":
+            features = [Xc * Xc, Xc, one]
         else:
-            iv = p["_inv_var"]
-            if ct == "diag":
-                maha = (X * X) @ iv.T - 2.0 * (X @ (means * iv).T) + xp.sum(means * means * iv, 1)
-            else:
-                sq_x = xp.sum(X * X, axis=1)[:, None]
-                sq_m = xp.sum(means * means, axis=1)[None, :]
-                maha = (sq_x - 2.0 * (X @ means.T) + sq_m) * iv[None, :]
-            maha = xp.clip_min(maha, 0.0)  # the expanded form can dip below 0 by rounding
-        return p["_log_norm"][None, :] - 0.5 * maha
+            features = [xp.sum(Xc * Xc, axis=1)[:, None], Xc, one]
+        features = xp.asarray(xp.concatenate(features, axis=1), dtype=p["_coef"].dtype)
+        # (K', rows), component-major: every reduction over components runs along rows
+        prod = p["_coef"].T @ features.T
+        log_norm = p["_log_norm"][:, None]
+        if ct in ("full", "tied"):
+            squares = xp.square(prod, overwrite=True).reshape(self.n_features, K, -1)
+            comp = log_norm - xp.sum(squares, axis=0)
+        else:
+            comp = xp.clip_max(prod, log_norm)  # the expanded form can exceed it by rounding
+        return xp.logsumexp(comp, axis=0, overwrite=True)
 
     def log_prob(self, X):
         """Natural log-density of each row of ``X``, computed in the kind of ``X``.
@@ -217,7 +274,8 @@ class GaussianMixtureDensity(Density):
         Parameters
         ----------
         X : array-like or torch.Tensor of shape (n, n_features)
-            A torch tensor may be on any device and require gradients.
+            A torch tensor may be on any device and require gradients; it is evaluated in its
+            own dtype. Arrays are evaluated in the mixture's ``dtype``.
 
         Returns
         -------
@@ -231,16 +289,31 @@ class GaussianMixtureDensity(Density):
             raise ValueError(
                 f"X has shape {tuple(X.shape)}; this mixture expects (n, {self.n_features})."
             )
+        if xp.name == "numpy":
+            dtype, device = np.dtype(self.dtype), None
+        else:
+            dtype, device = X.dtype, X.device
+        p = self._params(xp, X, dtype)
 
         def block_log_prob(start: int, stop: int):
-            return xp.logsumexp(self._component_log_prob(X[start:stop], xp), axis=1)
+            return self._block_log_prob(X[start:stop], xp, p)
 
-        device = X.device if xp.name == "torch" else None
-        blocks = iter_chunks(block_log_prob, X.shape[0], self._row_bytes(), device=device)
-        out = [log_p for _, _, log_p in blocks]
-        if not out:
+        blocks = iter_chunks(
+            block_log_prob,
+            X.shape[0],
+            self._row_bytes(),
+            device=device,
+            max_rows=self._block_rows(),
+        )
+        if xp.name == "numpy":
+            out = np.empty(X.shape[0])
+            for start, stop, log_p in blocks:
+                out[start:stop] = log_p
+            return out
+        parts = [log_p for _, _, log_p in blocks]
+        if not parts:
             return X[:, 0] * 0.0
-        return out[0] if len(out) == 1 else xp.concatenate(out)
+        return parts[0] if len(parts) == 1 else xp.concatenate(parts)
 
     def log_prob_tensor(self, x):
         return self.log_prob(x)
