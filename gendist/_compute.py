@@ -274,11 +274,7 @@ def row_norms(delta, floor: float = 0.0):
     squares = (delta * delta).sum(1)
     norms = xp.sqrt(squares + floor)
     risky = (squares > 1 / _SAFE_SQUARES) | ~xp.isfinite(squares)
-    small = squares < _SAFE_SQUARES
-    if xp.name == "numpy":  # only the few small rows are scanned for a nonzero entry
-        risky[small] |= (delta[small] != 0).any(1)
-    else:
-        risky = risky | (small & (delta != 0).any(1))
+    risky = risky | ((squares < _SAFE_SQUARES) & (delta != 0).any(1))
     if not bool(risky.any()):
         return norms
     torch = sys.modules["torch"]

@@ -125,9 +125,12 @@ class GaussianMixtureDensity(Density):
             Precision of the evaluation of numpy arrays (see the class).
         """
         check_is_fitted(mixture)
-        return cls(
-            mixture.weights_, mixture.means_, mixture.covariances_, mixture.covariance_type, dtype
-        )
+        cov = np.asarray(mixture.covariances_, dtype=np.float64)
+        if mixture.covariance_type in ("full", "tied"):
+            # scikit-learn's estimates are symmetric only to rounding (far from the origin,
+            # beyond this class's 1e-10 check); their symmetric part is the same estimate
+            cov = (cov + np.swapaxes(cov, -1, -2)) / 2
+        return cls(mixture.weights_, mixture.means_, cov, mixture.covariance_type, dtype)
 
     def _component_name(self, k: int) -> str:
         """How error messages name the covariance of component ``k``."""
