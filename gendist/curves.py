@@ -14,9 +14,12 @@ g_hat(1)`` it divides by zero; there the ends are pinned by adding the straight 
 between the two errors instead, ``z(t) = g_hat(t) + (1 - t) (a - g_hat(0)) + t (b -
 g_hat(1))``.
 
-The length is that of the polyline through ``n_samples`` points ``z(t_i)`` at equispaced
-``t_i``, measured by the metric's own quadrature (the same lengths as the graph's edges and
-:func:`gendist.refine.refine_path`), and minimised with Adam by autograd through it. Against
+The length minimised (with Adam, by autograd) is that of the polyline through ``n_samples``
+points ``z(t_i)`` at equispaced ``t_i``, with the model evaluated at those points only (the
+metric with two quadrature nodes per segment, ``metric.with_nodes(2)``: for a decoder, the
+length of the decoded polyline through them). The length returned is that of the same
+polyline under the metric's own quadrature (the lengths of the graph's edges and of
+:func:`gendist.refine.refine_path`), so that all three compare. Against
 local minima, the network is first fitted (least squares on the same ``t_i``) to the best
 of ``n_candidates`` random Bézier curves from ``a`` to ``b``: their ``n_control`` interior
 control points lie on the straight line at ``j / (n_control + 1)`` plus an offset drawn
@@ -145,8 +148,8 @@ def neural_curve(
     """A short curve from ``a`` to ``b`` under ``metric``, as a neural network of ``t``.
 
     See the module's docstring for the method (Chen et al. 2018). The end points are met
-    exactly (to float rounding) by construction; the returned length is the metric's length
-    of the returned polyline, the best one met during the optimisation.
+    exactly (to float rounding) by construction; the returned polyline is the shortest met
+    during the optimisation, and its length is measured by the metric's own quadrature.
 
     Parameters
     ----------
@@ -180,8 +183,8 @@ def neural_curve(
         Seeds the candidates and the network's initial weights.
     return_info : bool, default=False
         Also return a dict: ``pretrain_length`` (the fitted network's length before the
-        length is minimised), ``candidate_length`` (the chosen candidate's length),
-        ``straight_length``, ``n_iter`` (steps run), ``converged``.
+        length is minimised, on the sample points), ``candidate_length`` (the chosen
+        candidate's length), ``straight_length``, ``n_iter`` (steps run), ``converged``.
 
     Returns
     -------
@@ -221,8 +224,9 @@ def neural_curve(
 
     seed = np.random.SeedSequence(random_state).generate_state(2)
     rng = np.random.default_rng(seed[0])
+    sampled = metric.with_nodes(2)  # the model at the sample points only
     candidates = _bezier_candidates(a, b, n_candidates if d > 1 else 0, n_control, t, rng)
-    best = int(np.argmin(_candidate_scores(metric, candidates, velocity_penalty)))
+    best = int(np.argmin(_candidate_scores(sampled, candidates, velocity_penalty)))
     info["candidate_length"] = metric.curve_length(candidates[best])
 
     with torch.random.fork_rng():
@@ -247,7 +251,7 @@ def neural_curve(
 
     with torch.no_grad():
         best_points = to_numpy(curve(), np.float64)
-    best_log = float(metric.log_polyline_lengths(best_points[None])[0])
+    best_log = float(sampled.log_polyline_lengths(best_points[None])[0])
     info["pretrain_length"] = float(np.exp(best_log))
     log_start, mark, since, steps = best_log, best_log, 0, 0
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
@@ -256,7 +260,7 @@ def neural_curve(
         steps += 1
         optimizer.zero_grad()
         Z = curve()
-        log_length = metric.log_polyline_lengths(Z[None])[0]
+        log_length = sampled.log_polyline_lengths(Z[None])[0]
         value = float(log_length.detach())
         if np.isfinite(value) and value < best_log:
             best_log, best_points = value, to_numpy(Z.detach(), np.float64)
