@@ -35,6 +35,8 @@ EXPERIMENTS = {
     "mnist": "experiments.mnist",
     "latent": "experiments.latent",
     "curved10d": "experiments.curved10d",
+    "pendulum": "experiments.pendulum",
+    "robot_arm": "experiments.robot_arm",
 }
 
 
