@@ -71,13 +71,13 @@ QUICK = {
     "batch_size": 50,
     "lr": 1e-3,
     "hidden": [64, 64],
-    "n_codes": 300,
-    "n_pairs": 5,
+    "n_codes": 200,
+    "n_pairs": 4,
     "n_compare": 1,
     "neural_hidden": 32,
     "neural_samples": 100,
-    "neural_iter": 100,
-    "grid": 30,
+    "neural_iter": 50,
+    "grid": 20,
 }
 
 TYPES: dict = {}
@@ -115,8 +115,9 @@ def run(out: Path, config: dict | None = None) -> dict:
     Returns
     -------
     results : dict
-        ``summary``, ``files``, ``seconds``, ``pairs`` (rows per pair), ``curves`` (the curve
-        comparison), ``codes``, ``angles``, ``model``.
+        ``summary``, ``files``, ``seconds``, ``pairs`` (a dict per pair, with the geodesic's
+        ``points`` and the straight ``line``), ``curves`` (the curve comparison, the neural
+        curve's ``points`` with it), ``codes``, ``angles``, ``model``.
     """
     cfg = {**DEFAULTS, **(config or {})}
     start = time.perf_counter()
@@ -180,8 +181,8 @@ def run(out: Path, config: dict | None = None) -> dict:
         tables={"pairs.csv": pair_rows, "curves.csv": curve_rows},
         summary=summary,
         figures=figures,
-        pairs=pair_rows,
-        curves=curve_rows,
+        pairs=pairs,
+        curves=curves,
         codes=Z,
         angles=code_angles,
         model=model,
