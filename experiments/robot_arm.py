@@ -51,7 +51,7 @@ DEFAULTS = {
     "radius": 0.4,
     "centre": [0.0, 0.4, 0.4],
     "noise": 0.03,
-    "epochs": 40,
+    "epochs": 25,
     "iwae_samples": 15,  # K of the IWAE bound
     "batch_size": 150,
     "lr": 1e-3,
