@@ -49,6 +49,7 @@ PUBLIC_MODULES = [
     "paths",
     "shortcuts",
     "refine",
+    "curves",
     "landmarks",
     "affinity",
     "cluster",

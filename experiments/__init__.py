@@ -37,6 +37,8 @@ EXPERIMENTS = {
     "curved10d": "experiments.curved10d",
     "cylinders10d": "experiments.cylinders10d",
     "inversion10d": "experiments.inversion10d",
+    "pendulum": "experiments.pendulum",
+    "robot_arm": "experiments.robot_arm",
 }
 
 

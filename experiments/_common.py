@@ -147,20 +147,21 @@ def new_figure(figsize: tuple[float, float], dpi: int = 120):
 
 
 def image_mosaic(strips, gap: int = 2, pair_gap: int = 10):
-    """Stack strips ((n_frames, 784) arrays, two per pair) into one image, dark ink on white,
-    with ``gap`` pixels between frames and rows and ``pair_gap`` between pairs; returns the
-    image and the vertical centre of every row."""
+    """Stack strips ((n_frames, side**2) arrays of square images, 28 x 28 for MNIST, two
+    per pair) into one image, dark ink on white, with ``gap`` pixels between frames and rows
+    and ``pair_gap`` between pairs; returns the image and the vertical centre of every row."""
     n = strips[0].shape[0]
-    width = n * 28 + (n - 1) * gap
+    side = int(round(np.sqrt(strips[0].shape[1])))
+    width = n * side + (n - 1) * gap
     rows, centres, y = [], [], 0
     for r, F in enumerate(strips):
-        row = np.ones((28, width))
+        row = np.ones((side, width))
         for f in range(n):
-            row[:, f * (28 + gap) : f * (28 + gap) + 28] = 1.0 - F[f].reshape(28, 28)
+            row[:, f * (side + gap) : f * (side + gap) + side] = 1.0 - F[f].reshape(side, side)
         space = gap if r % 2 == 0 else pair_gap
         rows += [row, np.ones((space, width))]
-        centres.append(y + 14)
-        y += 28 + space
+        centres.append(y + side // 2)
+        y += side + space
     return np.vstack(rows[:-1]), centres
 
 

@@ -25,6 +25,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._compute import default_memory_limit, resolve_device, row_norms
 from ._validation import check_points
+from .curves import NEURAL_CURVE_OPTIONS, neural_curve
 from .graph import (
     DEFAULT_NEIGHBORS,
     NeighbourIndex,
@@ -657,8 +658,11 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         refine : bool or dict, default=False
             Also move the path's interior points off the vertices to shorten it under the
             metric (:func:`gendist.refine.refine_path`); a dict passes options such as
-            ``n_points`` or ``method``. The refined path is never longer than the graph path
-            and is closer to the true geodesic, at the cost of model evaluations along it.
+            ``n_points`` or ``method``. ``{"curve": "neural", ...}`` instead fits a neural
+            network curve between the path's ends (:func:`gendist.curves.neural_curve`, with
+            its options; a differentiable metric). The refined path is never longer than the
+            graph path (a longer neural curve is not taken) and is closer to the true
+            geodesic, at the cost of model evaluations along it.
 
         Returns
         -------
@@ -682,26 +686,47 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         points = np.vstack([self.vertices_[i] if i < N else new[i - N] for i in path])
         options = self._refine_options(refine)
         if options is not None and len(points) > 1:
-            refined, _, info = refine_path(
-                self.metric_, points, progress=self._progress(), return_info=True, **options
-            )
-            if info["refined"]:
+            options = dict(options)
+            if options.pop("curve") == "neural":
+                refined, metric_length = neural_curve(
+                    self.metric_, points[0], points[-1], **options
+                )
+                log_length = np.log(metric_length)
+            else:
+                refined, _, info = refine_path(
+                    self.metric_, points, progress=self._progress(), return_info=True, **options
+                )
+                log_length = info["log_length"] if info["refined"] else np.inf
+            # in the graph's unit (see log_distance_unit_), like the graph path's length
+            new_length = float(np.exp(log_length - self.log_distance_unit_))
+            if new_length < length:
                 inner = np.full(len(refined) - 2, -1)
                 indices = np.concatenate([indices[:1], inner, indices[-1:]])
-                # in the graph's unit (see log_distance_unit_), like the graph path's length
-                length = float(np.exp(info["log_length"] - self.log_distance_unit_))
-                points = refined
+                length, points = new_length, refined
         return Geodesic(points=points, indices=indices, length=float(length))
 
     @staticmethod
     def _refine_options(refine) -> dict | None:
-        """The options of :func:`gendist.refine.refine_paths` that ``refine`` asks for
-        (None: no refinement)."""
-        if isinstance(refine, dict):
-            return dict(refine)
+        """The curve optimisation that ``refine`` asks for (None: none): a dict with
+        ``curve`` ("polyline" or "neural") and the options of
+        :func:`gendist.refine.refine_paths` or :func:`gendist.curves.neural_curve`."""
         if isinstance(refine, (bool, np.bool_)):
-            return {} if refine else None
-        raise TypeError(f"refine must be a bool or a dict of refine_paths options, got {refine!r}.")
+            return {"curve": "polyline"} if refine else None
+        if not isinstance(refine, dict):
+            raise TypeError(f"refine must be a bool or a dict of curve options, got {refine!r}.")
+        options = {"curve": "polyline", **refine}
+        if options["curve"] not in ("polyline", "neural"):
+            raise ValueError(
+                f"refine['curve'] must be 'polyline' or 'neural', got {options['curve']!r}."
+            )
+        if options["curve"] == "neural":
+            unknown = sorted(set(options) - {"curve", *NEURAL_CURVE_OPTIONS})
+            if unknown:
+                raise ValueError(
+                    f"refine has unknown options {unknown} for curve='neural'; expected "
+                    f"{list(NEURAL_CURVE_OPTIONS)}."
+                )
+        return options
 
     def _graph_geodesics(self, a: np.ndarray, b: np.ndarray) -> list[Geodesic]:
         """The paths ``a[i] -> b[i]`` between vertices of one component, as the rows of
@@ -726,20 +751,30 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         moving = [i for i, g in enumerate(graph_paths) if len(g.points) > 1]
         if not moving:
             return graph_paths
-        if self.device_ is not None:
-            options.setdefault("device", self.device_)
-        refined, _, info = refine_paths(
-            self.metric_,
-            [graph_paths[i].points for i in moving],
-            progress=self._progress(),
-            return_info=True,
-            **options,
-        )
+        options = dict(options)
+        if options.pop("curve") == "neural":
+            curves = [
+                neural_curve(self.metric_, g.points[0], g.points[-1], **options)
+                for g in (graph_paths[i] for i in moving)
+            ]
+            refined = [c[0] for c in curves]
+            log_lengths = np.log([c[1] for c in curves])
+        else:
+            if self.device_ is not None:
+                options.setdefault("device", self.device_)
+            refined, _, info = refine_paths(
+                self.metric_,
+                [graph_paths[i].points for i in moving],
+                progress=self._progress(),
+                return_info=True,
+                **options,
+            )
+            log_lengths = np.where(info["refined"], info["log_length"], np.inf)
         # in the graph's unit (see log_distance_unit_), like the graph paths' lengths
-        lengths = np.exp(info["log_length"] - self.log_distance_unit_)
+        lengths = np.exp(log_lengths - self.log_distance_unit_)
         for j, i in enumerate(moving):
             g = graph_paths[i]
-            if info["refined"][j] and lengths[j] < g.length:
+            if lengths[j] < g.length:
                 inner = np.full(len(refined[j]) - 2, -1)
                 indices = np.concatenate([g.indices[:1], inner, g.indices[-1:]])
                 graph_paths[i] = Geodesic(refined[j], indices, float(lengths[j]))
@@ -763,8 +798,10 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         refine : bool or dict, default=False
             Refine the paths under the metric; a dict passes options of
             :func:`gendist.refine.refine_paths` (``n_points``, ``n_rounds``, ``max_iter``,
-            ``method``, ``tol``, ``device``). A refined path is never longer than its graph
-            path; a path whose refinement does not measure shorter stays the graph's.
+            ``method``, ``tol``, ``device``), or ``{"curve": "neural", ...}`` one neural
+            curve per pair (:func:`gendist.curves.neural_curve`). A refined path is never
+            longer than its graph path; a path whose refinement does not measure shorter
+            stays the graph's.
 
         Returns
         -------
@@ -798,4 +835,3 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64"]
         return tags
-

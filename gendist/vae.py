@@ -1,14 +1,16 @@
 """Small variational autoencoders (VAE, IWAE) whose decoders define latent pullback metrics.
 
-Both are multilayer perceptrons with a diagonal-Gaussian encoder ``q(z | x)``, a standard normal
-prior and a Bernoulli decoder ``p(x | z)`` (pixel intensities in [0, 1], the usual choice for
-MNIST). The VAE maximises the evidence lower bound (ELBO, with the KL term in closed form);
-the IWAE (Burda, Grosse and Salakhutdinov, ICLR 2016) the importance-weighted bound
+Both are multilayer perceptrons (ReLU or tanh layers) with a diagonal-Gaussian encoder
+``q(z | x)``, a standard normal prior and a Bernoulli decoder ``p(x | z)`` (pixel intensities in
+[0, 1], the usual choice for MNIST) or a diagonal-Gaussian one (any real data: a mean and a
+standard deviation ``softplus(.) + 1e-3`` per feature). The VAE maximises the evidence lower
+bound (ELBO, with the KL term in closed form); the IWAE (Burda, Grosse and Salakhutdinov,
+ICLR 2016) the importance-weighted bound
 
     L_K(x) = E[ log (1/K) sum_k p(x, z_k) / q(z_k | x) ],   z_1..z_K ~ q(z | x),
 
 which is tighter than the ELBO (``L_1``) and tends to ``log p(x)`` as ``K`` grows. Their
-``decoder_`` (latent codes -> mean images) plugs into :class:`gendist.latent.LatentDistance`.
+``decoder_`` (latent codes -> decoded means) plugs into :class:`gendist.latent.LatentDistance`.
 """
 
 from __future__ import annotations
@@ -28,19 +30,23 @@ from ._validation import check_int, check_points, check_positive
 __all__ = ["VAE", "IWAE"]
 
 
-def _mlp(torch, sizes, final=None):
+_ACTIVATIONS = ("relu", "tanh")
+_LIKELIHOODS = ("bernoulli", "gaussian")
+
+
+def _mlp(torch, sizes, final=None, activation: str = "relu"):
     layers = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(torch.nn.Linear(a, b))
         if i < len(sizes) - 2:
-            layers.append(torch.nn.ReLU())
+            layers.append(torch.nn.ReLU() if activation == "relu" else torch.nn.Tanh())
     if final is not None:
         layers.append(final)
     return torch.nn.Sequential(*layers)
 
 
 class VAE(BaseEstimator):
-    """Variational autoencoder with a Gaussian encoder and a Bernoulli decoder.
+    """Variational autoencoder with a Gaussian encoder and a Bernoulli or Gaussian decoder.
 
     Parameters
     ----------
@@ -48,6 +54,12 @@ class VAE(BaseEstimator):
         Dimension q of the latent space.
     hidden : sequence of int, default=(512, 256)
         Widths of the encoder's hidden layers (the decoder mirrors them).
+    activation : {"relu", "tanh"}, default="relu"
+        Nonlinearity of the hidden layers.
+    likelihood : {"bernoulli", "gaussian"}, default="bernoulli"
+        ``p(x | z)``: Bernoulli with mean ``sigmoid(.)`` (``X`` in [0, 1]), or a diagonal
+        Gaussian with mean and standard deviation ``softplus(.) + 1e-3`` per feature (any real
+        ``X``; the decoder has ``2 D`` outputs).
     n_importance_samples : int, default=1
         Importance samples K per point in the training objective: 1 trains on the ELBO (KL in
         closed form), K > 1 on the importance-weighted bound L_K (an IWAE).
@@ -67,7 +79,7 @@ class VAE(BaseEstimator):
     encoder_ : torch.nn.Module
         x -> (2 q) outputs: the posterior mean and log-variance.
     decoder_ : torch.nn.Module
-        z -> the decoded mean image, in [0, 1].
+        z -> the decoded mean (an image in [0, 1] for the Bernoulli decoder).
     history_ : list of float
         The training objective (mean bound per point, nats) after each epoch.
     n_features_in_ : int
@@ -84,9 +96,13 @@ class VAE(BaseEstimator):
         random_state=None,
         device=None,
         verbose=False,
+        activation="relu",
+        likelihood="bernoulli",
     ):
         self.latent_dim = latent_dim
         self.hidden = hidden
+        self.activation = activation
+        self.likelihood = likelihood
         self.n_importance_samples = n_importance_samples
         self.epochs = epochs
         self.batch_size = batch_size
@@ -101,13 +117,21 @@ class VAE(BaseEstimator):
         q = self.latent_dim
         return out[:, :q], out[:, q:]
 
+    def _log_likelihood(self, x, z):
+        """log p(x | z) for samples z of shape (K, B, q): shape (K, B)."""
+        torch = self._torch
+        out = self._logits(z)  # (K, B, D), or (K, B, 2 D) for the Gaussian decoder
+        if self.likelihood == "bernoulli":
+            return -torch.nn.functional.binary_cross_entropy_with_logits(
+                out, x.expand_as(out), reduction="none"
+            ).sum(-1)
+        mean, raw = out.chunk(2, dim=-1)
+        std = torch.nn.functional.softplus(raw) + self._decoder.min_std
+        return (-0.5 * ((x - mean) / std) ** 2 - std.log() - 0.5 * math.log(2 * math.pi)).sum(-1)
+
     def _log_weights(self, x, z, mu, logvar):
         """log p(x | z) + log p(z) - log q(z | x) for samples z of shape (K, B, q)."""
-        torch = self._torch
-        logits = self._logits(z)  # (K, B, D)
-        log_px = -torch.nn.functional.binary_cross_entropy_with_logits(
-            logits, x.expand_as(logits), reduction="none"
-        ).sum(-1)
+        log_px = self._log_likelihood(x, z)
         log2pi = math.log(2 * math.pi)
         log_pz = -0.5 * (z * z + log2pi).sum(-1)
         log_qz = -0.5 * ((z - mu) ** 2 / logvar.exp() + logvar + log2pi).sum(-1)
@@ -129,11 +153,7 @@ class VAE(BaseEstimator):
         eps = torch.randn((K, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
         z = mu + (0.5 * logvar).exp() * eps
         if K == 1 and analytic_kl:
-            logits = self._logits(z)[0]
-            log_px = -torch.nn.functional.binary_cross_entropy_with_logits(
-                logits, x, reduction="none"
-            ).sum(-1)
-            return log_px - self._kl(mu, logvar)
+            return self._log_likelihood(x, z)[0] - self._kl(mu, logvar)
         log_w = self._log_weights(x, z, mu, logvar)
         return torch.logsumexp(log_w, dim=0) - math.log(K)
 
@@ -145,15 +165,21 @@ class VAE(BaseEstimator):
         check_int(self.epochs, "epochs")
         check_int(self.batch_size, "batch_size")
         check_positive(self.lr, "lr")
+        for name, value, allowed in (
+            ("activation", self.activation, _ACTIVATIONS),
+            ("likelihood", self.likelihood, _LIKELIHOODS),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}.")
         return q, hidden
 
-    @staticmethod
-    def _check_X(X, n_features=None):
+    def _check_X(self, X, n_features=None):
         X = check_points(X, "X", n_features=n_features)
-        if X.min() < 0 or X.max() > 1:
+        if self.likelihood == "bernoulli" and (X.min() < 0 or X.max() > 1):
             raise ValueError(
                 "X must hold intensities in [0, 1] (the decoder is Bernoulli); got values in "
-                f"[{X.min():.3g}, {X.max():.3g}]. Scale images by 1/255."
+                f"[{X.min():.3g}, {X.max():.3g}]. Scale images by 1/255, or use "
+                "likelihood='gaussian'."
             )
         return X
 
@@ -174,9 +200,19 @@ class VAE(BaseEstimator):
         n, D = X.shape
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(int(rng.randint(2**31 - 1)))
-            self.encoder_ = _mlp(torch, [D, *hidden, 2 * q]).to(device)
-            self._decoder_logits = _mlp(torch, [q, *hidden[::-1], D]).to(device)
-        self.decoder_ = torch.nn.Sequential(self._decoder_logits, torch.nn.Sigmoid())
+            self.encoder_ = _mlp(torch, [D, *hidden, 2 * q], activation=self.activation)
+            self.encoder_ = self.encoder_.to(device)
+            width = D if self.likelihood == "bernoulli" else 2 * D
+            self._decoder_logits = _mlp(
+                torch, [q, *hidden[::-1], width], activation=self.activation
+            ).to(device)
+        if self.likelihood == "bernoulli":
+            self.decoder_ = torch.nn.Sequential(self._decoder_logits, torch.nn.Sigmoid())
+        else:
+            from ._torch_modules import GaussianDecoder
+
+            self._decoder = GaussianDecoder(self._decoder_logits, with_std=True)
+            self.decoder_ = GaussianDecoder(self._decoder_logits, with_std=False)
         params = list(self.encoder_.parameters()) + list(self._decoder_logits.parameters())
         optimizer = torch.optim.Adam(params, lr=self.lr)
         Xt = torch.as_tensor(X, dtype=torch.float32, device=device)
@@ -216,15 +252,16 @@ class VAE(BaseEstimator):
         return to_numpy(self._torch.cat(out), np.float64)
 
     def decode(self, Z) -> np.ndarray:
-        """Decoded mean images of latent codes, shape (m, D), in [0, 1]."""
+        """Decoded means of latent codes, shape (m, D) (in [0, 1] for the Bernoulli decoder)."""
         check_is_fitted(self, "decoder_")
         Z = check_points(Z, "Z", n_features=self.latent_dim)
         with self._torch.no_grad():
             return to_numpy(self.decoder_(self._tensor(Z)), np.float64)
 
     def stochastic_decoder(self):
-        """The decoder as a torch module ``z -> (mean, std)``, the Bernoulli standard deviation
-        ``std = sqrt(mean (1 - mean))`` beside the mean image.
+        """The decoder as a torch module ``z -> (mean, std)``: the Bernoulli standard deviation
+        ``std = sqrt(mean (1 - mean))`` beside the mean image, or the Gaussian decoder's own
+        standard deviation.
 
         Given to :class:`gendist.latent.LatentDistance`, curves are measured in the joint
         embedding ``z -> (mean(z), std(z))``, whose pullback ``J_mean^T J_mean + J_std^T
@@ -232,6 +269,8 @@ class VAE(BaseEstimator):
         2018): it also grows where the decoder becomes uncertain, away from the data.
         """
         check_is_fitted(self, "decoder_")
+        if self.likelihood == "gaussian":
+            return self._decoder
         from ._torch_modules import MeanStd
 
         return MeanStd(self.decoder_)
@@ -292,6 +331,8 @@ class IWAE(VAE):
         random_state=None,
         device=None,
         verbose=False,
+        activation="relu",
+        likelihood="bernoulli",
     ):
         super().__init__(
             latent_dim=latent_dim,
@@ -303,4 +344,6 @@ class IWAE(VAE):
             random_state=random_state,
             device=device,
             verbose=verbose,
+            activation=activation,
+            likelihood=likelihood,
         )

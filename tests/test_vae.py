@@ -52,3 +52,40 @@ def test_stochastic_decoder_gives_the_bernoulli_std(rng):
     expected = model.decode(Z)
     np.testing.assert_allclose(mean.numpy(), expected, rtol=1e-6)
     np.testing.assert_allclose(std.numpy(), np.sqrt(expected * (1 - expected) + 1e-6), rtol=1e-5)
+
+
+def test_gaussian_decoder_weights_equal_a_scipy_recomputation(rng):
+    X = rng.normal(size=(7, 5))  # real data, outside [0, 1]
+    model = VAE(
+        latent_dim=2,
+        hidden=(16,),
+        epochs=1,
+        random_state=0,
+        activation="tanh",
+        likelihood="gaussian",
+    ).fit(X)
+    x = torch.as_tensor(X, dtype=torch.float32)
+    with torch.no_grad():
+        mu, logvar = model._posterior(x)
+        z = mu + torch.randn(3, *mu.shape) * (0.5 * logvar).exp()
+        log_w = model._log_weights(x, z, mu, logvar).double().numpy()
+        mean, std = model.stochastic_decoder()(z.reshape(-1, 2))
+        raw = model._decoder_logits(z.reshape(-1, 2))[:, 5:]
+    mean, std = mean.double().numpy().reshape(3, 7, 5), std.double().numpy().reshape(3, 7, 5)
+    # the std is softplus of the second half of the outputs, plus 1e-3
+    np.testing.assert_allclose(
+        std.reshape(-1, 5), np.log1p(np.exp(raw.double().numpy())) + 1e-3, rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        model.decode(z.reshape(-1, 2).numpy()), mean.reshape(-1, 5), rtol=1e-6
+    )
+    mu, sd, z = mu.double().numpy(), (0.5 * logvar).exp().double().numpy(), z.double().numpy()
+    expected = (
+        norm.logpdf(X, mean, std).sum(-1) + norm.logpdf(z).sum(-1) - norm.logpdf(z, mu, sd).sum(-1)
+    )
+    np.testing.assert_allclose(log_w, expected, rtol=1e-4, atol=1e-3)
+    assert isinstance(model.encoder_[1], torch.nn.Tanh)
+    with pytest.raises(ValueError, match="likelihood"):
+        VAE(likelihood="poisson").fit(X)
+    with pytest.raises(ValueError, match="activation"):
+        VAE(activation="gelu").fit(X)
