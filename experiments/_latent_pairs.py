@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
@@ -18,6 +19,9 @@ from ._common import markdown_table, new_figure
 
 __all__ = [
     "CURVE_DEFAULTS",
+    "LatentStudy",
+    "latent_study",
+    "quartiles",
     "compare_curves",
     "constant_speed",
     "curve_table",
@@ -247,3 +251,44 @@ def velocity_figure(profiles, title: str):
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+@dataclass
+class LatentStudy:
+    """What both experiments measure before their own readings (:func:`latent_study`)."""
+
+    model: IWAE
+    training: dict
+    codes_index: np.ndarray  # training rows encoded as the graph's vertices, sorted
+    Z: np.ndarray  # their codes, shape (n_codes, 2)
+    est: LatentDistance
+    graph_seconds: float
+    a: np.ndarray  # the pairs' vertex indices
+    b: np.ndarray
+    pairs: list  # pair_geodesics
+    pair_seconds: float
+
+
+def latent_study(X: np.ndarray, cfg: dict) -> LatentStudy:
+    """Train the IWAE on ``X``, build the latent graph on ``n_codes`` encoded rows, draw
+    ``n_pairs`` random pairs and find their geodesics (:func:`pair_geodesics`)."""
+    model, training = train_iwae(X, cfg)
+    rng = np.random.default_rng(cfg["seed"])
+    idx = np.sort(rng.choice(len(X), min(cfg["n_codes"], len(X)), replace=False))
+    Z = model.encode(X[idx])
+    t0 = time.perf_counter()
+    est = LatentDistance(model.decoder_, n_neighbors=cfg["n_neighbors"], n_quad=cfg["n_quad"])
+    est.fit(Z)
+    graph_seconds = time.perf_counter() - t0
+    a, b = random_pairs(est.component_labels_, cfg["n_pairs"], cfg["seed"] + 1)
+    t0 = time.perf_counter()
+    pairs = pair_geodesics(est, Z, a, b, cfg)
+    return LatentStudy(
+        model, training, idx, Z, est, graph_seconds, a, b, pairs, time.perf_counter() - t0
+    )
+
+
+def quartiles(values) -> str:
+    """``median (25th–75th percentile)`` to 3 significant digits."""
+    q = np.percentile(values, [25, 50, 75])
+    return f"{q[1]:.3g} ({q[0]:.3g}–{q[2]:.3g})"

@@ -125,7 +125,9 @@ def neighbour_agreement(Y: np.ndarray, T: np.ndarray, k: int) -> float:
     return float(np.mean([len(np.intersect1d(a, b)) / k for a, b in zip(near_e, near_t)]))
 
 
-def _distances(X, density, cfg, shortcuts):
+def timed_distances(X, density, cfg, shortcuts):
+    """``fit_transform`` of a GenerativeDistance with the config's graph and metric: the
+    distances, the estimator and the seconds (the graph's join warnings are silenced)."""
     est = GenerativeDistance(
         density,
         shortcuts=shortcuts,
@@ -137,13 +139,15 @@ def _distances(X, density, cfg, shortcuts):
         verbose=False,
     )
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="the graph has")
+        warnings.filterwarnings("ignore", message="the .*graph (has|fell apart)")
         start = time.perf_counter()
         D = est.fit_transform(X)
     return D, est, time.perf_counter() - start
 
 
-def _spectral_nmi(D, y, c, seed):
+def spectral_nmi(D, y, c, seed):
+    """NMI against ``y`` of 2-cluster spectral clustering on ``exp(-d^2 / tau)``, ``tau = c
+    median(d^2)``."""
     A = distance_affinity(D, c * median_bandwidth(D))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*not fully connected")
@@ -169,19 +173,19 @@ def run(out: Path, config: dict | None = None) -> dict:
             cfg["n_components"], covariance_type="full", reg_covar=1e-4, random_state=seed
         ).fit(X)
         density = GaussianMixtureDensity(gm.weights_, gm.means_, gm.covariances_)
-        D_graph, est_graph, s_graph = _distances(X, density, cfg, False)
-        D_auto, est_auto, s_auto = _distances(X, density, cfg, "auto")
+        D_graph, est_graph, s_graph = timed_distances(X, density, cfg, False)
+        D_auto, est_auto, s_auto = timed_distances(X, density, cfg, "auto")
         auto_on, stretch = bool(est_auto.shortcuts_), float(est_auto.graph_stretch_)
         if auto_on:
             D_short, s_short = D_auto, s_auto
         else:
-            D_short, _, s_short = _distances(X, density, cfg, True)
+            D_short, _, s_short = timed_distances(X, density, cfg, True)
         E = pairwise_distances(X)
         distances = {"graph": D_graph, "shortcuts": D_short, "euclidean": E}
         seconds = {"graph": s_graph, "shortcuts": s_short, "euclidean": 0.0}
         same = np.isfinite(T) & ~np.eye(len(X), dtype=bool)
         for method, D in distances.items():
-            nmi = [_spectral_nmi(D, y, c, seed) for c in cfg["relative_taus"]]
+            nmi = [spectral_nmi(D, y, c, seed) for c in cfg["relative_taus"]]
             Y = tsne_embedding(D, perplexity=cfg["perplexity"], random_state=seed)
             row = {"seed": seed, "method": method}
             row.update({f"nmi_tau{c:g}": v for c, v in zip(cfg["relative_taus"], nmi)})

@@ -33,26 +33,22 @@ Euclidean distances are a reference row throughout.
 from __future__ import annotations
 
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from scipy.special import i0e, log_ndtr
 from scipy.stats import ortho_group, spearmanr
-from sklearn.metrics import normalized_mutual_info_score, pairwise_distances
+from sklearn.metrics import pairwise_distances
 from sklearn.mixture import GaussianMixture
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from gendist import GenerativeDistance
-from gendist.affinity import distance_affinity, median_bandwidth
-from gendist.cluster import precomputed_clusterer
 from gendist.densities import GaussianMixtureDensity
 from gendist.embed import tsne_embedding
 
 from ._common import finish, markdown_table, new_figure
-from .curved10d import neighbour_agreement
+from .curved10d import neighbour_agreement, spectral_nmi, timed_distances
 
 DEFAULTS = {
     "n_samples": 600,  # points in all, half on each cylinder
@@ -262,32 +258,6 @@ def reference_lengths(X, y, pairs, basis, radii, log_h, nodes: int) -> np.ndarra
     return out
 
 
-def _distances(X, density, cfg, shortcuts):
-    est = GenerativeDistance(
-        density,
-        shortcuts=shortcuts,
-        lam=cfg["lam"],
-        beta=cfg["beta"],
-        radius=cfg["radius"],
-        n_neighbors=cfg["n_neighbors"],
-        n_quad=cfg["n_quad"],
-        verbose=False,
-    )
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="the .*graph (has|fell apart)")
-        start = time.perf_counter()
-        D = est.fit_transform(X)
-    return D, est, time.perf_counter() - start
-
-
-def _spectral_nmi(D, y, c, seed):
-    A = distance_affinity(D, c * median_bandwidth(D))
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*not fully connected")
-        labels = precomputed_clusterer("spectral", 2, random_state=seed).fit_predict(A)
-    return normalized_mutual_info_score(y, labels)
-
-
 def cross_neighbours(D: np.ndarray, y: np.ndarray, k: int) -> float:
     """Mean fraction of each point's ``k`` nearest by ``D`` that carry another label."""
     D = np.array(D, dtype=np.float64)
@@ -305,7 +275,7 @@ def _density(name, X, truth, cfg, seed):
 
 def _scores(D, y, T, same, ref, cfg, seed):
     """The measures of one distance matrix; returns the row's values and the embedding."""
-    nmi = [_spectral_nmi(D, y, c, seed) for c in cfg["relative_taus"]]
+    nmi = [spectral_nmi(D, y, c, seed) for c in cfg["relative_taus"]]
     # one OpenMP thread: Barnes-Hut t-SNE of a few hundred points gains nothing from more,
     # and on a machine whose cores other jobs share it loses up to tenfold to spin-waiting
     with threadpool_limits(1, user_api="openmp"):
@@ -350,13 +320,13 @@ def run(out: Path, config: dict | None = None) -> dict:
         pairs = (i[pick], j[pick])
         for name in cfg["densities"]:
             density = _density(name, X, truth, cfg, seed)
-            D_graph, est, s_graph = _distances(X, density, cfg, False)
-            D_auto, est_auto, s_auto = _distances(X, density, cfg, "auto")
+            D_graph, est, s_graph = timed_distances(X, density, cfg, False)
+            D_auto, est_auto, s_auto = timed_distances(X, density, cfg, "auto")
             auto_on, stretch = bool(est_auto.shortcuts_), float(est_auto.graph_stretch_)
             if auto_on:
                 D_short, s_short = D_auto, s_auto
             else:
-                D_short, _, s_short = _distances(X, density, cfg, True)
+                D_short, _, s_short = timed_distances(X, density, cfg, True)
             log_p = truth if name == "truth" else density.log_prob
 
             def log_h(P, log_p=log_p, log_lam=est.log_lam_):

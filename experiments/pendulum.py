@@ -30,7 +30,6 @@ from pathlib import Path
 import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
-from gendist import LatentDistance
 from gendist.datasets import make_pendulum, render_pendulum
 
 from ._common import finish, markdown_table, new_figure, require, strip_figure
@@ -40,10 +39,9 @@ from ._latent_pairs import (
     constant_speed,
     curve_table,
     latent_figure,
-    pair_geodesics,
-    random_pairs,
+    latent_study,
+    quartiles,
     smoothed_estimator,
-    train_iwae,
     velocity_figure,
 )
 
@@ -124,18 +122,12 @@ def run(out: Path, config: dict | None = None) -> dict:
     X, angles = make_pendulum(
         cfg["n_samples"], size=cfg["size"], noise=cfg["noise"], random_state=cfg["seed"]
     )
-    model, training = train_iwae(X, cfg)
-    rng = np.random.default_rng(cfg["seed"])
-    idx = rng.choice(len(X), min(cfg["n_codes"], len(X)), replace=False)
-    Z, code_angles = model.encode(X[idx]), angles[idx]
-    t0 = time.perf_counter()
-    est = LatentDistance(model.decoder_, n_neighbors=cfg["n_neighbors"], n_quad=cfg["n_quad"])
-    est.fit(Z)
-    graph_seconds = time.perf_counter() - t0
-    a, b = random_pairs(est.component_labels_, cfg["n_pairs"], cfg["seed"] + 1)
-    t0 = time.perf_counter()
-    pairs = pair_geodesics(est, Z, a, b, cfg)
-    pair_seconds = time.perf_counter() - t0
+    study = latent_study(X, cfg)
+    model, training, Z, est, a, b, pairs = (
+        study.model, study.training, study.Z, study.est, study.a, study.b, study.pairs
+    )
+    graph_seconds, pair_seconds = study.graph_seconds, study.pair_seconds
+    code_angles = angles[study.codes_index]
 
     template_angles = np.linspace(0, 2 * np.pi, cfg["n_templates"], endpoint=False)
     templates = render_pendulum(template_angles, size=cfg["size"])
@@ -189,11 +181,6 @@ def run(out: Path, config: dict | None = None) -> dict:
     )
 
 
-def _quartiles(values) -> str:
-    q = np.percentile(values, [25, 50, 75])
-    return f"{q[1]:.3g} ({q[0]:.3g}–{q[2]:.3g})"
-
-
 def _summary(
     cfg,
     training,
@@ -231,20 +218,20 @@ def _summary(
             [
                 [
                     "length",
-                    _quartiles(col["straight_length"]),
-                    _quartiles(col["geodesic_length"]),
-                    _quartiles(col["ratio"]),
+                    quartiles(col["straight_length"]),
+                    quartiles(col["geodesic_length"]),
+                    quartiles(col["ratio"]),
                 ],
                 [
                     "angle error (degrees)",
-                    _quartiles(col["straight_angle_error_deg"]),
-                    _quartiles(col["geodesic_angle_error_deg"]),
+                    quartiles(col["straight_angle_error_deg"]),
+                    quartiles(col["geodesic_angle_error_deg"]),
                     "",
                 ],
                 [
                     "template residual (RMS)",
-                    _quartiles(col["straight_residual"]),
-                    _quartiles(col["geodesic_residual"]),
+                    quartiles(col["straight_residual"]),
+                    quartiles(col["geodesic_residual"]),
                     "",
                 ],
                 [
@@ -258,7 +245,7 @@ def _summary(
         "",
         f"The geodesic is shorter than the straight line on "
         f"{int(np.sum(col['ratio'] < 1))} of {len(pairs)} pairs; the graph path is "
-        f"{_quartiles(col['graph_length'] / col['geodesic_length'])} times the refined "
+        f"{quartiles(col['graph_length'] / col['geodesic_length'])} times the refined "
         "geodesic.",
         "",
         "## Curve optimisers",

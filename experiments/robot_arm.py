@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 
-from gendist import LatentDistance
 from gendist.datasets import make_robot_arm, ur5_forward_kinematics
 
 from ._common import finish, markdown_table, new_figure, require
@@ -38,10 +37,9 @@ from ._latent_pairs import (
     constant_speed,
     curve_table,
     latent_figure,
-    pair_geodesics,
-    random_pairs,
+    latent_study,
+    quartiles,
     smoothed_estimator,
-    train_iwae,
     velocity_figure,
 )
 
@@ -116,18 +114,12 @@ def run(out: Path, config: dict | None = None) -> dict:
         noise=cfg["noise"],
         random_state=cfg["seed"],
     )
-    model, training = train_iwae(Q, cfg)
-    rng = np.random.default_rng(cfg["seed"])
-    idx = np.sort(rng.choice(len(Q), min(cfg["n_codes"], len(Q)), replace=False))
-    Z, code_phase = model.encode(Q[idx]), phase[idx]
-    t0 = time.perf_counter()
-    est = LatentDistance(model.decoder_, n_neighbors=cfg["n_neighbors"], n_quad=cfg["n_quad"])
-    est.fit(Z)
-    graph_seconds = time.perf_counter() - t0
-    a, b = random_pairs(est.component_labels_, cfg["n_pairs"], cfg["seed"] + 1)
-    t0 = time.perf_counter()
-    pairs = pair_geodesics(est, Z, a, b, cfg)
-    pair_seconds = time.perf_counter() - t0
+    study = latent_study(Q, cfg)
+    model, training, Z, est, a, b, pairs = (
+        study.model, study.training, study.Z, study.est, study.a, study.b, study.pairs
+    )
+    graph_seconds, pair_seconds = study.graph_seconds, study.pair_seconds
+    code_phase = phase[study.codes_index]
     data_deviation = circle_deviation(ur5_forward_kinematics(Q)[:, :3, 3], centre, cfg["radius"])
     for p in pairs:
         for kind, track in (
@@ -177,11 +169,6 @@ def run(out: Path, config: dict | None = None) -> dict:
     )
 
 
-def _quartiles(values) -> str:
-    q = np.percentile(values, [25, 50, 75])
-    return f"{q[1]:.3g} ({q[0]:.3g}–{q[2]:.3g})"
-
-
 def _summary(
     cfg,
     training,
@@ -222,14 +209,14 @@ def _summary(
             [
                 [
                     "length",
-                    _quartiles(col["straight_length"]),
-                    _quartiles(col["geodesic_length"]),
-                    _quartiles(col["ratio"]),
+                    quartiles(col["straight_length"]),
+                    quartiles(col["geodesic_length"]),
+                    quartiles(col["ratio"]),
                 ],
                 [
                     "end effector's distance from the circle (m)",
-                    _quartiles(col["straight_circle_deviation"]),
-                    _quartiles(col["geodesic_circle_deviation"]),
+                    quartiles(col["straight_circle_deviation"]),
+                    quartiles(col["geodesic_circle_deviation"]),
                     "",
                 ],
                 [
@@ -243,7 +230,7 @@ def _summary(
         "",
         f"The geodesic is shorter than the straight line on {int(np.sum(col['ratio'] < 1))} "
         f"of {len(pairs)} pairs; the graph path is "
-        f"{_quartiles(col['graph_length'] / col['geodesic_length'])} times the refined "
+        f"{quartiles(col['graph_length'] / col['geodesic_length'])} times the refined "
         f"geodesic. The training data's own end effector lies "
         f"{np.median(data_deviation):.3g} m (median) from the circle (the joint-angle noise).",
         "",

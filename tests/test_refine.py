@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from experiments.reference import Inversion
 from gendist import CallableDensity, GaussianMixtureDensity, TorchDensity
 from gendist.metric import ConformalMetric
 from gendist.refine import (
@@ -185,31 +186,11 @@ def test_refine_paths_bad_arguments():
         refine_paths(metric, [path, np.array([[0.0, np.inf], [1.0, 1.0]])])
 
 
-class _Inversion(torch.nn.Module):
-    """log p = log(|x - c|^2 - lam): with beta = 1, p0 = 0 the metric is the pullback of the
-    Euclidean one under the inversion phi(x) = c + lam (x - c) / |x - c|^2, so geodesics are
-    circular arcs and d(x, y) = |phi(x) - phi(y)| exactly (c outside the unit cube)."""
-
-    def __init__(self, d, lam=0.125):
-        super().__init__()
-        c = np.full(d, 0.5)
-        c[0] = -0.5
-        self.register_buffer("c", torch.tensor(c))
-        self.lam = lam
-
-    def log_prob(self, x):
-        return torch.log(((x - self.c) ** 2).sum(-1) - self.lam)
-
-    def phi(self, X):
-        v = X - self.c.numpy()
-        return self.c.numpy() + self.lam * v / (v**2).sum(1, keepdims=True)
-
-
 @pytest.fixture(scope="module")
 def curved_10d():
     from gendist import GenerativeDistance
 
-    model = _Inversion(10).double()
+    model = Inversion(10).double()
     X = np.random.default_rng(3).uniform(size=(600, 10))
     est = GenerativeDistance(TorchDensity(model), lam=model.lam, beta=1.0, p0=0.0)
     return est.fit(X), model.phi(X)
@@ -270,7 +251,7 @@ def test_geodesics_bad_arguments(curved_10d):
 def test_refined_kneighbors_graph_is_closer_to_the_closed_form():
     from gendist import GenerativeDistance
 
-    model = _Inversion(8).double()
+    model = Inversion(8).double()
     X = np.random.default_rng(5).uniform(size=(100, 8))
     Y = model.phi(X)
     est = GenerativeDistance(TorchDensity(model), lam=model.lam, beta=1.0, p0=0.0).fit(X)
@@ -290,7 +271,7 @@ def test_refinement_steps_back_where_the_density_is_undefined():
     """log p = log(|x - c|^2 - lam) is NaN inside the ball |x - c|^2 < lam. A path past the
     ball is pulled towards it (h = lam / |x - c|^2 grows away from c); trial points inside
     must be refused, not crash the batch, and the result is the inversion's closed form."""
-    model = _Inversion(2, lam=0.125).double()
+    model = Inversion(2, lam=0.125).double()
     metric = ConformalMetric(TorchDensity(model), np.log(0.125), 1.0, 0.0, 8)
     c = model.c.numpy()
     a, b = c + [0.36, 0.02], c + [-0.02, 0.36]  # just outside the ball of radius 0.354
