@@ -77,7 +77,7 @@ def softplus(z) -> np.ndarray:
     ``-inf`` gives 0, ``+inf`` and NaN propagate.
     """
     z = np.asarray(z, dtype=np.result_type(z, np.float64))
-    y = np.minimum(z, _SOFTPLUS_LINEAR)
+    y = np.minimum(z, _SOFTPLUS_LINEAR, out=np.empty_like(z))  # an array also for 0-d z
     np.exp(y, out=y)
     y += 1.0
     np.log(y, out=y)

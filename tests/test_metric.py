@@ -236,3 +236,18 @@ def test_torch_edge_weights_need_a_torch_density(rng):
     X = rng.normal(size=(50, 2))
     with pytest.raises(TypeError, match="torch tensors"):
         GenerativeDistance(lambda A: -0.5 * (A**2).sum(1), n_neighbors=5, device="cpu").fit(X)
+
+
+@pytest.mark.parametrize(
+    "z",
+    [0.0, 411.3, -800.0, np.float32(3.5), np.array([-np.inf, -30, 0.5, 39.9, 40.1, 1e300, np.inf])],
+)
+def test_softplus_equals_numpys_logaddexp_for_scalars_and_arrays(z):
+    from gendist._compute import softplus
+
+    got = softplus(z)
+    expected = np.logaddexp(np.asarray(z, dtype=np.float64), 0.0)
+    assert np.shape(got) == np.shape(expected)
+    np.testing.assert_allclose(got, expected, rtol=4e-16, atol=3e-16)
+    # and the length factor of a single log-density value, as a scalar call makes it
+    assert np.isfinite(log_length_factor(np.float64(411.3), 0.0, 1.0, 0.0))
