@@ -231,6 +231,7 @@ def refine_paths(
     max_iter: int | None = None,
     method: str = "auto",
     tol: float = 1e-6,
+    straight_start: bool = True,
     device=None,
     progress: bool = False,
     return_info: bool = False,
@@ -240,7 +241,8 @@ def refine_paths(
     All paths are refined together: each L-BFGS iteration evaluates the density on the
     points of every path still in the batch, in one model call per memory block. A path
     leaves the batch once a round shortens it by less than ``tol``; each path keeps the
-    shortest polyline it reached, so no result is longer than its input.
+    shortest polyline it reached, so no result is longer than its input, nor (with
+    ``straight_start``) than the straight line between its ends.
 
     Parameters
     ----------
@@ -271,6 +273,12 @@ def refine_paths(
         ``"auto"`` uses autograd when the metric offers it and torch is installed.
     tol : float, default=1e-6
         Relative gain of a round below which a path is done.
+    straight_start : bool, default=True
+        Start instead from the straight line between a path's ends (``n_points`` evenly
+        spaced points) where that line is the shorter under the metric. A graph path
+        follows the data; where the metric is cheap across a gap or a fold (a decoder's
+        pullback metric between two arms of a folded manifold), refining it would stay in
+        the longer basin. One length evaluation per path.
     device : torch device, optional
         Where autograd evaluates the batch (default: the CPU); the density must accept
         tensors there.
@@ -285,15 +293,16 @@ def refine_paths(
     Returns
     -------
     paths : list of B ndarrays
-        Each refined polyline, of shape (n_points, d) and evenly spaced; or the input path
-        itself where refinement did not shorten it.
+        Each refined polyline, of shape (n_points, d) and evenly spaced; or the shorter of
+        the input path itself and the straight line where refinement did not shorten it.
     lengths : ndarray of shape (B,)
         Their lengths under the metric.
     info : dict
         Only with ``return_info``.
     """
     best, info, n_rounds = _refine_all(
-        metric, paths, n_points, 16, n_rounds, max_iter, method, tol, device, progress
+        metric, paths, n_points, 16, n_rounds, max_iter, method, tol, straight_start, device,
+        progress,
     )
     late = ~info["converged"]
     if late.any():
@@ -311,7 +320,8 @@ def refine_paths(
 
 
 def _refine_all(
-    metric, paths, n_points, min_points, n_rounds, max_iter, method, tol, device, progress
+    metric, paths, n_points, min_points, n_rounds, max_iter, method, tol, straight_start, device,
+    progress,
 ):
     """:func:`refine_paths` without its warning: the checks, then the rounds (``n_points``
     defaults to ``max(longest path, min_points)``).
@@ -344,7 +354,6 @@ def _refine_all(
     gradients = _gradient_function(metric, method, device)
 
     B = len(P0)
-    best = list(P0)
     info = {
         "refined": np.zeros(B, dtype=bool),
         "converged": np.ones(B, dtype=bool),
@@ -353,6 +362,10 @@ def _refine_all(
         "gradient_norm": np.zeros(B),
         "log_length": _ragged_log_lengths(metric, P0),
     }
+    straight = np.zeros(B, dtype=bool)
+    if straight_start:
+        straight = _take_shorter_straight_lines(metric, P0, info["log_length"], n_points)
+    best = list(P0)
     scale = np.array([row_norms(np.diff(p, axis=0)).sum() for p in P0])
     todo = np.flatnonzero(np.isfinite(info["log_length"]) & (scale > 0))  # else points
     # L-BFGS keeps 2 * 8 curvature vectors per path, beside the points and their gradients
@@ -363,7 +376,39 @@ def _refine_all(
             metric, [P0[b] for b in block], block, scale[block], gradients, n_points,
             n_rounds, max_iter, tol, progress, best, info,
         )
+    info["refined"] |= straight
     return best, info, n_rounds
+
+
+def _take_shorter_straight_lines(metric, paths: list, log_lengths: np.ndarray, n_points: int):
+    """Replace each path by the straight line between its ends (``n_points`` evenly spaced
+    points) where that line is shorter under the metric; updates both in place.
+
+    A graph path follows the data, which is the right basin where the data are dense, but
+    where the metric is cheap across a gap or fold (a decoder's pullback metric between two
+    arms of a folded manifold) the straight line is shorter, and refinement started from the
+    graph path would stay in the longer basin. A line that leaves the density's domain
+    measures +inf and is not taken.
+
+    Returns
+    -------
+    taken : ndarray of shape (B,), bool
+        Where the straight line replaced the path.
+    """
+    taken = np.zeros(len(paths), dtype=bool)
+    ends = np.stack([p[[0, -1]] for p in paths])
+    apart = np.flatnonzero(np.any(ends[:, 0] != ends[:, 1], axis=1))
+    if not apart.size:
+        return taken
+    t = np.linspace(0.0, 1.0, n_points)[None, :, None]
+    lines = ends[apart, :1] + t * (ends[apart, 1:] - ends[apart, :1])
+    lines[:, -1] = ends[apart, 1]  # the end exactly, not up to rounding
+    line_log = _refusals_as_inf(metric.log_polyline_lengths, _refused_length)(lines)
+    for j in np.flatnonzero(line_log < log_lengths[apart]):
+        paths[apart[j]] = lines[j]
+        log_lengths[apart[j]] = line_log[j]
+        taken[apart[j]] = True
+    return taken
 
 
 def _two_loop(g, S, Y, rho, count):
@@ -519,6 +564,7 @@ def refine_path(
     max_iter: int | None = None,
     method: str = "auto",
     tol: float = 1e-6,
+    straight_start: bool = True,
     progress: bool = False,
     return_info: bool = False,
 ):
@@ -537,7 +583,7 @@ def refine_path(
         The starting polyline, typically a graph geodesic's ``points``.
     n_points : int, optional
         Points of the refined polyline (>= 3); default ``max(k, 32)``.
-    n_rounds, max_iter, method, tol, progress
+    n_rounds, max_iter, method, tol, straight_start, progress
         See :func:`refine_paths`.
     return_info : bool, default=False
         Also return a dict: ``refined`` (bool: the path was replaced), ``converged`` (bool),
@@ -547,15 +593,18 @@ def refine_path(
     Returns
     -------
     points : ndarray of shape (n_points, d)
-        The refined polyline, evenly spaced; or the input itself when refinement did not
-        shorten it, so the result is never longer than the input under the metric.
+        The refined polyline, evenly spaced; or the shorter of the input itself and the
+        straight line when refinement did not shorten either, so the result is never longer
+        than the input (nor, with ``straight_start``, than the straight line) under the
+        metric.
     length : float
         Its length under the metric.
     info : dict
         Only with ``return_info``.
     """
     best, info, n_rounds = _refine_all(
-        metric, [points], n_points, 32, n_rounds, max_iter, method, tol, None, progress
+        metric, [points], n_points, 32, n_rounds, max_iter, method, tol, straight_start, None,
+        progress,
     )
     one = {key: value[0].item() for key, value in info.items()}
     if not one["converged"]:

@@ -40,9 +40,11 @@ def check_pairs(res):
             p["geodesic_length"], decoded_length(model, p["points"]), rtol=2e-2
         )
         assert p["geodesic_length"] <= p["graph_length"]
-    # the geodesics are not longer than the straight lines (up to quadrature error)
+    # no geodesic is longer than its straight line (the refinement starts from the line where
+    # that is the shorter), up to the quadrature difference between the line's 64 points and
+    # the refined curve's 16
     ratios = np.array([p["ratio"] for p in res["pairs"]])
-    assert np.median(ratios) <= 1.001
+    assert ratios.max() <= 1.005, ratios.max()
     (neural,) = [r for r in res["curves"] if "points" in r]
     np.testing.assert_allclose(
         neural["points"][[0, -1]], Z[[neural["a"], neural["b"]]], rtol=0, atol=1e-12
