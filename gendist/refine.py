@@ -16,7 +16,9 @@ autograd through ``log p`` when the density can be evaluated on torch tensors (t
 flows, mixtures; on the device of ``device=``), and from central finite differences of
 ``log p`` otherwise. Length alone does not fix where the points sit along a curve, so the
 points are resampled to even spacing after every few iterations (as in the string method of
-E, Ren and Vanden-Eijnden). :func:`refine_path` is the batch of one.
+E, Ren and Vanden-Eijnden). A path whose straight line between its ends is shorter under
+the metric starts from that line instead (a local optimiser keeps the basin it starts in), so
+no result is longer than the straight line. :func:`refine_path` is the batch of one.
 """
 
 from __future__ import annotations
@@ -286,7 +288,7 @@ def refine_paths(
         Show a progress bar over rounds (None: only once they have run a few seconds).
     return_info : bool, default=False
         Also return a dict of arrays of shape (B,): ``refined`` (whether the path was
-        replaced), ``converged``, ``n_rounds`` (rounds run), ``gain`` (the last round's
+        replaced, by the refinement or by the straight line), ``converged``, ``n_rounds`` (rounds run), ``gain`` (the last round's
         relative gain), ``gradient_norm`` (of the relative length in relative coordinates at
         the end of the last round) and ``log_length``.
 
