@@ -43,11 +43,11 @@ from .interop import given_neighbours, kneighbors_graph, sparse_cost_matrix
 from .paths import (
     BACKEND_NAMES,
     Geodesic,
+    _pair_shortest_path,
     check_vertex_indices,
     minimum_with_transpose,
     mirror_upper_triangle,
     nearest_vertices,
-    pair_shortest_path,
     reconstruct_path,
     reconstruct_seeded_path,
     shortest_path_tree,
@@ -601,7 +601,8 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         x_a = pa[0] if pa is not None else self.vertices_[ia]
         x_b = pb[0] if pb is not None else self.vertices_[ib]
         bound = factor * float(row_norms((x_a - x_b)[None])[0])
-        length, path = pair_shortest_path(graph, source, target, lower_bound=bound)
+        # the graph was checked at fit (and the joined rows by construction)
+        length, path = _pair_shortest_path(graph, source, target, bound)
         if swapped and path is not None:
             path = path[::-1]
         return length, path, (np.vstack(new) if new else None)

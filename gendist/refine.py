@@ -288,9 +288,10 @@ def refine_paths(
         Show a progress bar over rounds (None: only once they have run a few seconds).
     return_info : bool, default=False
         Also return a dict of arrays of shape (B,): ``refined`` (whether the path was
-        replaced, by the refinement or by the straight line), ``converged``, ``n_rounds`` (rounds run), ``gain`` (the last round's
-        relative gain), ``gradient_norm`` (of the relative length in relative coordinates at
-        the end of the last round) and ``log_length``.
+        replaced, by the refinement or by the straight line), ``converged``, ``n_rounds``
+        (rounds run), ``gain`` (the last round's relative gain), ``gradient_norm`` (of the
+        relative length in relative coordinates at the end of the last round) and
+        ``log_length``.
 
     Returns
     -------
