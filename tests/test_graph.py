@@ -6,6 +6,7 @@ from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
 from scipy.spatial import cKDTree
 from scipy.spatial.distance import cdist, pdist, squareform
 
+import gendist.graph
 from gendist.graph import (
     BLOCKED_MIN_FEATURES,
     BLOCKED_MIN_SAMPLES,
@@ -178,8 +179,16 @@ def test_search_method_rule_and_the_index_follow_the_shape():
     assert NeighbourIndex(metric="manhattan").fit(X).method_ == "sklearn"
 
 
+# the screen's tiles (gendist.graph._SCREEN_TILE, below 64 features): the default, and small
+# ragged ones so that a block spans many tiles of rows and of columns
+TILES = pytest.mark.parametrize("tile", [None, (48, 100)], ids=["tile=default", "tile=48x100"])
+
+
+@TILES
 @pytest.mark.parametrize("d", [8, 10, 50, 784])
-def test_blocked_knn_is_the_exact_brute_force_knn(rng, d):
+def test_blocked_knn_is_the_exact_brute_force_knn(rng, d, tile, monkeypatch):
+    if tile is not None:
+        monkeypatch.setattr(gendist.graph, "_SCREEN_TILE", tile)
     n, k = 1037, 7  # blocks of 64 rows: n is not a multiple of the block
     X = _blocked_data(rng, n, d)
     with sklearn.config_context(working_memory=1):
@@ -204,8 +213,11 @@ def test_blocked_knn_is_the_exact_brute_force_knn(rng, d):
     np.testing.assert_allclose(dist[n - 1, 0], np.linalg.norm(X[n - 1] - X[11]), rtol=rtol)
 
 
+@TILES
 @pytest.mark.parametrize("d", [8, 10, 50])
-def test_blocked_radius_search_is_the_kd_tree_s(rng, d):
+def test_blocked_radius_search_is_the_kd_tree_s(rng, d, tile, monkeypatch):
+    if tile is not None:
+        monkeypatch.setattr(gendist.graph, "_SCREEN_TILE", tile)
     n = 1029
     X = _blocked_data(rng, n, d)
     r0 = float(np.median(cKDTree(X).query(X, 8)[0][:, -1]))
