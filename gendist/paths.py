@@ -966,7 +966,7 @@ def _pair_shortest_path(graph, source: int, target: int, lower_bound: float):
     # the balls at the heaviest edge at either end hold about the two ends and their
     # neighbours: the start of the forecast, without running anything
     radius = _heaviest_edge(graph, ends) or _lightest_edge(graph, ends)
-    size = 2 + int(np.diff(graph.indptr)[ends].sum())
+    size = 2 + int((graph.indptr[ends + 1] - graph.indptr[ends]).sum())
     best, grown = np.inf, max(radius, goal)
     if size * (grown / radius) ** 2 + 2 * run_cost <= budget:
         best = _pair_rounds(graph, source, target, grown, goal, (radius, size), budget, run_cost)
