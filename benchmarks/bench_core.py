@@ -404,8 +404,23 @@ def markdown(results, quick):
             else " (about 25 minutes on 2 cores; `--quick` for a smoke run)."
         ),
         "",
+        "Accuracy of the distances against closed forms in d = 2, 5, 10, 50 (graph only, "
+        "shortcuts, the default, batched refinement, Isomap as the peer): "
+        "[benchmarks/accuracy.md](benchmarks/accuracy.md) "
+        "(`python benchmarks/bench_accuracy.py`). What the shortcuts cost with a mixture "
+        "model: [benchmarks/shortcut_cost.md](benchmarks/shortcut_cost.md) "
+        "(`python benchmarks/bench_shortcut_cost.py`).",
+        "",
         "Single-pair queries (`distance(a, b)`, `geodesic(a, b)`) have their own benchmark: "
         "[benchmarks/queries.md](benchmarks/queries.md) (`python benchmarks/bench_queries.py`).",
+        "",
+        "Every stage against the machine's limits (matrix product, memory bandwidth) and the "
+        "best peer library on the same input (faiss, scikit-learn, scipy, igraph, networkit, "
+        "rustworkx), with fitted exponents in n: [benchmarks/peers.md](benchmarks/peers.md) "
+        "(`python benchmarks/bench_peers.py`, `--quick` for a smoke run). Mixture density and "
+        "edge weights, before and after, against scikit-learn's `score_samples` and the raw "
+        "density: [benchmarks/peers_density.md](benchmarks/peers_density.md) "
+        "(`python -m benchmarks._peers_density`).",
         "",
         "How each stage (graph, weights, shortest paths per backend) scales from n = 10^3 to "
         "10^6, against a straightforward per-edge Python + networkx implementation, and the "

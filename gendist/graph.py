@@ -15,6 +15,7 @@ vertices joined to a graph), :func:`min_length_factor` (the A* bound of a weight
 
 from __future__ import annotations
 
+import itertools
 import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +24,7 @@ import numpy as np
 from joblib import effective_n_jobs
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
+from scipy.spatial import cKDTree
 from sklearn.neighbors import NearestNeighbors
 from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted
@@ -78,7 +80,7 @@ _SCREEN_TILE = (1024, 2048)
 def search_method(n_samples: int, n_features: int) -> str:
     """The exact neighbour search :class:`NeighbourIndex` runs for Euclidean data of this shape.
 
-    Trees (scikit-learn's KD-tree) prune well in low dimension, where a query visits
+    Trees (scipy's cKDTree, on all threads) prune well in low dimension, where a query visits
     O(log n) cells; from :data:`BLOCKED_MIN_FEATURES` features on their pruning fails and a
     query visits a growing share of all points (scikit-learn's 10-D KD-tree grows like
     n^1.9), while a blocked all-pairs search runs at matrix-product speed
@@ -330,11 +332,13 @@ class NeighbourIndex(NearestNeighbors):
     in any dimension.
 
     **Search.** With ``algorithm="auto"`` and the Euclidean metric, the search is chosen by
-    :func:`search_method` from the shape of the fitted points: scikit-learn's trees in low
-    dimension, :class:`BlockedSearch` (blocked matrix products, float64-exact results, on
-    ``n_jobs`` threads, all cores when None, as BLAS) from :data:`BLOCKED_MIN_FEATURES` features on;
-    :attr:`method_` says which. Both return the same neighbours, up to the order of points
-    at exactly equal distances. Another ``algorithm`` or metric is scikit-learn's own search.
+    :func:`search_method` from the shape of the fitted points: trees in low dimension (kNN
+    queries by scipy's :class:`~scipy.spatial.cKDTree` on ``n_jobs`` threads, all cores when
+    None; radius queries by scikit-learn's tree), :class:`BlockedSearch` (blocked matrix
+    products, float64-exact results, on ``n_jobs`` threads, all cores when None, as BLAS)
+    from :data:`BLOCKED_MIN_FEATURES` features on; :attr:`method_` says which. All return
+    the same neighbours, up to the order of points at exactly equal distances. Another
+    ``algorithm`` or metric is scikit-learn's own search.
     The blocked search needs 12 (d + 1) bytes per point beyond the points; when that exceeds
     :func:`gendist._compute.default_memory_limit`, the tree is used.
 
@@ -374,7 +378,8 @@ class NeighbourIndex(NearestNeighbors):
                 default_memory_limit()
             ):
                 self.method_ = "tree"
-        if self.method_ != "blocked":
+        self._kdtree = None
+        if self.method_ == "sklearn":
             return super().fit(X)
         # scikit-learn's fitted state, without building a tree the search will not use
         super().set_params(algorithm="brute")
@@ -382,7 +387,10 @@ class NeighbourIndex(NearestNeighbors):
             super().fit(X)
         finally:
             super().set_params(algorithm="auto")
-        self._blocked = BlockedSearch(np.ascontiguousarray(self._fit_X), self.n_jobs)
+        if self.method_ == "tree":  # scipy's KD-tree: queries on n_jobs threads
+            self._kdtree = cKDTree(self._fit_X)
+        else:
+            self._blocked = BlockedSearch(np.ascontiguousarray(self._fit_X), self.n_jobs)
         return self
 
     def _scaled(self, X):
@@ -390,33 +398,74 @@ class NeighbourIndex(NearestNeighbors):
             return X
         return np.asarray(X, dtype=np.float64) / self.scale_
 
-    def _blocked_query(self, X):
-        """The query points for the blocked search (None: the fitted points themselves)."""
+    def _own_query(self, X):
+        """The query points for our own searches (None: the fitted points themselves), and
+        whether they are the fitted points."""
+        fitted = self._fit_X if self._blocked is None else self._blocked.X
         if X is None:
-            return self._blocked.X, True
+            return fitted, True
         X = check_array(X, dtype=np.float64)
-        if X.shape[1] != self._blocked.X.shape[1]:
+        if X.shape[1] != fitted.shape[1]:
             raise ValueError(
-                f"X has {X.shape[1]} features, but the index was fitted on "
-                f"{self._blocked.X.shape[1]}."
+                f"X has {X.shape[1]} features, but the index was fitted on {fitted.shape[1]}."
             )
         return np.ascontiguousarray(self._scaled(X)), False
 
+    def _check_k(self, k, self_query: bool) -> int:
+        k = check_int(self.n_neighbors if k is None else k, "n_neighbors")
+        if k > self.n_samples_fit_ - int(self_query):
+            raise ValueError(
+                f"Expected n_neighbors <= n_samples_fit, but n_neighbors = {k}, "
+                f"n_samples_fit = {self.n_samples_fit_}"
+            )
+        return k
+
+    def _tree_kneighbors(self, X, k):
+        """The k nearest fitted points by scipy's cKDTree, in query blocks of
+        ``working_memory``; a fitted point queried as itself (``X`` None) is not its own
+        neighbour (a duplicate of it is)."""
+        Y, self_query = self._own_query(X)
+        k = self._check_k(k, self_query)
+        m, kk = Y.shape[0], k + int(self_query)
+        dist, ind = np.empty((m, k)), np.empty((m, k), dtype=np.int64)
+        step = chunk_rows(2 * 16 * kk)
+        for s in range(0, m, step):
+            d, i = self._kdtree.query(Y[s : s + step], kk, workers=_threads(self.n_jobs))
+            d, i = d.reshape(-1, kk), i.reshape(-1, kk)
+            if self_query:  # drop the point itself, or the farthest where duplicates hide it
+                own = i == np.arange(s, s + len(i))[:, None]
+                drop = np.where(own.any(axis=1), own.argmax(axis=1), kk - 1)
+                keep = np.ones(i.shape, dtype=bool)
+                keep[np.arange(len(i)), drop] = False
+                d, i = d[keep].reshape(-1, k), i[keep].reshape(-1, k)
+            dist[s : s + step], ind[s : s + step] = d, i
+        return dist, ind
+
+    def _tree_radius(self, Y, radius: float, self_query: bool):
+        """Pairs within ``radius`` (``<=``) by scipy's cKDTree, by query row, with their
+        exact lengths (:func:`_pair_lengths`); a point is not its own neighbour."""
+        lists = self._kdtree.query_ball_point(Y, radius, workers=_threads(self.n_jobs))
+        counts = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
+        rows = np.repeat(np.arange(len(Y)), counts)
+        cols = np.fromiter(itertools.chain.from_iterable(lists), np.int64, count=len(rows))
+        lengths = _pair_lengths(Y, rows, cols, self._fit_X)
+        keep = lengths <= radius  # by the exact lengths returned, not the tree's rounding
+        if self_query:
+            keep &= rows != cols
+        return rows[keep], cols[keep], lengths[keep]
+
     def kneighbors(self, X=None, n_neighbors=None, return_distance=True):
         check_is_fitted(self)
-        if self._blocked is None:
+        if self.method_ == "sklearn":
             out = super().kneighbors(self._scaled(X), n_neighbors, return_distance)
         else:
-            k = self.n_neighbors if n_neighbors is None else n_neighbors
-            Y, self_query = self._blocked_query(X)
-            k = check_int(k, "n_neighbors")
-            available = self.n_samples_fit_ - int(self_query)
-            if k > available:
-                raise ValueError(
-                    f"Expected n_neighbors <= n_samples_fit, but n_neighbors = {k}, "
-                    f"n_samples_fit = {self.n_samples_fit_}, n_samples = {Y.shape[0]}"
+            if self._kdtree is not None:
+                dist, ind = self._tree_kneighbors(X, n_neighbors)
+            else:
+                Y, self_query = self._own_query(X)
+                dist, ind = self._blocked.kneighbors(
+                    Y, self._check_k(n_neighbors, self_query), self_query
                 )
-            dist, ind = self._blocked.kneighbors(Y, k, self_query)
             out = (dist, ind) if return_distance else ind
         if return_distance and self.scale_ != 1.0:
             return out[0] * self.scale_, out[1]
@@ -425,15 +474,19 @@ class NeighbourIndex(NearestNeighbors):
     def radius_neighbors(self, X=None, radius=None, return_distance=True, sort_results=False):
         check_is_fitted(self)
         radius = self.radius if radius is None else radius
-        if self._blocked is None:
+        if self.method_ == "sklearn":
             out = super().radius_neighbors(
                 self._scaled(X), radius / self.scale_, return_distance, sort_results
             )
         else:
-            Y, self_query = self._blocked_query(X)
-            rows, cols, lengths = self._blocked.radius_neighbors(
-                Y, check_positive(radius / self.scale_, "radius"), self_query, return_distance
-            )
+            Y, self_query = self._own_query(X)
+            r = check_positive(radius / self.scale_, "radius", allow_zero=True)
+            if self._kdtree is not None:
+                rows, cols, lengths = self._tree_radius(Y, r, self_query)
+            else:
+                rows, cols, lengths = self._blocked.radius_neighbors(
+                    Y, r, self_query, return_distance
+                )
             if sort_results:
                 order = np.lexsort((cols, lengths, rows))
                 rows, cols, lengths = rows[order], cols[order], lengths[order]

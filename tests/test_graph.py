@@ -259,3 +259,40 @@ def test_blocked_search_refuses_bad_queries(rng):
         nn.kneighbors(X[:, :3], 2)
     with pytest.raises(ValueError, match="radius"):
         nn.radius_neighbors(X[:3], -1.0)
+
+
+@pytest.mark.parametrize("d", [2, 3, 7])
+def test_tree_knn_is_the_brute_force_knn_with_duplicates_and_new_points(rng, d):
+    """Low dimension: scipy's KD-tree answers kNN queries (method_ "tree"). Against cdist:
+    exact lengths, the same sets where the k-th is untied, a point never its own neighbour
+    even among exact copies of it (a copy is), and queries of new points."""
+    X = rng.normal(size=(1500, d))
+    X[100:104] = X[7]  # five copies of one point: the tree may return the point last
+    with sklearn.config_context(working_memory=1):  # several query blocks
+        nn = NeighbourIndex(n_jobs=2).fit(X)
+        dist, ind = nn.kneighbors(None, 6)
+        Y = rng.normal(size=(40, d))
+        dist_new, ind_new = nn.kneighbors(Y, 1)
+    assert nn.method_ == "tree"
+    assert not np.any(ind == np.arange(len(X))[:, None])
+    D = cdist(X, X)
+    np.fill_diagonal(D, np.inf)
+    expected = np.sort(D, axis=1)[:, :6]
+    np.testing.assert_allclose(dist, expected, rtol=1e-14, atol=0)
+    np.testing.assert_array_equal(D[np.arange(len(X))[:, None], ind], dist)
+    assert set(ind[7, :4]) == {100, 101, 102, 103} and np.all(dist[7, :4] == 0)
+    assert set(ind[100, :4]) == {7, 101, 102, 103}
+    untied = (D == expected[:, -1:]).sum(axis=1) == 1
+    ref = np.argsort(D, axis=1, kind="stable")[:, :6]
+    for i in np.flatnonzero(untied):
+        assert set(ind[i]) == set(ref[i])
+    E = cdist(Y, X)
+    np.testing.assert_array_equal(E[np.arange(len(Y)), ind_new[:, 0]], E.min(axis=1))  # copies tie
+    np.testing.assert_allclose(dist_new[:, 0], E.min(axis=1), rtol=1e-14)
+    # far from the usual range: the points are rescaled by a power of two, lengths back
+    big = NeighbourIndex().fit(X * 1e250)
+    np.testing.assert_allclose(big.kneighbors(None, 6)[0], dist * 1e250, rtol=1e-13)
+    with pytest.raises(ValueError, match="n_neighbors <= n_samples_fit"):
+        nn.kneighbors(None, 1500)
+    with pytest.raises(ValueError, match="features"):
+        nn.kneighbors(np.zeros((2, d + 1)), 3)
