@@ -11,7 +11,9 @@ full-covariance ``GaussianMixture`` fitted to them (``GaussianMixtureDensity.fro
 (``shortcuts=False``) and shortcuts (``shortcuts=True``): fit time, the all-pairs time
 estimated from 100 rows of ``distances`` (n / 100 times their time, as in
 bench_accuracy.py), their ratio, and what ``shortcuts="auto"`` measured on the same fit
-(``graph_stretch_``, ``shortcut_cost_``: a shortcut row over a graph-only row on its sample).
+(``graph_stretch_``; ``shortcut_cost_``, a shortcut row over a graph-only row on its sample;
+``shortcuts_off_data_``, the share of winning segments that leave the data: above 0.05 auto
+stays off).
 The same ratio under the constant density (Euclidean limit) is the cheap-model reference.
 """
 
@@ -69,6 +71,7 @@ def cell(d, n):
         warnings.simplefilter("always")
         auto.fit(X)
     row["auto"] = (bool(auto.shortcuts_), float(auto.graph_stretch_), float(auto.shortcut_cost_),
+                   float(auto.shortcuts_off_data_),
                    any("graph-only row" in str(w.message) for w in caught))
     print(row, flush=True)
     return row
@@ -84,15 +87,16 @@ def markdown(rows, quick):
         __doc__.split("\n\n", 2)[2].strip(),
         "",
         "| d | n | mixture: graph only (s) | shortcuts (s) | ratio | constant density: ratio "
-        "| auto: on? | stretch | shortcut_cost_ | cost warning |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| auto: on? | stretch | shortcut_cost_ | off data | cost warning |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         (g, s), (cg, cs) = r["mixture"], r["constant"]
-        on, stretch, cost, warned = r["auto"]
+        on, stretch, cost, off_data, warned = r["auto"]
         lines.append(
             f"| {r['d']} | {r['n']:,} | {g:.1f} | {s:.1f} | {s / g:.1f} | {cs / cg:.1f} | "
-            f"{'on' if on else 'off'} | {stretch:.3f} | {cost:.1f} | {'yes' if warned else 'no'} |"
+            f"{'on' if on else 'off'} | {stretch:.3f} | {cost:.1f} | {off_data:.3f} | "
+            f"{'yes' if warned else 'no'} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -226,9 +226,11 @@ class BlockedSearch:
             radius2 = np.full(len(Y), np.inf)
         else:
             sample = np.random.default_rng(0).choice(n, m, replace=False)
-            S = np.hstack([Q, np.ones((len(Q), 1))]) @ self._matrix(np.float64)[sample].T
+            # in float32: its rounding bound s32 keeps radius2 an upper bound
+            lhs = np.hstack([Q, np.ones((len(Q), 1))]).astype(np.float32)
+            S = (lhs @ self._matrix(np.float32)[sample].T).astype(np.float64)
             S.partition(k, axis=1)  # in place: np.partition would copy the block
-            radius2 = S[:, k] + sq_q + s64
+            radius2 = S[:, k] + sq_q + self._slack(sq_q, np.float32)
         s32 = self._slack(sq_q, np.float32)
         dtype = np.float32 if np.all(s32 <= _FLOAT32_SLACK * radius2) else np.float64
         s = s32 + s64 if dtype == np.float32 else 2 * s64
@@ -271,7 +273,9 @@ class BlockedSearch:
     def _blocks(self, Y, func, row_bytes):
         """``func(block, first)`` over row blocks of ``Y``, on the worker threads, in order."""
         workers = _threads(self.n_jobs)
-        step = chunk_rows(row_bytes * workers, max_rows=2048)
+        # at least 4 blocks per worker where the rows allow, so that the threads finish together
+        balanced = max(64, -(-Y.shape[0] // (4 * workers)))
+        step = chunk_rows(row_bytes * workers, max_rows=min(2048, balanced))
         starts = range(0, Y.shape[0], step)
         if workers == 1 or len(starts) == 1:
             return [func(Y[s : s + step], s) for s in starts]
