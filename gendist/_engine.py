@@ -367,7 +367,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             device=self.device_,
         )
         log_w = log_w - self.log_distance_unit_
-        if np.any(np.isposinf(log_w) | (log_w > 709)):
+        if np.any(np.isnan(log_w) | np.isposinf(log_w) | (log_w > 709)):
             raise ValueError(
                 "a new point's edges are longer than float64 holds in the graph's unit "
                 f"(log_distance_unit_={self.log_distance_unit_:.6g}): the point lies too far "
@@ -378,6 +378,11 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             ends = (None, None) if values is None else (values[:1], values[1:])
             log_link = self.metric_.log_segment_lengths(Y[:1], Y[1:], *ends)
             log_link = log_link - self.log_distance_unit_
+            if not np.all(log_link <= 709):  # NaN, or beyond float64 in the graph's unit
+                raise ValueError(
+                    "the two new points' segment is longer than float64 holds in the graph's "
+                    f"unit (log_distance_unit_={self.log_distance_unit_:.6g})."
+                )
             links = ([0], [1], np.exp(log_link))
             lengths = np.append(lengths, row_norms(Y[1:] - Y[:1]))
             log_w = np.append(log_w, log_link)

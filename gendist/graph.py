@@ -68,6 +68,10 @@ BLOCKED_MIN_SAMPLES = 1000
 #: squared search radius of some row (then float64)
 _FLOAT32_SLACK = 0.125
 
+#: ... and only where the largest squared norm lies in this range, far inside float32's
+#: (beyond it the products underflow or overflow, which the rounding bound does not cover)
+_FLOAT32_RANGE = (2.0**-60, 2.0**60)
+
 #: below this many features the screen's product and comparison run on tiles of
 #: ``_SCREEN_TILE`` query rows by fitted points (8 MiB of float32), which stay in cache
 #: between the two: there a whole row block's products written to memory and read back cost
@@ -151,9 +155,7 @@ class BlockedSearch:
         centred = X - self.center
         self.sq = np.einsum("ij,ij->i", centred, centred)
         self.sq_max = float(self.sq.max()) if n else 0.0
-        self.augmented = {
-            np.float32: np.hstack([-2 * centred, self.sq[:, None]]).astype(np.float32)
-        }
+        self.augmented = {}  # the screens' matrices by dtype, made when first needed
         self.n_jobs = n_jobs
         self._local = threading.local()
 
@@ -162,10 +164,26 @@ class BlockedSearch:
         """Bytes the search holds beyond the points: the float32 and float64 screens."""
         return 12 * n * (d + 1)
 
+    def __getstate__(self):  # the scratch buffers of each thread are not pickled
+        state = dict(self.__dict__)
+        del state["_local"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._local = threading.local()
+
+    def _float32_fits(self, sq_query: np.ndarray) -> bool:
+        """Whether float32 products of these squared norms neither underflow nor overflow
+        (the rounding bound ``_slack`` assumes neither)."""
+        low, high = _FLOAT32_RANGE
+        largest = max(self.sq_max, float(sq_query.max(initial=0.0)))
+        return low <= largest <= high
+
     def _matrix(self, dtype) -> np.ndarray:
-        if dtype not in self.augmented:  # the float64 screen, made when first needed
+        if dtype not in self.augmented:
             centred = self.X - self.center
-            self.augmented[dtype] = np.hstack([-2 * centred, self.sq[:, None]])
+            self.augmented[dtype] = np.hstack([-2 * centred, self.sq[:, None]]).astype(dtype)
         return self.augmented[dtype]
 
     def _slack(self, sq_query: np.ndarray, dtype) -> np.ndarray:
@@ -226,13 +244,18 @@ class BlockedSearch:
             radius2 = np.full(len(Y), np.inf)
         else:
             sample = np.random.default_rng(0).choice(n, m, replace=False)
-            # in float32: its rounding bound s32 keeps radius2 an upper bound
-            lhs = np.hstack([Q, np.ones((len(Q), 1))]).astype(np.float32)
-            S = (lhs @ self._matrix(np.float32)[sample].T).astype(np.float64)
+            # in float32 where it fits: its rounding bound keeps radius2 an upper bound
+            sample_dtype = np.float32 if self._float32_fits(sq_q) else np.float64
+            lhs = np.hstack([Q, np.ones((len(Q), 1))]).astype(sample_dtype)
+            S = (lhs @ self._matrix(sample_dtype)[sample].T).astype(np.float64)
             S.partition(k, axis=1)  # in place: np.partition would copy the block
-            radius2 = S[:, k] + sq_q + self._slack(sq_q, np.float32)
+            radius2 = S[:, k] + sq_q + self._slack(sq_q, sample_dtype)
         s32 = self._slack(sq_q, np.float32)
-        dtype = np.float32 if np.all(s32 <= _FLOAT32_SLACK * radius2) else np.float64
+        dtype = (
+            np.float32
+            if self._float32_fits(sq_q) and np.all(s32 <= _FLOAT32_SLACK * radius2)
+            else np.float64
+        )
         s = s32 + s64 if dtype == np.float32 else 2 * s64
         rows, cols, vals = self._screen(Q, radius2 + s - sq_q, dtype)
         if self_query:
@@ -257,7 +280,11 @@ class BlockedSearch:
         Q, sq_q = self._query(Y)
         s64 = self._slack(sq_q, np.float64)
         s32 = self._slack(sq_q, np.float32)
-        dtype = np.float32 if np.all(s32 <= _FLOAT32_SLACK * radius**2) else np.float64
+        dtype = (
+            np.float32
+            if self._float32_fits(sq_q) and np.all(s32 <= _FLOAT32_SLACK * radius**2)
+            else np.float64
+        )
         s = s32 + s64 if dtype == np.float32 else 2 * s64
         rows, cols, vals = self._screen(Q, radius**2 + s - sq_q, dtype)
         if self_query:
@@ -338,7 +365,7 @@ class NeighbourIndex(NearestNeighbors):
     **Search.** With ``algorithm="auto"`` and the Euclidean metric, the search is chosen by
     :func:`search_method` from the shape of the fitted points: trees in low dimension (kNN
     queries by scipy's :class:`~scipy.spatial.cKDTree` on ``n_jobs`` threads, all cores when
-    None; radius queries by scikit-learn's tree), :class:`BlockedSearch` (blocked matrix
+    None, for radius queries too), :class:`BlockedSearch` (blocked matrix
     products, float64-exact results, on ``n_jobs`` threads, all cores when None, as BLAS)
     from :data:`BLOCKED_MIN_FEATURES` features on; :attr:`method_` says which. All return
     the same neighbours, up to the order of points at exactly equal distances. Another
@@ -448,7 +475,10 @@ class NeighbourIndex(NearestNeighbors):
     def _tree_radius(self, Y, radius: float, self_query: bool):
         """Pairs within ``radius`` (``<=``) by scipy's cKDTree, by query row, with their
         exact lengths (:func:`_pair_lengths`); a point is not its own neighbour."""
-        lists = self._kdtree.query_ball_point(Y, radius, workers=_threads(self.n_jobs))
+        # a little beyond the radius: the tree's own rounding may leave out a point whose
+        # exact length is the radius; the exact lengths decide below
+        reach = radius * (1 + 1e-12) + np.finfo(float).tiny
+        lists = self._kdtree.query_ball_point(Y, reach, workers=_threads(self.n_jobs))
         counts = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
         rows = np.repeat(np.arange(len(Y)), counts)
         cols = np.fromiter(itertools.chain.from_iterable(lists), np.int64, count=len(rows))

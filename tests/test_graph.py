@@ -296,3 +296,36 @@ def test_tree_knn_is_the_brute_force_knn_with_duplicates_and_new_points(rng, d):
         nn.kneighbors(None, 1500)
     with pytest.raises(ValueError, match="features"):
         nn.kneighbors(np.zeros((2, d + 1)), 3)
+
+
+def test_searches_keep_points_exactly_on_the_radius_and_survive_float32_range(rng):
+    """A point whose exact length is the radius is within it (``<=``), in the tree search as
+    in the blocked one; and the blocked search stays exact where float32 squares would
+    underflow or overflow (the screen then runs in float64)."""
+    X = np.array([[0.0, 0.0, 0.0], [0.1, 0.2, 0.3]])
+    r = float(np.linalg.norm(X[1] - X[0]))
+    assert list(NeighbourIndex().fit(X).radius_neighbors(X[:1], r, return_distance=False)[0]) \
+        == [0, 1]
+    grid = np.array(np.meshgrid(*[np.arange(6.0)] * 3)).reshape(3, -1).T
+    tree = NeighbourIndex().fit(grid)
+    for i, got in enumerate(tree.radius_neighbors(None, np.sqrt(2.0), return_distance=False)):
+        expected = np.flatnonzero(np.linalg.norm(grid - grid[i], axis=1) <= np.sqrt(2.0))
+        assert set(got) == set(expected) - {i}
+    Z = rng.normal(size=(1500, 10))
+    D = cdist(Z, Z)
+    np.fill_diagonal(D, np.inf)
+    for scale in (1e-22, 1e20, 1e25):
+        nn = NeighbourIndex().fit(Z * scale)
+        assert nn.method_ == "blocked"
+        dist, _ = nn.kneighbors(None, 5)
+        np.testing.assert_allclose(dist, np.sort(D, axis=1)[:, :5] * scale, rtol=1e-12)
+
+
+def test_a_fitted_blocked_index_pickles(rng):
+    import pickle
+
+    X = rng.normal(size=(1200, 10))
+    nn = NeighbourIndex().fit(X)
+    assert nn.method_ == "blocked"
+    again = pickle.loads(pickle.dumps(nn))
+    np.testing.assert_array_equal(again.kneighbors(None, 4)[1], nn.kneighbors(None, 4)[1])
