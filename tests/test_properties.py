@@ -65,7 +65,11 @@ def test_euclidean_limit_equals_scipy_on_scikit_learn_graphs(data, k):
     X, _ = data
     k = min(k, len(X) - 1)
     _, D = fit(X, lambda A: np.zeros(len(A)), lam=1e12, n_quad=2, n_neighbors=k)
-    G = kneighbors_graph(X, k, mode="distance")
+    G = kneighbors_graph(X, k, mode="distance").tocoo()
+    # scikit-learn's brute-force lengths come from the expanded form |x|^2 - 2 x.y + |y|^2,
+    # off by ~1e-15 absolute: the reference takes its neighbours, with exact lengths
+    G.data = np.linalg.norm(X[G.row] - X[G.col], axis=1)
+    G = G.tocsr()
     expected = dijkstra(G.maximum(G.T), directed=False) * (1e12 / (1 + 1e12))
     np.testing.assert_allclose(D, expected, rtol=1e-12)
 
