@@ -180,6 +180,13 @@ class BlockedSearch:
         largest = max(self.sq_max, float(sq_query.max(initial=0.0)))
         return low <= largest <= high
 
+    def _screen_dtype(self, sq_query, s32, radius2):
+        """float32 where it fits and its rounding slack is under ``_FLOAT32_SLACK`` of every
+        row's squared search radius, else float64."""
+        if self._float32_fits(sq_query) and np.all(s32 <= _FLOAT32_SLACK * radius2):
+            return np.float32
+        return np.float64
+
     def _matrix(self, dtype) -> np.ndarray:
         if dtype not in self.augmented:
             centred = self.X - self.center
@@ -251,11 +258,7 @@ class BlockedSearch:
             S.partition(k, axis=1)  # in place: np.partition would copy the block
             radius2 = S[:, k] + sq_q + self._slack(sq_q, sample_dtype)
         s32 = self._slack(sq_q, np.float32)
-        dtype = (
-            np.float32
-            if self._float32_fits(sq_q) and np.all(s32 <= _FLOAT32_SLACK * radius2)
-            else np.float64
-        )
+        dtype = self._screen_dtype(sq_q, s32, radius2)
         s = s32 + s64 if dtype == np.float32 else 2 * s64
         rows, cols, vals = self._screen(Q, radius2 + s - sq_q, dtype)
         if self_query:
@@ -280,11 +283,7 @@ class BlockedSearch:
         Q, sq_q = self._query(Y)
         s64 = self._slack(sq_q, np.float64)
         s32 = self._slack(sq_q, np.float32)
-        dtype = (
-            np.float32
-            if self._float32_fits(sq_q) and np.all(s32 <= _FLOAT32_SLACK * radius**2)
-            else np.float64
-        )
+        dtype = self._screen_dtype(sq_q, s32, radius**2)
         s = s32 + s64 if dtype == np.float32 else 2 * s64
         rows, cols, vals = self._screen(Q, radius**2 + s - sq_q, dtype)
         if self_query:
