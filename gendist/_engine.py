@@ -20,14 +20,16 @@ from numbers import Integral, Real
 import numpy as np
 from scipy.sparse.csgraph import connected_components
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._compute import default_memory_limit, resolve_device, row_norms
+from ._compute import default_memory_limit, progress_bar, resolve_device, row_norms
 from ._validation import check_points
 from .curves import NEURAL_CURVE_OPTIONS, neural_curve
 from .graph import (
     DEFAULT_NEIGHBORS,
+    GraphTooLargeError,
     NeighbourIndex,
     add_vertices,
     auto_radius,
@@ -45,6 +47,7 @@ from .paths import (
     Geodesic,
     _pair_shortest_path,
     check_vertex_indices,
+    closure_bytes,
     minimum_with_transpose,
     mirror_upper_triangle,
     nearest_vertices,
@@ -52,8 +55,16 @@ from .paths import (
     reconstruct_seeded_path,
     shortest_path_tree,
     shortest_paths,
+    triangle_closure,
 )
-from .refine import refine_path, refine_paths
+from .refine import (
+    ALL_PAIRS_REFINE,
+    REFINE_OPTIONS,
+    check_refine_options,
+    refine_path,
+    refine_paths,
+    warn_unconverged,
+)
 from .shortcuts import (
     SHORTCUT_MAX_COST,
     SHORTCUT_MAX_NODES,
@@ -65,6 +76,11 @@ from .shortcuts import (
 )
 
 __all__ = ["GraphDistanceBase"]
+
+#: Pairs per batch of ``distances(refine=...)``: whole rows, about this many pairs, so that
+#: each model call holds points of thousands of paths (the time per pair is flat from about
+#: 2 000 paths on) while the graph paths of a batch stay small in memory.
+PAIRS_PER_BATCH = 16384
 
 
 class GraphDistanceBase(TransformerMixin, BaseEstimator):
@@ -298,18 +314,41 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             Exactly symmetric. Graph only, each pair is measured from its lower index (a
             path's length depends on the direction only through the order of float
             additions), the same float as :meth:`distance`. With shortcuts (``shortcuts_``),
-            each pair is the shorter of its two directions (a segment from either end, then
-            the graph), as :meth:`distance`: at most the rows of :meth:`distances`.
+            each pair starts as the shorter of its two directions (a segment from either
+            end, then the graph), as :meth:`distance`; the matrix is then closed under the
+            triangle inequality (:func:`gendist.paths.triangle_closure`: chains of such
+            curves, O(n^3), about 4 s at n = 2 000), which a row that may start only with
+            its own source's segment breaks under a curved metric. So with shortcuts each
+            entry is at most :meth:`distance` and the rows of :meth:`distances`, and
+            shorter wherever a chain is.
         """
         self.fit(X)
         idx = self.data_index_
         start = self._query_start(self.graph_)
+        if start is not None:
+            self._check_closure_memory(len(idx), in_memory=True)
         D = self._shortest_paths(self.graph_, idx, columns=idx, start=start)
         if start is None:
             mirror_upper_triangle(D)
         else:
             minimum_with_transpose(D)
+            triangle_closure(D)
         return D
+
+    def _check_closure_memory(self, n: int, in_memory: bool) -> None:
+        """Refuse, before any path is searched, an (n, n) closure
+        (:func:`gendist.paths.triangle_closure`) beyond the memory limit (with the matrix
+        itself when it is held in memory)."""
+        need = closure_bytes(n) + (np.dtype(self.dtype).itemsize * n * n if in_memory else 0)
+        limit = self._memory_limit()
+        if need > limit:
+            raise GraphTooLargeError(
+                f"the {n:,} x {n:,} distance matrix with shortcuts is closed under the "
+                f"triangle inequality in memory, which needs about {need / 2**30:.1f} GiB, "
+                f"over the memory limit of {limit / 2**30:.1f} GiB. Compute rows in blocks "
+                "with distances(sources=...) (each row one segment then the graph, not "
+                "closed); use landmarks (gendist.landmarks); or raise memory_limit."
+            )
 
     # ------------------------------------------------------------------ joining new points
     def _join_edges(self, Y):
@@ -445,7 +484,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         sources = N + np.arange(X.shape[0])
         return self._shortest_paths(graph, sources, columns=self.data_index_, start=start)
 
-    def distances(self, sources=None, *, limit=np.inf, dtype=None, out=None):
+    def distances(self, sources=None, *, limit=np.inf, dtype=None, out=None, refine=False):
         """Rows of the vertex distance matrix.
 
         Parameters
@@ -459,6 +498,22 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         out : array-like of shape (n_sources, n_vertices), optional
             Write the rows there block by block (a ``numpy.memmap`` or a zarr array, float32
             or float64) instead of RAM; the memory limit then does not apply.
+        refine : bool or dict, default=False
+            Also refine the path of every pair with a finite, positive distance under the
+            metric, in batches (:func:`gendist.refine.refine_paths` with
+            :data:`gendist.refine.ALL_PAIRS_REFINE`; a dict overrides those options), and
+            report the shorter of the refined and the graph length. This is the accurate
+            answer where the metric's geodesics bend between the vertices (curved metrics
+            in 5 or more dimensions, where even shortcut paths stay several percent long):
+            every entry is still the length of an actual curve, never longer than without
+            ``refine``. It costs a few hundred model evaluations per pair (about 0.2-0.4 ms
+            per pair on two CPU cores with a closed-form density in 5-10-D;
+            ``benchmarks/accuracy.md``), so refine the pairs you need (:meth:`geodesics`,
+            :meth:`kneighbors`) when the matrix is large. With all vertices as sources each
+            pair is refined once (from the shorter of its two rows), and the matrix is then
+            closed under the triangle inequality (:func:`gendist.paths.triangle_closure`,
+            in memory): exactly symmetric, and no entry longer than a chain of others. For
+            other sources, each row's pairs are refined from that row, without closure.
 
         Returns
         -------
@@ -468,13 +523,87 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             straight segment from vertex i and then follows the graph.
             :meth:`fit_transform` is the exactly symmetric matrix (with shortcuts, the
             shorter of the two directions of each pair, so at most these rows).
+
+        Raises
+        ------
+        ValueError, TypeError
+            For bad ``refine`` options (before any path is searched).
         """
         check_is_fitted(self)
+        options = self._all_pairs_options(refine)
         sources = self._sources(sources)
+        N = self.graph_.shape[0]
+        square = len(sources) == N and np.array_equal(sources, np.arange(N))
+        if options is not None and square:
+            self._check_closure_memory(N, in_memory=False)  # the matrix: shortest_paths
         start = self._query_start(self.graph_)
-        return self._shortest_paths(
+        D = self._shortest_paths(
             self.graph_, sources, limit=limit, dtype=dtype, out=out, start=start
         )
+        if options is not None:
+            self._refine_rows(D, sources, options, square)
+            if square:
+                triangle_closure(D)
+        return D
+
+    def _all_pairs_options(self, refine) -> dict | None:
+        """The polyline options of ``distances(refine=...)``, checked (None: no refinement)."""
+        options = self._refine_options(refine)
+        if options is None:
+            return None
+        if options.pop("curve") == "neural":
+            raise ValueError(
+                "distances(refine=...) refines every pair as a polyline; a neural curve "
+                "trains one network per pair. Use geodesics(a, b, refine={'curve': "
+                "'neural'}) for the pairs you need."
+            )
+        options = {**ALL_PAIRS_REFINE, **options}
+        check_refine_options(options)
+        if self.device_ is not None:
+            options.setdefault("device", self.device_)
+        return options
+
+    def _refine_rows(self, D, sources: np.ndarray, options: dict, square: bool) -> None:
+        """Replace each finite, positive entry of the rows ``D`` (from ``sources``) by its
+        refined length where shorter, in place, in blocks of rows (``D`` may be a memory
+        map or a zarr array). ``square`` (every vertex a source, in order): each pair
+        i < j is refined once from the symmetrised matrix and written to both entries."""
+        N = self.graph_.shape[0]
+        if square:
+            minimum_with_transpose(D)  # each pair's shorter row, as fit_transform
+        step = max(1, PAIRS_PER_BATCH // N)
+        late = []
+        for r0 in progress_bar(range(0, len(sources), step), desc="refining pairs",
+                               progress=self._progress()):
+            r1 = min(r0 + step, len(sources))
+            first = r0 if square else 0  # square: the block's upper triangle and beyond
+            block = np.array(D[r0:r1, first:])
+            rows, cols = np.nonzero(np.isfinite(block) & (block > 0))
+            if square:
+                upper = cols + first > rows + r0
+                rows, cols = rows[upper], cols[upper]
+            if rows.size:
+                paths = self._refined_geodesics(
+                    sources[r0 + rows], cols + first, {"curve": "polyline", **options},
+                    progress=False, late=late,
+                )
+                refined = np.array([g.length for g in paths])
+                block[rows, cols] = np.minimum(block[rows, cols], refined)
+            if square:  # the diagonal block's lower triangle from its upper one
+                low = np.tril_indices(r1 - r0, -1)
+                diagonal = block[:, : r1 - r0]
+                diagonal[low] = diagonal.T[low]
+                D[r0:, r0:r1] = block.T
+            D[r0:r1, first:] = block
+        if late:
+            warn_unconverged(
+                "distances(refine=...)",
+                np.concatenate([x for x, _ in late]),
+                np.concatenate([g for _, g in late]),
+                options["n_rounds"],
+                options["tol"],
+                stacklevel=4,
+            )
 
     def kneighbors(self, sources=None, n_neighbors: int = 5, refine=False):
         """The k nearest vertices in generative distance, without all-pairs distances.
@@ -732,6 +861,13 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
                     f"refine has unknown options {unknown} for curve='neural'; expected "
                     f"{list(NEURAL_CURVE_OPTIONS)}."
                 )
+        else:
+            unknown = sorted(set(options) - {"curve", *REFINE_OPTIONS})
+            if unknown:  # a TypeError, as Python's own for an unexpected keyword
+                raise TypeError(
+                    f"refine has unknown options {unknown} for curve='polyline'; expected "
+                    f"{list(REFINE_OPTIONS)}."
+                )
         return options
 
     def _graph_geodesics(self, a: np.ndarray, b: np.ndarray) -> list[Geodesic]:
@@ -750,10 +886,17 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
                 out[i] = Geodesic(points=self.vertices_[path], indices=path, length=dist[b[i]])
         return out
 
-    def _refined_geodesics(self, a, b, options: dict) -> list[Geodesic]:
+    def _refined_geodesics(
+        self, a, b, options: dict, progress=None, late: list | None = None
+    ) -> list[Geodesic]:
         """:meth:`_graph_geodesics` refined in one batch (:func:`gendist.refine.refine_paths`);
-        a path keeps the graph's where refinement does not measure shorter."""
+        a path keeps the graph's where refinement does not measure shorter.
+
+        ``progress`` defaults to the estimator's; with ``late`` (a list), the polyline
+        refinement's ConvergenceWarning is not raised: the arrays ``(~converged, gain)`` are
+        appended to ``late`` instead, for one warning over many batches."""
         graph_paths = self._graph_geodesics(a, b)
+        progress = self._progress() if progress is None else progress
         moving = [i for i, g in enumerate(graph_paths) if len(g.points) > 1]
         if not moving:
             return graph_paths
@@ -768,13 +911,18 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         else:
             if self.device_ is not None:
                 options.setdefault("device", self.device_)
-            refined, _, info = refine_paths(
-                self.metric_,
-                [graph_paths[i].points for i in moving],
-                progress=self._progress(),
-                return_info=True,
-                **options,
-            )
+            with warnings.catch_warnings():
+                if late is not None:
+                    warnings.simplefilter("ignore", ConvergenceWarning)
+                refined, _, info = refine_paths(
+                    self.metric_,
+                    [graph_paths[i].points for i in moving],
+                    progress=progress,
+                    return_info=True,
+                    **options,
+                )
+            if late is not None:
+                late.append((~info["converged"], info["gain"]))
             log_lengths = np.where(info["refined"], info["log_length"], np.inf)
         # in the graph's unit (see log_distance_unit_), like the graph paths' lengths
         lengths = np.exp(log_lengths - self.log_distance_unit_)

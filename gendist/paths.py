@@ -33,7 +33,13 @@ from functools import partial
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
 from scipy import sparse
-from scipy.sparse.csgraph import connected_components, dijkstra, shortest_path
+from scipy.sparse.csgraph import (
+    connected_components,
+    csgraph_from_dense,
+    dijkstra,
+    floyd_warshall,
+    shortest_path,
+)
 from sklearn import get_config
 
 from ._compute import chunk_rows, default_memory_limit, progress_bar, to_numpy
@@ -56,6 +62,8 @@ __all__ = [
     "reconstruct_seeded_path",
     "mirror_upper_triangle",
     "minimum_with_transpose",
+    "triangle_closure",
+    "closure_bytes",
     "choose_backend",
     "check_memory",
 ]
@@ -614,6 +622,43 @@ def minimum_with_transpose(D) -> None:
     D : array of shape (n, n), modified in place
     """
     _symmetrize(D, np.minimum)
+
+
+def closure_bytes(n: int) -> int:
+    """Memory :func:`triangle_closure` takes beside an (n, n) matrix: its float64 copy and
+    the result (zero-length edges between coincident points add a sparse copy, 12 bytes
+    per entry)."""
+    return 2 * 8 * n * n
+
+
+def triangle_closure(D) -> None:
+    """Close a square distance matrix under the triangle inequality, in place: each entry
+    becomes the shortest chain of entries, ``D[i, j] = min sum_l D[v_l, v_l+1]`` over chains
+    ``i = v_0, ..., v_k = j`` (scipy's Floyd-Warshall, O(n^3) time: about 4 s at n = 2 000
+    on one core).
+
+    Rows that are not runs of one graph break the triangle inequality: a shortcut row
+    (:mod:`gendist.shortcuts`: a straight segment from its own source, then the graph)
+    cannot start with another source's segment, and a refined pair cannot use another
+    pair's refined curve; under a curved metric in 5-10 dimensions such entries exceed
+    ``D[i, j] + D[j, k]`` by up to 15-25 %. Each closed entry is the length of the chain's
+    curves joined end to end, so it is still the length of an actual curve and only falls;
+    afterwards ``D[i, k] <= D[i, j] + D[j, k]`` up to rounding. Entries that are inf
+    (different components) stay inf.
+
+    Parameters
+    ----------
+    D : array of shape (n, n), modified in place
+        Non-negative, zero on the diagonal; read into memory whole
+        (:func:`closure_bytes` more beside it).
+    """
+    A = np.array(D, dtype=np.float64)
+    apart = A == 0
+    np.fill_diagonal(apart, False)
+    # scipy reads a dense matrix's zeros as missing edges: coincident points (a zero off the
+    # diagonal) go in as explicit zero-length edges of a sparse graph instead
+    graph = csgraph_from_dense(A, null_value=np.inf) if apart.any() else A
+    D[...] = floyd_warshall(graph, directed=True, overwrite=graph is A)
 
 
 def shortest_paths(

@@ -33,9 +33,28 @@ from ._compute import chunk_rows, progress_bar, row_norms, to_numpy
 from ._optional import import_optional
 from ._validation import check_int, check_points, check_positive
 
-__all__ = ["refine_path", "refine_paths", "resample_polyline", "resample_polylines"]
+__all__ = [
+    "ALL_PAIRS_REFINE",
+    "REFINE_OPTIONS",
+    "check_refine_options",
+    "refine_path",
+    "refine_paths",
+    "resample_polyline",
+    "resample_polylines",
+    "warn_unconverged",
+]
 
 _METHODS = ("auto", "autograd", "finite-difference")
+
+#: The keyword options of :func:`refine_paths` that a ``refine=`` dict may pass.
+REFINE_OPTIONS = ("n_points", "n_rounds", "max_iter", "method", "tol", "straight_start", "device")
+
+#: The options with which ``distances(refine=True)`` refines every pair of a matrix (a
+#: ``refine`` dict overrides them): 8 points, at most 4 rounds of 8 L-BFGS iterations, a
+#: path done once a round shortens it by less than 1e-4. Starting from graph paths with
+#: shortcuts, the paths converge in 2-4 rounds; what is left is mostly the polyline's own
+#: discretisation (about 1 / n_points^2). ``benchmarks/bench_accuracy.py`` measures them.
+ALL_PAIRS_REFINE = {"n_points": 8, "n_rounds": 4, "max_iter": 8, "tol": 1e-4}
 
 
 def _has_torch() -> bool:
@@ -154,7 +173,7 @@ def _finite_difference_lengths(metric):
 
 
 def _refusals_as_inf(evaluate, refused):
-    """``evaluate(P)`` on a batch of paths, path by path where the model refuses the batch.
+    """``evaluate(P)`` on a batch of paths, in halves where the model refuses the batch.
 
     A trial point of a line search (or a corner cut by resampling) can leave the density's
     domain, where ``log p`` is NaN and the metric raises. Such a path gets ``refused(P)`` (a
@@ -169,7 +188,9 @@ def _refusals_as_inf(evaluate, refused):
         except ValueError:
             if len(P) == 1:
                 return refused(P)
-        parts = [wrapped(P[b : b + 1]) for b in range(len(P))]
+        # halves, so that a few refused paths cost O(log B) calls, not one call per path
+        half = len(P) // 2
+        parts = [wrapped(P[:half]), wrapped(P[half:])]
         if isinstance(parts[0], tuple):
             return tuple(np.concatenate(column) for column in zip(*parts))
         return np.concatenate(parts)
@@ -307,19 +328,52 @@ def refine_paths(
         metric, paths, n_points, 16, n_rounds, max_iter, method, tol, straight_start, device,
         progress,
     )
-    late = ~info["converged"]
-    if late.any():
-        warnings.warn(
-            f"refine_paths: {int(late.sum())} of {len(best)} paths did not converge in "
-            f"{n_rounds} rounds: the last round still shortened them by a fraction up to "
-            f"{info['gain'][late].max():.2g} (tol={tol:g}). Raise n_rounds, or use fewer "
-            "n_points.",
-            ConvergenceWarning,
-            stacklevel=2,
-        )
+    warn_unconverged("refine_paths", ~info["converged"], info["gain"], n_rounds, tol)
     with np.errstate(over="ignore"):
         lengths = np.exp(info["log_length"])  # inf beyond float64: log_length holds it
     return (best, lengths, info) if return_info else (best, lengths)
+
+
+def check_refine_options(options: dict) -> None:
+    """Check the values of :func:`refine_paths` options (a ``refine=`` dict without its
+    ``curve``) before any work: the same checks and errors as :func:`refine_paths` itself.
+    """
+    unknown = sorted(set(options) - set(REFINE_OPTIONS))
+    if unknown:
+        raise TypeError(f"unknown refinement options {unknown}; expected {list(REFINE_OPTIONS)}.")
+    for name, minimum in (("n_points", 3), ("n_rounds", 1), ("max_iter", 1)):
+        if options.get(name) is not None:
+            check_int(options[name], name, minimum=minimum)
+    if "tol" in options:
+        check_positive(options["tol"], "tol")
+    if options.get("method", "auto") not in _METHODS:
+        raise ValueError(f"method must be one of {_METHODS}, got {options['method']!r}.")
+
+
+def warn_unconverged(caller: str, late: np.ndarray, gain: np.ndarray, n_rounds: int, tol: float,
+                     stacklevel: int = 3) -> None:
+    """The :class:`~sklearn.exceptions.ConvergenceWarning` of a refinement where paths were
+    still gaining more than ``tol`` when the rounds ran out (none if ``late`` is all False).
+
+    Parameters
+    ----------
+    caller : str
+        Who refined, named first in the message.
+    late, gain : ndarray of shape (B,)
+        Which paths did not converge, and each path's last relative gain.
+    n_rounds : int
+    tol : float
+    """
+    late = np.asarray(late, dtype=bool)
+    if late.any():
+        warnings.warn(
+            f"{caller}: {int(late.sum())} of {len(late)} paths did not converge in "
+            f"{n_rounds} rounds: the last round still shortened them by a fraction up to "
+            f"{np.abs(gain[late]).max():.2g} (tol={tol:g}). Raise n_rounds, or use fewer "
+            "n_points.",
+            ConvergenceWarning,
+            stacklevel=stacklevel,
+        )
 
 
 def _refine_all(
@@ -340,7 +394,7 @@ def _refine_all(
         paths = list(paths)
     if len(paths) == 0:
         raise ValueError("paths is empty; pass at least one path.")
-    P0 = [check_points(p, f"paths[{b}]") for b, p in enumerate(paths)]
+    P0 = _check_paths(paths)
     d = P0[0].shape[1]
     for b, p in enumerate(P0):
         if len(p) < 2:
@@ -383,6 +437,22 @@ def _refine_all(
     return best, info, n_rounds
 
 
+def _check_paths(paths) -> list[np.ndarray]:
+    """The paths as checked float64 arrays: one check of all their points where they are 2-D
+    arrays of one width (thousands of graph paths), path by path otherwise or to name the
+    path that fails."""
+    if all(isinstance(p, np.ndarray) and p.ndim == 2 for p in paths) and (
+        len({p.shape[1] for p in paths}) == 1
+    ):
+        try:
+            flat = check_points(np.concatenate(paths), "paths")
+        except ValueError:
+            pass
+        else:
+            return np.split(flat, np.cumsum([len(p) for p in paths])[:-1])
+    return [check_points(p, f"paths[{b}]") for b, p in enumerate(paths)]
+
+
 def _take_shorter_straight_lines(metric, paths: list, log_lengths: np.ndarray, n_points: int):
     """Replace each path by the straight line between its ends (``n_points`` evenly spaced
     points) where that line is shorter under the metric; updates both in place.
@@ -417,15 +487,18 @@ def _take_shorter_straight_lines(metric, paths: list, log_lengths: np.ndarray, n
 def _two_loop(g, S, Y, rho, count):
     """L-BFGS's two-loop recursion, row by row: ``H g`` from each row's curvature pairs
     (``S[:, 0]``, ``Y[:, 0]`` the newest; the first ``count`` valid)."""
-    q, history = g.copy(), S.shape[1]
+    q, history = g.copy(), int(count.max(initial=0))
     alpha = np.zeros((len(g), history))
     for i in range(history):
         valid = i < count
         alpha[:, i] = np.where(valid, rho[:, i] * np.einsum("bn,bn->b", S[:, i], q), 0.0)
         q -= alpha[:, i, None] * Y[:, i]
-    yy = np.einsum("bn,bn->b", Y[:, 0], Y[:, 0])
-    sy = np.einsum("bn,bn->b", S[:, 0], Y[:, 0])
-    gamma = np.where(count > 0, sy / np.where(yy > 0, yy, 1.0), 1.0)
+    if history:
+        yy = np.einsum("bn,bn->b", Y[:, 0], Y[:, 0])
+        sy = np.einsum("bn,bn->b", S[:, 0], Y[:, 0])
+        gamma = np.where(count > 0, sy / np.where(yy > 0, yy, 1.0), 1.0)
+    else:
+        gamma = np.ones(len(g))
     r = gamma[:, None] * q
     for i in reversed(range(history)):
         beta = rho[:, i] * np.einsum("bn,bn->b", Y[:, i], r)
@@ -454,14 +527,21 @@ def _batched_lbfgs(fun, x0, max_iter: int, history: int = 8, gtol: float = 1e-5,
     x = x0.copy()
     B, n = x.shape
     f, g = fun(x, np.arange(B))
+    # each row's curvature pairs in a ring of ``history`` slots, the newest at ``head``: a
+    # new pair overwrites one slot instead of shifting the row's history
     S, Y = np.zeros((B, history, n)), np.zeros((B, history, n))
     rho, count = np.zeros((B, history)), np.zeros(B, dtype=np.int64)
+    head = np.zeros(B, dtype=np.int64)
+    lags = np.arange(history)
     active = np.flatnonzero(np.abs(g).max(axis=1) > gtol)
     for _ in range(max_iter):
         if not active.size:
             break
         ga = g[active]
-        d = -_two_loop(ga, S[active], Y[active], rho[active], count[active])
+        used = int(count[active].max())  # slots newest first, only as many as any row holds
+        slots = (head[active, None] - lags[None, :used]) % history
+        ring = active[:, None], slots
+        d = -_two_loop(ga, S[ring], Y[ring], rho[ring], count[active])
         slope = np.einsum("bn,bn->b", ga, d)
         uphill = ~(slope < 0)  # lost curvature information: steepest descent, history reset
         d[uphill], slope[uphill] = -ga[uphill], -np.einsum("bn,bn->b", ga[uphill], ga[uphill])
@@ -479,8 +559,8 @@ def _batched_lbfgs(fun, x0, max_iter: int, history: int = 8, gtol: float = 1e-5,
             sy = np.einsum("bn,bn->b", s_new, y_new)
             keep = sy > 1e-10 * np.linalg.norm(s_new, axis=1) * np.linalg.norm(y_new, axis=1)
             r = done_rows[keep]
-            S[r], Y[r], rho[r] = np.roll(S[r], 1, 1), np.roll(Y[r], 1, 1), np.roll(rho[r], 1, 1)
-            S[r, 0], Y[r, 0], rho[r, 0] = s_new[keep], y_new[keep], 1.0 / sy[keep]
+            head[r] = (head[r] + 1) % history
+            S[r, head[r]], Y[r, head[r]], rho[r, head[r]] = s_new[keep], y_new[keep], 1 / sy[keep]
             count[r] = np.minimum(count[r] + 1, history)
             decrease = f[done_rows] - ft[ok]
             scale = np.maximum(np.maximum(np.abs(f[done_rows]), np.abs(ft[ok])), 1.0)

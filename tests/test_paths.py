@@ -9,6 +9,7 @@ from gendist.paths import (
     reconstruct_path,
     shortest_path_tree,
     shortest_paths,
+    triangle_closure,
 )
 
 from .conftest import TORCH_DEVICES
@@ -243,3 +244,45 @@ def test_pair_query_decides_from_the_bound(rng, monkeypatch):
         assert length == D[b]
         # far: the one unbounded run; near: a round from each end, then the bounded last run
         assert calls == [np.inf] if far_pair else len(calls) >= 3 and np.isfinite(calls[-1])
+
+
+def _min_plus_closure(D):
+    """Brute force: relax D[i, j] by every D[i, k] + D[k, j] until nothing changes."""
+    D = D.copy()
+    while True:
+        relaxed = np.minimum(D, (D[:, :, None] + D[None, :, :]).min(axis=1))
+        if np.array_equal(relaxed, D):
+            return D
+        D = relaxed
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_triangle_closure_is_the_brute_force_min_plus_closure(rng, dtype, tmp_path):
+    """Two components (inf between them), two coincident points (a zero off the diagonal),
+    entries that break the triangle inequality: the closure equals the brute-force fixed
+    point of min-plus relaxation, in place, also on a memory map, and then holds the
+    triangle inequality."""
+    n = 14
+    X = rng.normal(size=(n, 3))
+    D = np.linalg.norm(X[:, None] - X[None], axis=2) * rng.uniform(1.0, 3.0, size=(n, n))
+    D = np.minimum(D, D.T)
+    D[:, 4], D[4, :] = D[:, 3], D[3, :]  # vertex 4 coincides with vertex 3
+    D[3, 4] = D[4, 3] = 0.0
+    np.fill_diagonal(D, 0.0)
+    D[:9, 9:] = D[9:, :9] = np.inf  # components {0..8} and {9..13}
+    D = D.astype(dtype)
+    expected = _min_plus_closure(D.astype(np.float64))
+    assert (expected < D).sum() > 10  # the input breaks the triangle inequality
+    A = D.copy()
+    triangle_closure(A)
+    assert A.dtype == dtype
+    np.testing.assert_allclose(A, expected, rtol=1e-6 if dtype == np.float32 else 1e-14)
+    assert np.array_equal(A[:9, 9:], np.full((9, 5), np.inf))
+    assert A[3, 4] == 0 and np.array_equal(A[3], A[4])
+    with np.errstate(invalid="ignore"):
+        through = A[:, :, None].astype(np.float64) + A[None, :, :]
+    assert np.all(A <= through.min(axis=1) * (1 + 1e-6))  # A[i, k] <= A[i, j] + A[j, k]
+    M = np.lib.format.open_memmap(tmp_path / "D.npy", mode="w+", dtype=dtype, shape=D.shape)
+    M[:] = D
+    triangle_closure(M)
+    np.testing.assert_array_equal(np.asarray(M), A)

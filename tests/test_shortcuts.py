@@ -103,16 +103,46 @@ def test_curved_closed_form_upper_bound_and_improvement(d):
     assert g.length <= D[0, 1] * (1 + 1e-9)
 
 
+@pytest.mark.parametrize("d", [5, 10])
+def test_the_shortcut_matrix_is_closed_under_the_triangle_inequality(d):
+    """Under the Mobius-flat metric a row (one segment from its own source, then the graph)
+    breaks the triangle inequality; the matrix is closed: every triple holds it, each entry
+    is at most both of its rows and still at least the closed form up to quadrature
+    error, and the closure cuts the tail of the rows' errors."""
+    log_p, lam, phi = mobius(d)
+    X = np.random.default_rng(d).uniform(size=(250, d))
+    truth = euclid(phi(X), phi(X))
+    off = truth > 0.3 * np.median(truth)
+    est = GenerativeDistance(log_p, lam=lam, beta=1.0, p0=0.0, shortcuts=True)
+    D = est.fit_transform(X)
+    rows = est.distances()
+    both = np.minimum(rows, rows.T)
+    with np.errstate(invalid="ignore"):
+        chains = (both[:, :, None] + both[None, :, :]).min(axis=1)
+    assert (both > chains * (1 + 1e-3)).sum() > 100  # the rows break it
+    chains = (D[:, :, None] + D[None, :, :]).min(axis=1)
+    assert np.all(D <= chains * (1 + 1e-12))  # D[i, k] <= D[i, j] + D[j, k]
+    np.testing.assert_array_equal(D, D.T)
+    assert np.all(np.diag(D) == 0)
+    assert np.all(D <= both * (1 + 1e-12))
+    assert (D[off] / truth[off]).min() >= 1 - 2e-3
+    worst = [np.quantile(M[off] / truth[off], 0.95) - 1 for M in (D, both)]
+    assert worst[0] < 0.9 * worst[1]  # the long tail falls most
+
+
 def test_pair_queries_agree_with_the_matrix_and_follow_a_real_curve():
     log_p, lam, phi = mobius(5)
     X = np.random.default_rng(0).uniform(size=(200, 5))
     est = GenerativeDistance(log_p, lam=lam, n_neighbors=8, shortcuts=True)
     D = est.fit_transform(X)
+    rows = est.distances()
+    both = np.minimum(rows, rows.T)  # a pair query: the shorter of the two rows
     fine = est.metric_.with_nodes(64)
     for i, j in [(0, 1), (7, 3), (150, 20), (5, 5)]:
-        assert est.distance(i, j) == pytest.approx(D[i, j], rel=1e-12, abs=1e-15)
+        assert est.distance(i, j) == pytest.approx(both[i, j], rel=1e-12, abs=1e-15)
+        assert D[i, j] <= both[i, j] * (1 + 1e-12)  # the closed matrix: at most that
         g = est.geodesic(i, j)
-        assert g.length == pytest.approx(D[i, j], rel=1e-12, abs=1e-15)
+        assert g.length == pytest.approx(both[i, j], rel=1e-12, abs=1e-15)
         if i != j:
             assert np.array_equal(g.points[[0, -1]], X[[i, j]])
             # the reported length is the length of the returned polyline, to quadrature error
