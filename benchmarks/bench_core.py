@@ -409,7 +409,10 @@ def markdown(results, quick):
         "[benchmarks/accuracy.md](benchmarks/accuracy.md) "
         "(`python benchmarks/bench_accuracy.py`). What the shortcuts cost with a mixture "
         "model: [benchmarks/shortcut_cost.md](benchmarks/shortcut_cost.md) "
-        "(`python benchmarks/bench_shortcut_cost.py`).",
+        "(`python benchmarks/bench_shortcut_cost.py`). Accurate all pairs under a curved "
+        "metric (graph stage, the closed shortcut matrix, every pair refined; d = 2, 5, 10, "
+        "50, n = 2 000 and 8 000): [benchmarks/refined_pairs.md](benchmarks/refined_pairs.md) "
+        "(`python benchmarks/bench_refined_pairs.py`).",
         "",
         "Single-pair queries (`distance(a, b)`, `geodesic(a, b)`) have their own benchmark: "
         "[benchmarks/queries.md](benchmarks/queries.md) (`python benchmarks/bench_queries.py`).",

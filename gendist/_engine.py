@@ -45,9 +45,9 @@ from .interop import given_neighbours, kneighbors_graph, sparse_cost_matrix
 from .paths import (
     BACKEND_NAMES,
     Geodesic,
+    _closure_bytes,
     _pair_shortest_path,
     check_vertex_indices,
-    closure_bytes,
     minimum_with_transpose,
     mirror_upper_triangle,
     nearest_vertices,
@@ -60,10 +60,10 @@ from .paths import (
 from .refine import (
     ALL_PAIRS_REFINE,
     REFINE_OPTIONS,
+    _warn_unconverged,
     check_refine_options,
     refine_path,
     refine_paths,
-    warn_unconverged,
 )
 from .shortcuts import (
     SHORTCUT_MAX_COST,
@@ -339,7 +339,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         """Refuse, before any path is searched, an (n, n) closure
         (:func:`gendist.paths.triangle_closure`) beyond the memory limit (with the matrix
         itself when it is held in memory)."""
-        need = closure_bytes(n) + (np.dtype(self.dtype).itemsize * n * n if in_memory else 0)
+        need = _closure_bytes(n) + (np.dtype(self.dtype).itemsize * n * n if in_memory else 0)
         limit = self._memory_limit()
         if need > limit:
             raise GraphTooLargeError(
@@ -522,7 +522,8 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             sources); with shortcuts (``shortcuts_``), the shortest curve that starts with a
             straight segment from vertex i and then follows the graph.
             :meth:`fit_transform` is the exactly symmetric matrix (with shortcuts, the
-            shorter of the two directions of each pair, so at most these rows).
+            shorter of the two directions of each pair, closed under the triangle
+            inequality, so at most these rows).
 
         Raises
         ------
@@ -596,7 +597,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
                 D[r0:, r0:r1] = block.T
             D[r0:r1, first:] = block
         if late:
-            warn_unconverged(
+            _warn_unconverged(
                 "distances(refine=...)",
                 np.concatenate([x for x, _ in late]),
                 np.concatenate([g for _, g in late]),

@@ -63,7 +63,6 @@ __all__ = [
     "mirror_upper_triangle",
     "minimum_with_transpose",
     "triangle_closure",
-    "closure_bytes",
     "choose_backend",
     "check_memory",
 ]
@@ -624,7 +623,7 @@ def minimum_with_transpose(D) -> None:
     _symmetrize(D, np.minimum)
 
 
-def closure_bytes(n: int) -> int:
+def _closure_bytes(n: int) -> int:
     """Memory :func:`triangle_closure` takes beside an (n, n) matrix: its float64 copy and
     the result (zero-length edges between coincident points add a sparse copy, 12 bytes
     per entry)."""
@@ -650,7 +649,7 @@ def triangle_closure(D) -> None:
     ----------
     D : array of shape (n, n), modified in place
         Non-negative, zero on the diagonal; read into memory whole
-        (:func:`closure_bytes` more beside it).
+        (twice its size in float64 more beside it).
     """
     A = np.array(D, dtype=np.float64)
     apart = A == 0

@@ -41,7 +41,6 @@ __all__ = [
     "refine_paths",
     "resample_polyline",
     "resample_polylines",
-    "warn_unconverged",
 ]
 
 _METHODS = ("auto", "autograd", "finite-difference")
@@ -328,7 +327,7 @@ def refine_paths(
         metric, paths, n_points, 16, n_rounds, max_iter, method, tol, straight_start, device,
         progress,
     )
-    warn_unconverged("refine_paths", ~info["converged"], info["gain"], n_rounds, tol)
+    _warn_unconverged("refine_paths", ~info["converged"], info["gain"], n_rounds, tol)
     with np.errstate(over="ignore"):
         lengths = np.exp(info["log_length"])  # inf beyond float64: log_length holds it
     return (best, lengths, info) if return_info else (best, lengths)
@@ -350,7 +349,7 @@ def check_refine_options(options: dict) -> None:
         raise ValueError(f"method must be one of {_METHODS}, got {options['method']!r}.")
 
 
-def warn_unconverged(caller: str, late: np.ndarray, gain: np.ndarray, n_rounds: int, tol: float,
+def _warn_unconverged(caller: str, late: np.ndarray, gain: np.ndarray, n_rounds: int, tol: float,
                      stacklevel: int = 3) -> None:
     """The :class:`~sklearn.exceptions.ConvergenceWarning` of a refinement where paths were
     still gaining more than ``tol`` when the rounds ran out (none if ``late`` is all False).

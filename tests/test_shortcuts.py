@@ -47,7 +47,8 @@ def test_euclidean_limit_is_exact_where_the_graph_stretches(d):
 def test_rows_equal_a_brute_force_star_on_the_scikit_learn_graph():
     """A row is min_u |x_s - x_u| + d_graph(u, t) (a segment, then the graph), computed here
     from scipy's Dijkstra on scikit-learn's symmetrised kNN graph; the matrix is the smaller
-    of the two directions."""
+    of the two directions (which the triangle closure leaves as it is here, where every row
+    is already |x_s - x_t|)."""
     X = np.random.default_rng(1).uniform(size=(120, 6))
     G = kneighbors_graph(X, 6, mode="distance")
     graph = dijkstra(G.maximum(G.T), directed=False)
