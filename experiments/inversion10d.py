@@ -8,8 +8,9 @@ and the true distance is ``|phi(x) - phi(y)|`` for every pair. The points are dr
 density on the unit cube (rejection sampling), so the model is right and the data fill all
 ten dimensions at the graph's scale: the regime where graph paths zig-zag.
 
-For each seed the distances come with ``shortcuts=False`` (graph paths only) and with
-``"auto"`` (which turns the shortcuts on here), against the truth:
+For each seed the distances come with ``shortcuts=False`` (graph paths only), with
+``"auto"`` (which turns the shortcuts on here) and with every pair refined
+(``distances(refine=True)`` on the shortcut estimator), against the truth:
 
 (a) the median ratio to the truth and the Spearman correlation over all pairs;
 (b) neighbour recall: the mean fraction of each point's ``k_agree`` nearest by the distance
@@ -58,7 +59,7 @@ QUICK = {"n_samples": 300, "seeds": [0], "perplexity": 15.0, "n_refined_rows": 2
 TYPES: dict = {}
 
 #: distances compared, each against the closed-form truth
-MODES = ("graph", "shortcuts", "euclidean", "truth")
+MODES = ("graph", "shortcuts", "refined", "euclidean", "truth")
 
 
 def check_requirements(config: dict) -> None:
@@ -150,6 +151,9 @@ def run(out: Path, config: dict | None = None) -> dict:
                 "refined_recall": recall,
                 "refine_ms_per_row": 1e3 * refine_s / len(refined_rows),
             }
+        t0 = time.perf_counter()  # est: the shortcut estimator, fitted
+        distances["refined"] = est.distances(refine=True)
+        extra["refined"] = {"seconds": extra["shortcuts"]["seconds"] + time.perf_counter() - t0}
         distances["euclidean"] = pairwise_distances(X)
         distances["truth"] = T
         for mode in MODES:
@@ -220,23 +224,25 @@ def _summary(rows, cfg) -> str:
 
 
 def _figure(examples):
-    """Distance against the closed-form truth (graph only, shortcuts) on the first seed's
-    pairs, and the scores of every distance by seed."""
-    fig = new_figure((13, 3.8))
+    """Distance against the closed-form truth (graph only, shortcuts, refined) on the first
+    seed's pairs, and the scores of every distance by seed."""
+    fig = new_figure((17, 3.8))
     T = examples["truth"]
     i, j = np.triu_indices(len(T), 1)
     pick = np.random.default_rng(0).choice(len(i), min(20000, len(i)), replace=False)
     t = T[i[pick], j[pick]]
-    for panel, mode in enumerate(("graph", "shortcuts"), start=1):
+    titles = {"graph": "graph only", "shortcuts": 'shortcuts ("auto")',
+              "refined": "every pair refined"}
+    for panel, mode in enumerate(titles, start=1):
         D = examples[mode]
-        ax = fig.add_subplot(1, 3, panel)
+        ax = fig.add_subplot(1, 4, panel)
         ax.scatter(t, D[i[pick], j[pick]], s=1, alpha=0.2, color=f"C{panel - 1}", rasterized=True)
         ax.plot([0, t.max()], [0, t.max()], color="k", lw=0.8, label="truth")
         ax.set_xlabel("closed-form distance")
         ax.set_ylabel("reported distance")
-        ax.set_title({"graph": "graph only", "shortcuts": 'shortcuts ("auto")'}[mode], fontsize=9)
+        ax.set_title(titles[mode], fontsize=9)
         ax.legend(fontsize=8, loc="upper left")
-    ax = fig.add_subplot(1, 3, 3)
+    ax = fig.add_subplot(1, 4, 4)
     keys = ("spearman", "recall", "tsne_agreement", "trustworthiness")
     width = 0.8 / len(MODES)
     for m, mode in enumerate(MODES):

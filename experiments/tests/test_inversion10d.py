@@ -54,3 +54,8 @@ def test_inversion10d_quick(tmp_path):
     assert value("shortcuts", "spearman") > value("graph", "spearman")
     assert value("shortcuts", "recall") > value("graph", "recall") + 0.1
     assert value("graph", "refined_recall") >= value("graph", "recall") - 0.05
+    # every pair refined: within 1 % of the closed form (median), never below it beyond
+    # quadrature error, and closer than the shortcuts in every score of the distances
+    assert 1.0 - 1e-3 <= value("refined", "median_ratio") < 1.01
+    assert value("refined", "spearman") > value("shortcuts", "spearman")
+    assert value("refined", "recall") > value("shortcuts", "recall")
