@@ -360,6 +360,18 @@ def _cmd(*args):
         return ""
 
 
+def write_report(text: str, name: str, quick: bool, out=None) -> Path:
+    """Write a benchmark's Markdown report and print it: to ``out``, else to
+    ``benchmarks/{name}.md`` (``benchmarks/results/{name}_quick.md`` for a quick run, so that
+    a smoke run does not overwrite the published numbers)."""
+    here = Path(__file__).resolve().parent
+    out = out or (here / "results" / f"{name}_quick.md" if quick else here / f"{name}.md")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(text)
+    return out
+
+
 def machine():
     cores = _cmd("nproc") or str(os.cpu_count())
     model = next(

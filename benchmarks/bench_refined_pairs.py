@@ -41,7 +41,7 @@ from gendist import GenerativeDistance
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT)]
 from bench_accuracy import problem, ratios, summary, timed  # noqa: E402
-from bench_core import machine  # noqa: E402
+from bench_core import machine, write_report  # noqa: E402
 
 CLOSED_UP_TO = 2000
 
@@ -135,12 +135,7 @@ def main():
               (10, 8000, 20)]
     )
     text = markdown([cell(d, n, k) for d, n, k in cells], args.quick)
-    out = args.out or ROOT / "benchmarks" / (
-        "results/refined_pairs_quick.md" if args.quick else "refined_pairs.md"
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    print(text)
+    write_report(text, "refined_pairs", args.quick, args.out)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from gendist import CallableDensity, GaussianMixtureDensity, GenerativeDistance
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "benchmarks")]
-from bench_core import machine  # noqa: E402
+from bench_core import machine, write_report  # noqa: E402
 
 N_ROWS = 100
 
@@ -108,12 +108,7 @@ def main():
     args = parser.parse_args()
     cells = [(5, 500), (10, 500)] if args.quick else [(5, 2000), (10, 2000), (10, 8000)]
     text = markdown([cell(d, n) for d, n in cells], args.quick)
-    out = args.out or ROOT / "benchmarks" / (
-        "results/shortcut_cost_quick.md" if args.quick else "shortcut_cost.md"
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    print(text)
+    write_report(text, "shortcut_cost", args.quick, args.out)
 
 
 if __name__ == "__main__":
