@@ -16,7 +16,7 @@ distance is ``|phi(x) - phi(y)|``), points uniform in [0, 1]^d, the default grap
   2 000 only: the closure is O(n^3));
 - **refined**: ``distances(rows, refine=True)`` with shortcuts, every pair of the rows refined
   with ``gendist.refine.ALL_PAIRS_REFINE`` (the full matrix, ``distances(refine=True)``,
-  refines each pair once and then closes it, so it is at most these values).
+  refines each pair once, from the shorter of its two rows, and then closes it).
 
 Error: reported / truth over the pairs of the source rows (50; 20 at n = 8 000) whose truth
 is at least 0.3 times the median: median / 95th percentile / minimum (below 1 only by

@@ -60,6 +60,7 @@ from .paths import (
 from .refine import (
     ALL_PAIRS_REFINE,
     REFINE_OPTIONS,
+    _gradient_function,
     _warn_unconverged,
     check_refine_options,
     refine_path,
@@ -343,11 +344,11 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         limit = self._memory_limit()
         if need > limit:
             raise GraphTooLargeError(
-                f"the {n:,} x {n:,} distance matrix with shortcuts is closed under the "
-                f"triangle inequality in memory, which needs about {need / 2**30:.1f} GiB, "
-                f"over the memory limit of {limit / 2**30:.1f} GiB. Compute rows in blocks "
-                "with distances(sources=...) (each row one segment then the graph, not "
-                "closed); use landmarks (gendist.landmarks); or raise memory_limit."
+                f"the {n:,} x {n:,} distance matrix (with shortcuts, or refined) is closed "
+                f"under the triangle inequality in memory, which needs about "
+                f"{need / 2**30:.1f} GiB, over the memory limit of {limit / 2**30:.1f} GiB. "
+                "Compute rows in blocks with distances(sources=...) (rows are not closed); "
+                "use landmarks (gendist.landmarks); or raise memory_limit."
             )
 
     # ------------------------------------------------------------------ joining new points
@@ -497,7 +498,8 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             Defaults to the estimator's ``dtype``.
         out : array-like of shape (n_sources, n_vertices), optional
             Write the rows there block by block (a ``numpy.memmap`` or a zarr array, float32
-            or float64) instead of RAM; the memory limit then does not apply.
+            or float64) instead of RAM; the memory limit then does not apply to the rows
+            (it does to the closure of a refined square matrix, which runs in memory).
         refine : bool or dict, default=False
             Also refine the path of every pair with a finite, positive distance under the
             metric, in batches (:func:`gendist.refine.refine_paths` with
@@ -508,19 +510,20 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             every entry is still the length of an actual curve, never longer than without
             ``refine``. It costs a few hundred model evaluations per pair (about 0.2-0.4 ms
             per pair on two CPU cores with a closed-form density in 5-10-D;
-            ``benchmarks/accuracy.md``), so refine the pairs you need (:meth:`geodesics`,
-            :meth:`kneighbors`) when the matrix is large. With all vertices as sources each
-            pair is refined once (from the shorter of its two rows), and the matrix is then
-            closed under the triangle inequality (:func:`gendist.paths.triangle_closure`,
-            in memory): exactly symmetric, and no entry longer than a chain of others. For
+            ``benchmarks/refined_pairs.md``), so refine the pairs you need
+            (:meth:`geodesics`, :meth:`kneighbors`) when the matrix is large. With all
+            vertices as sources each pair is refined once (from the shorter of its two
+            rows), and the matrix is then closed under the triangle inequality
+            (:func:`gendist.paths.triangle_closure`, in memory): exactly symmetric, and no
+            entry longer than a chain of others (entries beyond ``limit`` stay inf). For
             other sources, each row's pairs are refined from that row, without closure.
 
         Returns
         -------
         D : ndarray of shape (n_sources, n_vertices), or ``out``
             Row i is the single-source run from vertex i (the same floats whatever the other
-            sources); with shortcuts (``shortcuts_``), the shortest curve that starts with a
-            straight segment from vertex i and then follows the graph.
+            sources, without ``refine``); with shortcuts (``shortcuts_``), the shortest curve
+            that starts with a straight segment from vertex i and then follows the graph.
             :meth:`fit_transform` is the exactly symmetric matrix (with shortcuts, the
             shorter of the two directions of each pair, closed under the triangle
             inequality, so at most these rows).
@@ -529,6 +532,8 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         ------
         ValueError, TypeError
             For bad ``refine`` options (before any path is searched).
+        GraphTooLargeError
+            When the matrix (or, refined and square, its closure) exceeds the memory limit.
         """
         check_is_fitted(self)
         options = self._all_pairs_options(refine)
@@ -536,7 +541,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         N = self.graph_.shape[0]
         square = len(sources) == N and np.array_equal(sources, np.arange(N))
         if options is not None and square:
-            self._check_closure_memory(N, in_memory=False)  # the matrix: shortest_paths
+            self._check_closure_memory(N, in_memory=out is None)
         start = self._query_start(self.graph_)
         D = self._shortest_paths(
             self.graph_, sources, limit=limit, dtype=dtype, out=out, start=start
@@ -545,6 +550,11 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             self._refine_rows(D, sources, options, square)
             if square:
                 triangle_closure(D)
+                if limit < np.inf:  # a chain of entries within limit may exceed it
+                    for r0 in range(0, N, max(1, PAIRS_PER_BATCH // N)):
+                        block = np.array(D[r0 : r0 + max(1, PAIRS_PER_BATCH // N)])
+                        block[block > limit] = np.inf
+                        D[r0 : r0 + len(block)] = block
         return D
 
     def _all_pairs_options(self, refine) -> dict | None:
@@ -558,53 +568,64 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
                 "trains one network per pair. Use geodesics(a, b, refine={'curve': "
                 "'neural'}) for the pairs you need."
             )
-        options = {**ALL_PAIRS_REFINE, **options}
+        given = {key: value for key, value in options.items() if value is not None}
+        options = {**ALL_PAIRS_REFINE, **given}  # None: the all-pairs default
         check_refine_options(options)
         if self.device_ is not None:
             options.setdefault("device", self.device_)
+        # the metric must take the gradient asked for: known now, not at the first batch
+        _gradient_function(self.metric_, options.get("method", "auto"), options.get("device"))
         return options
 
     def _refine_rows(self, D, sources: np.ndarray, options: dict, square: bool) -> None:
         """Replace each finite, positive entry of the rows ``D`` (from ``sources``) by its
         refined length where shorter, in place, in blocks of rows (``D`` may be a memory
         map or a zarr array). ``square`` (every vertex a source, in order): each pair
-        i < j is refined once from the symmetrised matrix and written to both entries."""
+        i < j is refined once, from the shorter of its two rows, and written to both
+        entries."""
         N = self.graph_.shape[0]
-        if square:
-            minimum_with_transpose(D)  # each pair's shorter row, as fit_transform
         step = max(1, PAIRS_PER_BATCH // N)
-        late = []
+        late = np.zeros(3)  # paths not converged, paths refined, largest last gain of those
         for r0 in progress_bar(range(0, len(sources), step), desc="refining pairs",
                                progress=self._progress()):
             r1 = min(r0 + step, len(sources))
             first = r0 if square else 0  # square: the block's upper triangle and beyond
             block = np.array(D[r0:r1, first:])
+            a, b = sources[r0:r1, None], np.arange(first, N)[None, :]
+            if square:
+                # the rows below, read before any block writes them (each block writes
+                # only its own rows and its own columns): each pair from its shorter row
+                lower = np.array(D[r0:, r0:r1]).T
+                backward = lower < block
+                block = np.minimum(block, lower)
+                a, b = np.where(backward, b, a), np.where(backward, a, b)
             rows, cols = np.nonzero(np.isfinite(block) & (block > 0))
             if square:
                 upper = cols + first > rows + r0
                 rows, cols = rows[upper], cols[upper]
             if rows.size:
+                a, b = np.broadcast_arrays(a, b)
+                found = []
                 paths = self._refined_geodesics(
-                    sources[r0 + rows], cols + first, {"curve": "polyline", **options},
-                    progress=False, late=late,
+                    a[rows, cols], b[rows, cols], {"curve": "polyline", **options},
+                    progress=False, late=found,
                 )
                 refined = np.array([g.length for g in paths])
                 block[rows, cols] = np.minimum(block[rows, cols], refined)
+                for unconverged, gain in found:
+                    late[0] += unconverged.sum()
+                    late[1] += len(unconverged)
+                    late[2] = max(late[2], np.abs(gain[unconverged]).max(initial=0.0))
             if square:  # the diagonal block's lower triangle from its upper one
                 low = np.tril_indices(r1 - r0, -1)
                 diagonal = block[:, : r1 - r0]
                 diagonal[low] = diagonal.T[low]
                 D[r0:, r0:r1] = block.T
             D[r0:r1, first:] = block
-        if late:
-            _warn_unconverged(
-                "distances(refine=...)",
-                np.concatenate([x for x, _ in late]),
-                np.concatenate([g for _, g in late]),
-                options["n_rounds"],
-                options["tol"],
-                stacklevel=4,
-            )
+        _warn_unconverged(
+            "distances(refine=...)", int(late[0]), int(late[1]), late[2],
+            options["n_rounds"], options["tol"], stacklevel=4,
+        )
 
     def kneighbors(self, sources=None, n_neighbors: int = 5, refine=False):
         """The k nearest vertices in generative distance, without all-pairs distances.
@@ -744,7 +765,8 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
 
     def _shortcut_pair(self, graph, source, target, start):
         """The shorter of the two shortcut paths between ``source`` and ``target`` (a segment
-        from either end, then the graph), as :meth:`fit_transform` takes it.
+        from either end, then the graph), as :meth:`fit_transform` takes it before its
+        closure.
 
         Returns
         -------
@@ -768,7 +790,9 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         A bidirectional Dijkstra from both ends (:func:`gendist.paths.pair_shortest_path`),
         started from the admissible bound ``min_length_factor_ * |a - b|``: the work grows
         with the distance, not with the graph, and the result is the same float as the
-        all-pairs one (``fit_transform``) between two vertices. New points join the graph
+        all-pairs one (``fit_transform``) between two vertices; with shortcuts, the shorter
+        of the pair's two rows of :meth:`distances`, which the closed ``fit_transform``
+        matrix may undercut. New points join the graph
         through their neighbours, and each other when the graph's rule makes them
         neighbours (two equal points are at distance 0).
 

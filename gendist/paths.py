@@ -35,7 +35,6 @@ from joblib import Parallel, delayed, effective_n_jobs
 from scipy import sparse
 from scipy.sparse.csgraph import (
     connected_components,
-    csgraph_from_dense,
     dijkstra,
     floyd_warshall,
     shortest_path,
@@ -623,11 +622,18 @@ def minimum_with_transpose(D) -> None:
     _symmetrize(D, np.minimum)
 
 
+#: The length that stands in for zero between coincident points during the closure: the
+#: smallest float64 above zero (scipy reads a matrix's zeros as missing edges). Added
+#: to any length of 2^-1021 or more it vanishes in rounding, so chains through coincident
+#: points cost what their other links cost.
+_ZERO_LINK = float(np.nextafter(0.0, 1.0))
+
+
 def _closure_bytes(n: int) -> int:
-    """Memory :func:`triangle_closure` takes beside an (n, n) matrix: its float64 copy and
-    the result (zero-length edges between coincident points add a sparse copy, 12 bytes
-    per entry)."""
-    return 2 * 8 * n * n
+    """Memory :func:`triangle_closure` takes beside an (n, n) matrix, with a margin: its
+    float64 copy (closed in place), the mask of inf entries and temporaries (measured: about
+    10 bytes per entry)."""
+    return 16 * n * n
 
 
 def triangle_closure(D) -> None:
@@ -643,21 +649,25 @@ def triangle_closure(D) -> None:
     ``D[i, j] + D[j, k]`` by up to 15-25 %. Each closed entry is the length of the chain's
     curves joined end to end, so it is still the length of an actual curve and only falls;
     afterwards ``D[i, k] <= D[i, j] + D[j, k]`` up to rounding. Entries that are inf
-    (different components) stay inf.
+    (different components) stay inf; zeros between coincident points stay zero (lengths
+    below about 1e-307, subnormal floats, may move by rounding).
 
     Parameters
     ----------
     D : array of shape (n, n), modified in place
-        Non-negative, zero on the diagonal; read into memory whole
-        (twice its size in float64 more beside it).
+        Non-negative, zero on the diagonal; read into memory whole (about 10 bytes per
+        entry more beside it).
     """
+    n = D.shape[0]
     A = np.array(D, dtype=np.float64)
-    apart = A == 0
-    np.fill_diagonal(apart, False)
-    # scipy reads a dense matrix's zeros as missing edges: coincident points (a zero off the
-    # diagonal) go in as explicit zero-length edges of a sparse graph instead
-    graph = csgraph_from_dense(A, null_value=np.inf) if apart.any() else A
-    D[...] = floyd_warshall(graph, directed=True, overwrite=graph is A)
+    A[A == 0] = _ZERO_LINK  # zero-length edges that scipy does not drop; not the diagonal:
+    np.fill_diagonal(A, 0.0)  # a dense diagonal is never an edge
+    # a masked array, inf masked: scipy reads every other entry as an edge (from a plain
+    # dense array it drops the entries within 1e-8 of zero, numpy.ma.masked_values' rule)
+    closed = floyd_warshall(np.ma.masked_array(A, mask=np.isinf(A)), directed=True,
+                            overwrite=True)
+    closed[closed <= n * _ZERO_LINK] = 0.0  # chains of zero links only
+    D[...] = closed
 
 
 def shortest_paths(

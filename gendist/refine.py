@@ -52,7 +52,7 @@ REFINE_OPTIONS = ("n_points", "n_rounds", "max_iter", "method", "tol", "straight
 #: ``refine`` dict overrides them): 8 points, at most 4 rounds of 8 L-BFGS iterations, a
 #: path done once a round shortens it by less than 1e-4. Starting from graph paths with
 #: shortcuts, the paths converge in 2-4 rounds; what is left is mostly the polyline's own
-#: discretisation (about 1 / n_points^2). ``benchmarks/bench_accuracy.py`` measures them.
+#: discretisation (about 1 / n_points^2). ``benchmarks/bench_refined_pairs.py`` measures them.
 ALL_PAIRS_REFINE = {"n_points": 8, "n_rounds": 4, "max_iter": 8, "tol": 1e-4}
 
 
@@ -327,7 +327,9 @@ def refine_paths(
         metric, paths, n_points, 16, n_rounds, max_iter, method, tol, straight_start, device,
         progress,
     )
-    _warn_unconverged("refine_paths", ~info["converged"], info["gain"], n_rounds, tol)
+    late = ~info["converged"]
+    _warn_unconverged("refine_paths", int(late.sum()), len(late),
+                      float(np.abs(info["gain"][late]).max(initial=0.0)), n_rounds, tol)
     with np.errstate(over="ignore"):
         lengths = np.exp(info["log_length"])  # inf beyond float64: log_length holds it
     return (best, lengths, info) if return_info else (best, lengths)
@@ -349,27 +351,16 @@ def check_refine_options(options: dict) -> None:
         raise ValueError(f"method must be one of {_METHODS}, got {options['method']!r}.")
 
 
-def _warn_unconverged(caller: str, late: np.ndarray, gain: np.ndarray, n_rounds: int, tol: float,
-                     stacklevel: int = 3) -> None:
-    """The :class:`~sklearn.exceptions.ConvergenceWarning` of a refinement where paths were
-    still gaining more than ``tol`` when the rounds ran out (none if ``late`` is all False).
-
-    Parameters
-    ----------
-    caller : str
-        Who refined, named first in the message.
-    late, gain : ndarray of shape (B,)
-        Which paths did not converge, and each path's last relative gain.
-    n_rounds : int
-    tol : float
-    """
-    late = np.asarray(late, dtype=bool)
-    if late.any():
+def _warn_unconverged(caller: str, n_late: int, n_paths: int, change: float, n_rounds: int,
+                      tol: float, stacklevel: int = 3) -> None:
+    """The :class:`~sklearn.exceptions.ConvergenceWarning` of a refinement where ``n_late``
+    of ``n_paths`` paths still changed by more than ``tol`` (at most ``change``, relative)
+    in their last round when the rounds ran out; none if ``n_late`` is 0."""
+    if n_late:
         warnings.warn(
-            f"{caller}: {int(late.sum())} of {len(late)} paths did not converge in "
-            f"{n_rounds} rounds: the last round still shortened them by a fraction up to "
-            f"{np.abs(gain[late]).max():.2g} (tol={tol:g}). Raise n_rounds, or use fewer "
-            "n_points.",
+            f"{caller}: {n_late} of {n_paths} paths did not converge in {n_rounds} rounds: "
+            f"the last round still changed their length by a fraction up to {change:.2g} "
+            f"(tol={tol:g}). Raise n_rounds, or use fewer n_points.",
             ConvergenceWarning,
             stacklevel=stacklevel,
         )

@@ -364,20 +364,55 @@ def test_refined_rows_are_each_rows_own_pairs(curved_pairs):
     assert np.median(R[off] / truth[rows][off]) < np.median(R0[off] / truth[rows][off]) - 0.03
 
 
-def test_all_pairs_refinement_checks_its_options_first_and_warns_once(curved_pairs):
-    from sklearn.exceptions import ConvergenceWarning
+def test_all_pairs_refinement_in_many_blocks_is_the_one_block_answer(curved_pairs,
+                                                                     monkeypatch):
+    """Blocks of 7 rows (the strip writes, the diagonal blocks beyond the first, a last
+    partial block) give the lengths of one block (up to rounding: the model calls hold other
+    points); under ``limit`` no entry is finite beyond
+    it, and the refined pairs within it are those of the full matrix, capped."""
+    import gendist._engine as engine
 
     est, _ = curved_pairs
-    with pytest.raises(ValueError, match="neural"):
-        est.distances(refine={"curve": "neural"})
-    with pytest.raises(TypeError, match="n_pints"):
-        est.distances(refine={"n_pints": 8})
-    with pytest.raises(ValueError, match="n_points"):
-        est.distances(refine={"n_points": 2})
-    with pytest.raises(ValueError, match="tol"):
-        est.distances([0], refine={"tol": -1.0})
-    with pytest.raises(TypeError, match="refine"):
-        est.distances(refine="all")
-    with pytest.warns(ConvergenceWarning, match=r"distances\(refine=...\): \d+ of 109 paths") as w:
-        est.distances([0], refine={"n_rounds": 1, "tol": 1e-12})
+    one = est.distances(refine=True)
+    monkeypatch.setattr(engine, "PAIRS_PER_BATCH", 7 * len(one))
+    np.testing.assert_allclose(est.distances(refine=True), one, rtol=1e-12)
+    limit = float(np.median(one))
+    capped = est.distances(limit=limit, refine=True)
+    finite = np.isfinite(capped)
+    assert np.all(capped[finite] <= limit)
+    assert np.all(capped[finite] >= one[finite] * (1 - 1e-12))  # fewer chains to close
+    assert np.all(finite[one <= 0.5 * limit])  # near pairs stay found
+
+
+def test_all_pairs_refinement_checks_its_options_first_and_warns_once(curved_pairs,
+                                                                    monkeypatch):
+    from sklearn.exceptions import ConvergenceWarning
+
+    import gendist._engine as engine
+
+    est, _ = curved_pairs
+    searched = []
+    original = type(est)._shortest_paths
+
+    def spy(self, *args, **kwargs):
+        searched.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(est), "_shortest_paths", spy)
+    bad = [
+        (ValueError, "neural", {"curve": "neural"}),
+        (TypeError, "n_pints", {"n_pints": 8}),
+        (ValueError, "n_points", {"n_points": 2}),
+        (ValueError, "tol", {"tol": -1.0}),
+        (ValueError, "method", {"method": "newton"}),
+        (TypeError, "refine", "all"),
+    ]
+    for error, message, refine in bad:
+        with pytest.raises(error, match=message):
+            est.distances(refine=refine)
+    assert not searched  # every refusal came before any path search
+    monkeypatch.setattr(engine, "PAIRS_PER_BATCH", 3 * est.graph_.shape[0])  # 3 rows a batch
+    with pytest.warns(ConvergenceWarning, match=r"distances\(refine=...\): \d+ of \d+ paths") as w:
+        est.distances([0, 1, 2, 3, 4, 5, 6], refine={"n_rounds": 1, "tol": 1e-12})
     assert len([x for x in w if issubclass(x.category, ConvergenceWarning)]) == 1
+    assert "in 1 rounds" in str(w[0].message)
