@@ -18,6 +18,8 @@ from gendist.refine import (
     resample_polyline,
 )
 
+from .conftest import TORCH_DEVICES
+
 
 def test_resampling_a_straight_polyline_gives_even_points(rng):
     a, b = np.array([0.0, 1.0, 2.0]), np.array([3.0, -1.0, 0.5])
@@ -416,3 +418,21 @@ def test_all_pairs_refinement_checks_its_options_first_and_warns_once(curved_pai
         est.distances([0, 1, 2, 3, 4, 5, 6], refine={"n_rounds": 1, "tol": 1e-12})
     assert len([x for x in w if issubclass(x.category, ConvergenceWarning)]) == 1
     assert "in 1 rounds" in str(w[0].message)
+
+
+@pytest.mark.parametrize("device", TORCH_DEVICES)
+def test_all_pairs_refinement_on_a_torch_device_is_the_numpy_answer(device):
+    """An estimator on a torch device (graph search, quadrature, refinement there) refines
+    all pairs to the same lengths as the numpy estimator, up to rounding."""
+    from gendist import GenerativeDistance
+
+    model = Inversion(5).double()
+    X = np.random.default_rng(2).uniform(size=(60, 5))
+    kw = dict(lam=model.lam, beta=1.0, p0=0.0, shortcuts=True)
+    cpu = GenerativeDistance(TorchDensity(model), **kw).fit(X).distances(refine=True)
+    on = GenerativeDistance(TorchDensity(model.to(device)), device=device, **kw).fit(X)
+    np.testing.assert_allclose(on.distances(refine=True), cpu, rtol=1e-9)
+    Y = model.cpu().phi(X)
+    truth = np.linalg.norm(Y[:, None] - Y[None], axis=2)
+    off = truth > 0
+    assert np.median(cpu[off] / truth[off]) < 1.01
