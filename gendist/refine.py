@@ -234,6 +234,17 @@ def _ragged_log_lengths(metric, paths: list) -> np.ndarray:
     return out
 
 
+def _ragged_euclidean_lengths(paths: list) -> np.ndarray:
+    """Euclidean lengths of polylines of any point counts: one batch per count."""
+    out = np.empty(len(paths))
+    counts = np.array([len(p) for p in paths])
+    for k in np.unique(counts):
+        group = np.flatnonzero(counts == k)
+        steps = np.diff(np.stack([paths[i] for i in group]), axis=1)
+        out[group] = row_norms(steps.reshape(-1, steps.shape[2])).reshape(len(group), -1).sum(1)
+    return out
+
+
 def _ragged_resample(paths: list, n_points: int) -> np.ndarray:
     """:func:`resample_polylines` of polylines of any point counts, shape (B, n_points, d)."""
     out = np.empty((len(paths), n_points, paths[0].shape[1]))
@@ -413,7 +424,7 @@ def _refine_all(
     if straight_start:
         straight = _take_shorter_straight_lines(metric, P0, info["log_length"], n_points)
     best = list(P0)
-    scale = np.array([row_norms(np.diff(p, axis=0)).sum() for p in P0])
+    scale = _ragged_euclidean_lengths(P0)
     todo = np.flatnonzero(np.isfinite(info["log_length"]) & (scale > 0))  # else points
     # L-BFGS keeps 2 * 8 curvature vectors per path, beside the points and their gradients
     per_path = chunk_rows(24 * n_points * d * 8, max_rows=len(todo)) if todo.size else 1
