@@ -360,6 +360,15 @@ def _cmd(*args):
         return ""
 
 
+def report_arguments(doc: str):
+    """The command line of a report benchmark: ``--quick`` (a smoke run) and ``--out``
+    (the Markdown file written), described by the first line of ``doc``."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, a smoke run")
+    parser.add_argument("--out", type=Path, help="Markdown file written")
+    return parser.parse_args()
+
+
 def write_report(text: str, name: str, quick: bool, out=None) -> Path:
     """Write a benchmark's Markdown report and print it: to ``out``, else to
     ``benchmarks/{name}.md`` (``benchmarks/results/{name}_quick.md`` for a quick run, so that

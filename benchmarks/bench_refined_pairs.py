@@ -28,7 +28,6 @@ time plus n (n - 1) / 2 refined pairs. Peak: increase of the peak RSS over the r
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 import warnings
@@ -41,7 +40,7 @@ from gendist import GenerativeDistance
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT)]
 from bench_accuracy import problem, ratios, summary, timed  # noqa: E402
-from bench_core import machine, write_report  # noqa: E402
+from bench_core import machine, report_arguments, write_report  # noqa: E402
 
 CLOSED_UP_TO = 2000
 
@@ -124,10 +123,7 @@ def markdown(rows, quick):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, a smoke run")
-    parser.add_argument("--out", type=Path, help="Markdown file written")
-    args = parser.parse_args()
+    args = report_arguments(__doc__)
     cells = (
         [(5, 300, 10), (10, 300, 10)]
         if args.quick

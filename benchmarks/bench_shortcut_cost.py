@@ -19,7 +19,6 @@ The same ratio under the constant density (Euclidean limit) is the cheap-model r
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 import warnings
@@ -33,7 +32,7 @@ from gendist import CallableDensity, GaussianMixtureDensity, GenerativeDistance
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "benchmarks")]
-from bench_core import machine, write_report  # noqa: E402
+from bench_core import machine, report_arguments, write_report  # noqa: E402
 
 N_ROWS = 100
 
@@ -102,10 +101,7 @@ def markdown(rows, quick):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, a smoke run")
-    parser.add_argument("--out", type=Path, help="Markdown file written")
-    args = parser.parse_args()
+    args = report_arguments(__doc__)
     cells = [(5, 500), (10, 500)] if args.quick else [(5, 2000), (10, 2000), (10, 8000)]
     text = markdown([cell(d, n) for d, n in cells], args.quick)
     write_report(text, "shortcut_cost", args.quick, args.out)

@@ -59,7 +59,6 @@ from .paths import (
 )
 from .refine import (
     ALL_PAIRS_REFINE,
-    REFINE_OPTIONS,
     _gradient_function,
     _warn_unconverged,
     check_refine_options,
@@ -551,10 +550,11 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             if square:
                 triangle_closure(D)
                 if limit < np.inf:  # a chain of entries within limit may exceed it
-                    for r0 in range(0, N, max(1, PAIRS_PER_BATCH // N)):
-                        block = np.array(D[r0 : r0 + max(1, PAIRS_PER_BATCH // N)])
+                    step = max(1, PAIRS_PER_BATCH // N)
+                    for r0 in range(0, N, step):
+                        block = np.array(D[r0 : r0 + step])
                         block[block > limit] = np.inf
-                        D[r0 : r0 + len(block)] = block
+                        D[r0 : r0 + step] = block
         return D
 
     def _all_pairs_options(self, refine) -> dict | None:
@@ -570,7 +570,6 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             )
         given = {key: value for key, value in options.items() if value is not None}
         options = {**ALL_PAIRS_REFINE, **given}  # None: the all-pairs default
-        check_refine_options(options)
         if self.device_ is not None:
             options.setdefault("device", self.device_)
         # the metric must take the gradient asked for: known now, not at the first batch
@@ -886,13 +885,8 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
                     f"refine has unknown options {unknown} for curve='neural'; expected "
                     f"{list(NEURAL_CURVE_OPTIONS)}."
                 )
-        else:
-            unknown = sorted(set(options) - {"curve", *REFINE_OPTIONS})
-            if unknown:  # a TypeError, as Python's own for an unexpected keyword
-                raise TypeError(
-                    f"refine has unknown options {unknown} for curve='polyline'; expected "
-                    f"{list(REFINE_OPTIONS)}."
-                )
+        else:  # before any work, as refine_paths would check them
+            check_refine_options({k: v for k, v in options.items() if k != "curve"})
         return options
 
     def _graph_geodesics(self, a: np.ndarray, b: np.ndarray) -> list[Geodesic]:

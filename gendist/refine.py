@@ -208,8 +208,7 @@ def _refused_length_and_gradient(P):
 def _gradient_function(metric, method: str, device=None):
     """The log-length gradient of ``method`` ("auto": autograd when the metric offers it and
     torch is installed), checked."""
-    if method not in _METHODS:
-        raise ValueError(f"method must be one of {_METHODS}, got {method!r}.")
+    _check_method(method)
     differentiable = getattr(metric, "differentiable", False)
     if method == "autograd" and not differentiable:
         model = getattr(metric, "density", getattr(metric, "decoder", metric))
@@ -358,8 +357,12 @@ def check_refine_options(options: dict) -> None:
             check_int(options[name], name, minimum=minimum)
     if "tol" in options:
         check_positive(options["tol"], "tol")
-    if options.get("method", "auto") not in _METHODS:
-        raise ValueError(f"method must be one of {_METHODS}, got {options['method']!r}.")
+    _check_method(options.get("method", "auto"))
+
+
+def _check_method(method) -> None:
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {_METHODS}, got {method!r}.")
 
 
 def _warn_unconverged(caller: str, n_late: int, n_paths: int, change: float, n_rounds: int,
@@ -403,12 +406,11 @@ def _refine_all(
         if p.shape[1] != d:
             raise ValueError(f"paths[{b}] has {p.shape[1]} features, paths[0] has {d}.")
     longest = max(len(p) for p in P0)
-    if n_points is None:
-        n_points = max(longest, min_points)
-    n_points = check_int(n_points, "n_points", minimum=3)
-    n_rounds = max(20, n_points // 2) if n_rounds is None else check_int(n_rounds, "n_rounds")
-    max_iter = max(30, n_points // 2) if max_iter is None else check_int(max_iter, "max_iter")
-    check_positive(tol, "tol")
+    check_refine_options({"n_points": n_points, "n_rounds": n_rounds, "max_iter": max_iter,
+                          "tol": tol})
+    n_points = max(longest, min_points) if n_points is None else int(n_points)
+    n_rounds = max(20, n_points // 2) if n_rounds is None else int(n_rounds)
+    max_iter = max(30, n_points // 2) if max_iter is None else int(max_iter)
     gradients = _gradient_function(metric, method, device)
 
     B = len(P0)
