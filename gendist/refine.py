@@ -8,17 +8,20 @@ one's discretised length
     L(x_1, ..., x_{m-2}) = sum_s |x_{s+1} - x_s| * sum_k w_k h(x_s + t_k (x_{s+1} - x_s))
 
 (the same trapezoidal rule as the graph's edges) over the interior points with L-BFGS, the
-endpoints fixed. The paths are independent, so their lengths are minimised as one problem:
-the sum of the lengths, each relative to its starting path, over coordinates relative to its
-Euclidean length. The batch is one ``(B, m, d)`` array, every model call holds points of many
-paths, and a path leaves the batch once a round no longer shortens it. Gradients come from
-autograd through ``log p`` when the density can be evaluated on torch tensors (torch models,
-flows, mixtures; on the device of ``device=``), and from central finite differences of
-``log p`` otherwise. Length alone does not fix where the points sit along a curve, so the
-points are resampled to even spacing after every few iterations (as in the string method of
-E, Ren and Vanden-Eijnden). A path whose straight line between its ends is shorter under
-the metric starts from that line instead (a local optimiser keeps the basin it starts in), so
-no result is longer than the straight line. :func:`refine_path` is the batch of one.
+endpoints fixed. Its initial inverse Hessian is the inverse second-difference matrix along
+the curve (a Sobolev gradient): bending a polyline of m points costs like ``(m - 1) T``, and
+without it the iterations needed grow with m. The paths are independent, so their lengths
+are minimised as one problem: the sum of the lengths, each relative to its starting path,
+over coordinates relative to its Euclidean length. The batch is one ``(B, m, d)`` array,
+every model call holds points of many paths, and a path leaves the batch once a round no
+longer shortens it. Gradients come from autograd through ``log p`` when the density can be
+evaluated on torch tensors (torch models, flows, mixtures; on the device of ``device=``),
+and from central finite differences of ``log p`` otherwise. Length alone does not fix where
+the points sit along a curve, so the points are resampled to even spacing after every few
+iterations (as in the string method of E, Ren and Vanden-Eijnden). A path whose straight
+line between its ends is shorter under the metric starts from that line instead (a local
+optimiser keeps the basin it starts in), so no result is longer than the straight line.
+:func:`refine_path` is the batch of one.
 """
 
 from __future__ import annotations
@@ -49,11 +52,12 @@ _METHODS = ("auto", "autograd", "finite-difference")
 REFINE_OPTIONS = ("n_points", "n_rounds", "max_iter", "method", "tol", "straight_start", "device")
 
 #: The options with which ``distances(refine=True)`` refines every pair of a matrix (a
-#: ``refine`` dict overrides them): 8 points, at most 4 rounds of 8 L-BFGS iterations, a
-#: path done once a round shortens it by less than 1e-4. Starting from graph paths with
-#: shortcuts, the paths converge in 2-4 rounds; what is left is mostly the polyline's own
-#: discretisation (about 1 / n_points^2). ``benchmarks/bench_refined_pairs.py`` measures them.
-ALL_PAIRS_REFINE = {"n_points": 8, "n_rounds": 4, "max_iter": 8, "tol": 1e-4}
+#: ``refine`` dict overrides them): 8 points, at most 4 rounds of 3 preconditioned L-BFGS
+#: iterations, a path done once a round shortens it by less than 1e-4. Starting from graph
+#: paths with shortcuts, the paths converge in 2-3 rounds; what is left is mostly the
+#: polyline's own discretisation (about 1 / n_points^2): 4 rounds of 8 iterations give the
+#: same lengths to 4 digits. ``benchmarks/bench_refined_pairs.py`` measures them.
+ALL_PAIRS_REFINE = {"n_points": 8, "n_rounds": 4, "max_iter": 3, "tol": 1e-4}
 
 
 def _has_torch() -> bool:
@@ -487,22 +491,26 @@ def _take_shorter_straight_lines(metric, paths: list, log_lengths: np.ndarray, n
     return taken
 
 
-def _two_loop(g, S, Y, rho, count):
+def _two_loop(g, S, Y, rho, count, precondition=None, initial=None):
     """L-BFGS's two-loop recursion, row by row: ``H g`` from each row's curvature pairs
-    (``S[:, 0]``, ``Y[:, 0]`` the newest; the first ``count`` valid)."""
+    (``S[:, 0]``, ``Y[:, 0]`` the newest; the first ``count`` valid).
+
+    ``precondition`` (``(b, n) -> (b, n)``, symmetric positive definite, default the identity)
+    is the shape of the initial inverse Hessian ``H0 = gamma M``; ``gamma`` is the usual
+    ``s.y / y.M y`` of the newest pair, else ``initial`` (shape (b,), default 1)."""
+    precondition = precondition or (lambda v: v)
     q, history = g.copy(), int(count.max(initial=0))
     alpha = np.zeros((len(g), history))
     for i in range(history):
         valid = i < count
         alpha[:, i] = np.where(valid, rho[:, i] * np.einsum("bn,bn->b", S[:, i], q), 0.0)
         q -= alpha[:, i, None] * Y[:, i]
+    gamma = np.ones(len(g)) if initial is None else initial
     if history:
-        yy = np.einsum("bn,bn->b", Y[:, 0], Y[:, 0])
+        yy = np.einsum("bn,bn->b", Y[:, 0], precondition(Y[:, 0]))
         sy = np.einsum("bn,bn->b", S[:, 0], Y[:, 0])
-        gamma = np.where(count > 0, sy / np.where(yy > 0, yy, 1.0), 1.0)
-    else:
-        gamma = np.ones(len(g))
-    r = gamma[:, None] * q
+        gamma = np.where(count > 0, sy / np.where(yy > 0, yy, 1.0), gamma)
+    r = gamma[:, None] * precondition(q)
     for i in reversed(range(history)):
         beta = rho[:, i] * np.einsum("bn,bn->b", Y[:, i], r)
         r += np.where(i < count, alpha[:, i] - beta, 0.0)[:, None] * S[:, i]
@@ -510,7 +518,7 @@ def _two_loop(g, S, Y, rho, count):
 
 
 def _batched_lbfgs(fun, x0, max_iter: int, history: int = 8, gtol: float = 1e-5,
-                   ftol: float = 2.2e-9):
+                   ftol: float = 2.2e-9, precondition=None, initial: float | None = None):
     """Minimise B independent functions of n variables at once, each by its own L-BFGS.
 
     ``fun(x, rows) -> (f, g)`` evaluates the functions ``rows`` at the points ``x`` (shapes
@@ -520,6 +528,10 @@ def _batched_lbfgs(fun, x0, max_iter: int, history: int = 8, gtol: float = 1e-5,
     L-BFGS-B does. scipy's and torch's L-BFGS minimise one function: on the sum of B
     independent ones they share each step and each curvature pair between the rows, which
     slowed the paths of a batch by orders of magnitude against one at a time.
+
+    ``precondition`` (``(b, n) -> (b, n)``, symmetric positive definite) shapes the initial
+    inverse Hessian, and ``initial`` is its scale before a row has curvature pairs: the first
+    step is then ``-initial * precondition(g)`` at full length, not at most 1 long.
 
     Returns
     -------
@@ -544,13 +556,21 @@ def _batched_lbfgs(fun, x0, max_iter: int, history: int = 8, gtol: float = 1e-5,
         used = int(count[active].max())  # slots newest first, only as many as any row holds
         slots = (head[active, None] - lags[None, :used]) % history
         ring = active[:, None], slots
-        d = -_two_loop(ga, S[ring], Y[ring], rho[ring], count[active])
+        start = None if initial is None else np.full(len(active), initial)
+        d = -_two_loop(ga, S[ring], Y[ring], rho[ring], count[active], precondition, start)
         slope = np.einsum("bn,bn->b", ga, d)
         uphill = ~(slope < 0)  # lost curvature information: steepest descent, history reset
-        d[uphill], slope[uphill] = -ga[uphill], -np.einsum("bn,bn->b", ga[uphill], ga[uphill])
+        if uphill.any():
+            none = np.zeros(int(uphill.sum()), dtype=np.int64)  # no curvature pairs
+            steepest = -_two_loop(ga[uphill], S[ring][uphill], Y[ring][uphill],
+                                  rho[ring][uphill], none, precondition,
+                                  None if start is None else start[uphill])
+            d[uphill], slope[uphill] = steepest, np.einsum("bn,bn->b", ga[uphill], steepest)
         count[active[uphill]] = 0
-        # the first step of a row without history is at most 1 long, as in scipy
-        t = np.where(count[active] > 0, 1.0, np.minimum(1.0, 1.0 / np.linalg.norm(ga, axis=1)))
+        # the first step of a row without history: with a preconditioner at its scale,
+        # else at most 1 long, as in scipy
+        first = 1.0 if initial is not None else np.minimum(1.0, 1.0 / np.linalg.norm(ga, axis=1))
+        t = np.where(count[active] > 0, 1.0, first)
         pending, moved = np.arange(len(active)), np.zeros(len(active), dtype=bool)
         for _ in range(30):  # backtracking: halve the step of each row that did not descend
             rows = active[pending]
@@ -578,6 +598,26 @@ def _batched_lbfgs(fun, x0, max_iter: int, history: int = 8, gtol: float = 1e-5,
     return x, g
 
 
+def _curve_preconditioner(n_inner: int, d: int):
+    """The inverse of the second-difference matrix ``tridiag(-1, 2, -1)`` over a polyline's
+    ``n_inner`` interior points, applied to each coordinate: ``(b, n_inner * d)`` arrays.
+
+    Bending an evenly spaced polyline of ``m`` points (Euclidean length 1, factor ``h``)
+    costs ``h (m - 1) u.T T u / 2`` to second order for a normal displacement ``u``: the
+    length's Hessian is ``h (m - 1) T`` whatever the metric's smooth part, so ``T^-1``
+    removes the ``m^2`` spread of its eigenvalues (the H^1, Sobolev, gradient of curve
+    shortening) and L-BFGS starts at the right scale ``1 / (m - 1)``."""
+    T = 2.0 * np.eye(n_inner) - np.eye(n_inner, k=1) - np.eye(n_inner, k=-1)
+    inverse = np.linalg.inv(T)
+
+    def precondition(v):
+        return np.einsum("ij,bjd->bid", inverse, v.reshape(len(v), n_inner, d)).reshape(
+            v.shape
+        )
+
+    return precondition
+
+
 def _refine_batch(
     metric, starts, index, scale, gradients, n_points, n_rounds, max_iter, tol, progress,
     best, info,
@@ -597,6 +637,7 @@ def _refine_batch(
     stale = np.zeros(len(starts), dtype=np.int64)  # rounds in a row without a new best
     info["converged"][index[active]] = False
     inner = (n_points - 2, P.shape[2])
+    precondition = _curve_preconditioner(*inner)
     for rounds in progress_bar(range(1, n_rounds + 1), desc="refining", progress=progress):
         A = len(active)
         origin, sc, base = P[active, :1], scale[active, None, None], log_start[active]
@@ -613,7 +654,8 @@ def _refine_batch(
             return value, grads.reshape(len(rows), -1)
 
         u, jac = _batched_lbfgs(
-            objective, ((P[active, 1:-1] - origin) / sc).reshape(A, -1), max_iter
+            objective, ((P[active, 1:-1] - origin) / sc).reshape(A, -1), max_iter,
+            precondition=precondition, initial=1.0 / (n_points - 1),
         )
         moved = origin + sc * u.reshape(A, *inner)
         P[active] = resample_polylines(np.concatenate([P[active, :1], moved, P[active, -1:]], 1),
