@@ -12,6 +12,8 @@ from gendist import CallableDensity, GaussianMixtureDensity, TorchDensity
 from gendist.metric import ConformalMetric
 from gendist.refine import (
     _autograd_lengths,
+    _batched_lbfgs,
+    _curve_preconditioner,
     _finite_difference_lengths,
     refine_path,
     refine_paths,
@@ -191,6 +193,43 @@ def test_a_batch_of_paths_straightens_each_to_its_segment(rng):
         np.testing.assert_array_equal(q[[0, -1]], p[[0, -1]])
         assert metric.curve_length(q) == pytest.approx(length, rel=1e-12)
         assert length <= metric.curve_length(p) * (1 + 1e-12)
+
+
+def test_the_curve_preconditioner_solves_the_second_difference_system(rng):
+    """Against scipy's banded solver on tridiag(-1, 2, -1), each coordinate on its own."""
+    from scipy.linalg import solve_banded
+
+    for n_inner, d in [(1, 3), (6, 10), (30, 2)]:
+        v = rng.normal(size=(4, n_inner * d))
+        bands = np.vstack([np.full(n_inner, -1.0), np.full(n_inner, 2.0), np.full(n_inner, -1.0)])
+        expected = np.stack(
+            [solve_banded((1, 1), bands, row.reshape(n_inner, d)) for row in v]
+        ).reshape(v.shape)
+        np.testing.assert_allclose(_curve_preconditioner(n_inner, d)(v), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("preconditioned", [False, True])
+def test_batched_lbfgs_reaches_each_rows_own_minimum(rng, preconditioned):
+    """B independent ill-conditioned quadratics 0.5 x'A_b x - c_b'x (A_b = s_b T + a random
+    SPD part, T the second-difference matrix of 12 points in 3-D): every row reaches its own
+    minimiser A_b^-1 c_b (numpy's solve), preconditioned or not."""
+    n_inner, d, B = 12, 3, 6
+    T = np.kron(2 * np.eye(n_inner) - np.eye(n_inner, k=1) - np.eye(n_inner, k=-1), np.eye(d))
+    A, c = [], []
+    for b in range(B):
+        R = rng.normal(size=(n_inner * d, n_inner * d)) / (n_inner * d)
+        A.append(10.0 ** (b - 2) * (T + 0.01 * R @ R.T))
+        c.append(rng.normal(size=n_inner * d))
+    A, c = np.array(A), np.array(c)
+
+    def fun(x, rows):
+        Ax = np.einsum("bij,bj->bi", A[rows], x)
+        return 0.5 * np.einsum("bi,bi->b", x, Ax) - np.einsum("bi,bi->b", c[rows], x), Ax - c[rows]
+
+    options = {"precondition": _curve_preconditioner(n_inner, d), "initial": 1.0}
+    x, g = _batched_lbfgs(fun, np.zeros((B, n_inner * d)), max_iter=500, gtol=1e-10, ftol=0,
+                          **(options if preconditioned else {}))
+    np.testing.assert_allclose(x, np.linalg.solve(A, c[..., None])[..., 0], rtol=1e-6, atol=1e-8)
 
 
 def test_batched_finite_differences_equal_autograd_on_every_path(rng):
