@@ -24,7 +24,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._compute import default_memory_limit, progress_bar, resolve_device, row_norms
+from ._compute import chunk_rows, default_memory_limit, progress_bar, resolve_device, row_norms
 from ._validation import check_points
 from .curves import NEURAL_CURVE_OPTIONS, neural_curve
 from .graph import (
@@ -54,6 +54,7 @@ from .paths import (
     reconstruct_path,
     reconstruct_seeded_path,
     shortest_path_tree,
+    shortest_path_trees,
     shortest_paths,
     triangle_closure,
 )
@@ -891,18 +892,29 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
 
     def _graph_geodesics(self, a: np.ndarray, b: np.ndarray) -> list[Geodesic]:
         """The paths ``a[i] -> b[i]`` between vertices of one component, as the rows of
-        :meth:`distances` take them: one shortest-path tree per distinct source."""
+        :meth:`distances` take them: one shortest-path tree per distinct source, the trees
+        of a memory-bounded block of sources in one run (:func:`gendist.paths.
+        shortest_path_trees`; with shortcuts, their segments priced together)."""
         start = self._query_start(self.graph_)
+        reconstruct = reconstruct_path if start is None else reconstruct_seeded_path
+        N = self.graph_.shape[0]
         out = [None] * len(a)
-        for s in np.unique(a):
-            dist, pred = shortest_path_tree(
-                self.graph_, s, backend=self.backend, device=self.device_, start=start
+        order = np.argsort(a, kind="stable")  # the pairs grouped by source
+        distinct, first = np.unique(a[order], return_index=True)
+        bounds = np.append(first, len(a))
+        # two (block, N) arrays: distances and predecessors (and the starts' labels)
+        step = chunk_rows(24 * N, max_rows=len(distinct))
+        for s0 in range(0, len(distinct), step):
+            block = distinct[s0 : s0 + step]
+            dist, pred = shortest_path_trees(
+                self.graph_, block, backend=self.backend, device=self.device_, start=start
             )
-            for i in np.flatnonzero(a == s):
-                path = (reconstruct_path if start is None else reconstruct_seeded_path)(
-                    pred, s, b[i]
-                )
-                out[i] = Geodesic(points=self.vertices_[path], indices=path, length=dist[b[i]])
+            for row, s in enumerate(block):
+                for i in order[bounds[s0 + row] : bounds[s0 + row + 1]]:
+                    path = reconstruct(pred[row], s, b[i])
+                    out[i] = Geodesic(
+                        points=self.vertices_[path], indices=path, length=dist[row, b[i]]
+                    )
         return out
 
     def _refined_geodesics(

@@ -53,6 +53,7 @@ __all__ = [
     "check_vertex_indices",
     "shortest_paths",
     "shortest_path_tree",
+    "shortest_path_trees",
     "seeded_shortest_paths",
     "pair_shortest_path",
     "astar_shortest_path",
@@ -784,14 +785,39 @@ def shortest_path_tree(
     """
     graph = validate_graph(graph)
     source = _check_vertex(source, graph.shape[0], "source")
-    backend = _backend_function(backend, graph, 1, device)
+    dist, pred = shortest_path_trees(graph, [source], limit, backend, device, start)
+    return dist[0], pred[0]
+
+
+def shortest_path_trees(
+    graph, sources, limit: float = np.inf, backend: str = "auto", device=None, start=None
+):
+    """Distances and predecessors from each of ``sources``, in one run of the backend.
+
+    One call for many sources, so that ``start`` (a callable as in :func:`shortest_paths`)
+    prices the segments of all of them together: called source by source, its fixed cost
+    per call is most of the time at a few hundred vertices. The caller bounds the memory by
+    the number of sources (two (B, n) arrays).
+
+    Parameters
+    ----------
+    graph : sparse matrix of shape (n, n)
+    sources : array-like of int, shape (B,)
+    limit, backend, device, start
+        As in :func:`shortest_paths`.
+
+    Returns
+    -------
+    dist : ndarray of shape (B, n)
+    predecessors : ndarray of shape (B, n), :data:`NO_PREDECESSOR` where there is none
+    """
+    graph = validate_graph(graph)
+    sources = check_vertex_indices(sources, graph.shape[0], "sources")
+    backend = _backend_function(backend, graph, len(sources), device)
     limit = _check_limit(limit)
     if start is None:
-        dist, pred = backend[1](graph, [int(source)], limit, True)
-    else:
-        initial = start(np.array([source]))
-        dist, pred = seeded_shortest_paths(graph, initial, limit, True, backend=backend)
-    return dist[0], pred[0]
+        return backend[1](graph, sources, limit, True)
+    return seeded_shortest_paths(graph, start(sources), limit, True, backend=backend)
 
 
 def _row_edges(graph, rows: np.ndarray):

@@ -7,7 +7,9 @@ from gendist.paths import (
     check_memory,
     pair_shortest_path,
     reconstruct_path,
+    reconstruct_seeded_path,
     shortest_path_tree,
+    shortest_path_trees,
     shortest_paths,
     triangle_closure,
 )
@@ -85,6 +87,38 @@ def test_predecessors_give_paths_of_the_right_length(rng):
     if len(unreachable):
         with pytest.raises(ValueError, match="not reachable"):
             reconstruct_path(pred, 3, unreachable[0])
+
+
+@pytest.mark.parametrize("seeded", [False, True])
+def test_trees_of_many_sources_give_paths_of_the_brute_force_length(rng, seeded):
+    """Several sources in one run, plain or from labelled starts (each source reaches some
+    vertices straight at a random cost): every reconstructed path has the brute-force
+    (Floyd-Warshall) length, min_u start[b, u] + d(u, v) when seeded."""
+    G, W = random_graph(rng, n=45, p=0.1, components=2)
+    expected = floyd_warshall_brute(W)
+    sources = np.array([0, 7, 7, 30, 44])
+    labels = np.full((len(sources), 45), np.inf)
+    labels[np.arange(len(sources)), sources] = 0.0
+    if seeded:
+        straight = rng.random((len(sources), 45)) < 0.2
+        labels[straight] = np.minimum(labels[straight], rng.uniform(0.1, 2.0, straight.sum()))
+    truth = (labels[:, :, None] + expected[None]).min(axis=1)
+    dist, pred = shortest_path_trees(
+        G, sources, start=(lambda block: labels[: len(block)]) if seeded else None
+    )
+    np.testing.assert_allclose(dist, truth, rtol=1e-12, atol=1e-12)
+    reconstruct = reconstruct_seeded_path if seeded else reconstruct_path
+    for row, s in enumerate(sources):
+        for v in np.flatnonzero(np.isfinite(truth[row])):
+            path = reconstruct(pred[row], s, v)
+            assert path[0] == s and path[-1] == v
+            # the graph part starts at the path's last vertex without a predecessor, reached
+            # at its label (the source itself: label 0)
+            k = max(i for i, p in enumerate(path) if pred[row, p] < 0)
+            length = labels[row, path[k]] + sum(
+                W[p, q] for p, q in zip(path[k:-1], path[k + 1 :])
+            )
+            assert length == pytest.approx(truth[row, v], rel=1e-12, abs=1e-12)
 
 
 def test_memory_guard_names_the_alternatives():
