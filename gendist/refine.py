@@ -38,6 +38,8 @@ from ._validation import check_int, check_points, check_positive
 
 __all__ = [
     "ALL_PAIRS_REFINE",
+    "REFINE_CHECK_PAIRS",
+    "REFINE_GAIN",
     "REFINE_OPTIONS",
     "check_refine_options",
     "refine_path",
@@ -58,6 +60,15 @@ REFINE_OPTIONS = ("n_points", "n_rounds", "max_iter", "method", "tol", "straight
 #: polyline's own discretisation (about 1 / n_points^2): 4 rounds of 8 iterations give the
 #: same lengths to 4 digits. ``benchmarks/bench_refined_pairs.py`` measures them.
 ALL_PAIRS_REFINE = {"n_points": 8, "n_rounds": 4, "max_iter": 3, "tol": 1e-4}
+
+#: With shortcuts on, ``fit`` refines this many pairs (sources, targets per source: random,
+#: seeded) with :data:`ALL_PAIRS_REFINE` and records the median of their distance over the
+#: refined length (``refine_gain_``) ...
+REFINE_CHECK_PAIRS = (4, 8)
+
+#: ... and warns when it exceeds this: the accuracy that ``benchmarks/bench_accuracy.py``
+#: asks of the distances (median within 2 % of the truth).
+REFINE_GAIN = 1.02
 
 
 def _has_torch() -> bool:
