@@ -99,7 +99,7 @@ def timed(fn):
 def gendist_method(X, Y, keywords, shortcuts, sources, timed_rows):
     """Fit, accuracy on ``sources``, all-pairs time estimated from ``timed_rows``."""
     n = len(X)
-    est = GenerativeDistance(shortcuts=shortcuts, verbose=False, **keywords)
+    est = GenerativeDistance(shortcuts=shortcuts, refine=False, verbose=False, **keywords)
 
     def run():
         est.fit(X)
@@ -195,7 +195,7 @@ def vertex_limit(d, n=1000, n_sources=50):
 
     keywords, phi = problem("curved", d)
     X = np.random.default_rng(1).uniform(size=(n, d))
-    est = GenerativeDistance(**keywords, shortcuts=True, verbose=False).fit(X)
+    est = GenerativeDistance(**keywords, shortcuts=True, refine=False, verbose=False).fit(X)
     Y = phi(X)
     truth = np.linalg.norm(Y[:n_sources, None] - Y[None], axis=2)
     unit = np.exp(est.log_distance_unit_)

@@ -55,7 +55,7 @@ def bench(n, d, n_sources, log=print):
     X = dataset(n, d)
     start = time.perf_counter()
     est = GenerativeDistance(
-        GaussianMixture(16, random_state=0), n_neighbors=15, random_state=0
+        GaussianMixture(16, random_state=0), n_neighbors=15, refine=False, random_state=0
     ).fit(X)
     fit_s = time.perf_counter() - start
     rng = np.random.default_rng(1)

@@ -47,7 +47,7 @@ CLOSED_UP_TO = 2000
 
 def rows_method(X, Y, keywords, shortcuts, sources):
     """Fit, the rows ``sources``: accuracy and the estimated all-pairs time."""
-    est = GenerativeDistance(shortcuts=shortcuts, verbose=False, **keywords)
+    est = GenerativeDistance(shortcuts=shortcuts, refine=False, verbose=False, **keywords)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the shortcuts' cost warning
         fit, _, _ = timed(lambda: est.fit(X))
@@ -67,7 +67,7 @@ def cell(d, n, n_sources):
     _, _, row["graph"] = rows_method(X, Y, keywords, False, sources)
     est, rows, row["shortcuts"] = rows_method(X, Y, keywords, True, sources)
     if n <= CLOSED_UP_TO:
-        closed = GenerativeDistance(shortcuts=True, verbose=False, **keywords)
+        closed = GenerativeDistance(shortcuts=True, refine=False, verbose=False, **keywords)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             seconds, D, _ = timed(lambda: closed.fit_transform(X))

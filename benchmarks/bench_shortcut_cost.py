@@ -39,7 +39,7 @@ N_ROWS = 100
 
 def all_pairs_time(X, shortcuts, keywords):
     """Fit seconds and estimated all-pairs seconds; the fitted estimator."""
-    est = GenerativeDistance(shortcuts=shortcuts, verbose=False, **keywords)
+    est = GenerativeDistance(shortcuts=shortcuts, refine=False, verbose=False, **keywords)
     t = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # auto's cost warning is what this measures

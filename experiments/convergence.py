@@ -84,6 +84,7 @@ def graph_distance(density, X, cfg, n_quad=None) -> float:
         lam=cfg["lam"],
         radius=radius_for(len(X), cfg["radius_constant"]),
         n_quad=n_quad or cfg["n_quad"],
+        refine=False,  # the graph's own convergence
     )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="the graph has")

@@ -131,6 +131,7 @@ def timed_distances(X, density, cfg, shortcuts):
     est = GenerativeDistance(
         density,
         shortcuts=shortcuts,
+        refine=False,  # the graph and shortcut stages themselves
         lam=cfg["lam"],
         beta=cfg["beta"],
         radius=cfg["radius"],

@@ -104,6 +104,7 @@ def _estimator(model, cfg, shortcuts):
         p0=0.0,
         n_quad=cfg["n_quad"],
         shortcuts=shortcuts,
+        refine=False,  # the unrefined stages; "every pair refined" asks for it
         verbose=False,
     )
 

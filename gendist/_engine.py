@@ -60,6 +60,8 @@ from .paths import (
 )
 from .refine import (
     ALL_PAIRS_REFINE,
+    REFINE_AUTO_CONVERGED,
+    REFINE_AUTO_PAIRS,
     REFINE_CHECK_PAIRS,
     REFINE_GAIN,
     _gradient_function,
@@ -94,6 +96,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
 
     Shared parameters: ``radius``, ``n_neighbors`` (the graph rule), ``n_quad`` (nodes per
     edge), ``shortcuts`` (straight segments from each source, :mod:`gendist.shortcuts`),
+    ``refine`` (the queries' default refinement, :mod:`gendist.refine`),
     ``backend`` (shortest paths), ``n_jobs`` (joblib workers), ``dtype`` (of returned
     distance matrices), ``memory_limit`` (bytes), ``batch_size`` (points per model call),
     ``device`` (None: numpy on the CPU; a torch device: graph search, quadrature and the torch
@@ -105,6 +108,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         "n_neighbors": [None, Interval(Integral, 1, None, closed="left")],
         "n_quad": [Interval(Integral, 2, None, closed="left")],
         "shortcuts": ["boolean", StrOptions({"auto"})],
+        "refine": ["boolean", StrOptions({"auto"}), dict],
         "backend": [StrOptions(set(BACKEND_NAMES))],
         "n_jobs": [None, Integral],
         "dtype": [str, type, np.dtype],
@@ -145,6 +149,13 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             name = None
         if name not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}.")
+        if isinstance(self.refine, dict):  # its options, before any work
+            if self._refine_options(self.refine)["curve"] == "neural":
+                raise ValueError(
+                    "refine={'curve': 'neural', ...} trains one network per pair; the "
+                    "estimator's refine is for every query (all pairs included). Pass it to "
+                    "geodesic(a, b, refine=...) for the pairs you need."
+                )
         self._check_params()
         return resolve_device(self.device)
 
@@ -276,13 +287,58 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
                     stacklevel=3,
                 )
         self.refine_gain_ = np.nan
-        if self.shortcuts_ and self.graph_.nnz:
+        if self.shortcuts_ and self.graph_.nnz and self.refine is not False:
             self._check_refinement_gain()
+        self.refine_ = self._choose_refinement()
         return self
 
+    def _choose_refinement(self) -> bool:
+        """``refine_``: the ``refine`` parameter, or for ``"auto"`` the measured gain
+        (``refine_gain_``), the count of vertex pairs, autograd, and how the sampled paths
+        converged (:data:`gendist.refine.REFINE_AUTO_CONVERGED`); warns where auto leaves a
+        measured gain unused."""
+        if self.refine != "auto":
+            return self.refine is not False
+        N = self.graph_.shape[0]
+        gain = self.refine_gain_
+        if not gain > REFINE_GAIN:  # nan too: not measured
+            return False
+        pairs = N * (N - 1) // 2
+        reasons = []
+        if pairs > REFINE_AUTO_PAIRS:
+            reasons.append(f"{N:,} vertices ({pairs:,} pairs, over {REFINE_AUTO_PAIRS:,})")
+        if not self.metric_.differentiable:
+            reasons.append("a model without autograd (finite differences: 4 d evaluations "
+                           "per gradient)")
+        if self._refine_converged < REFINE_AUTO_CONVERGED:
+            reasons.append(f"only {self._refine_converged:.0%} of the sampled paths converged "
+                           "(hard paths, many model evaluations each)")
+        if not reasons:
+            return True
+        warnings.warn(
+            f"the distances measure a median {gain - 1:.1%} longer than the refined curves "
+            "between the same ends, on a sample of pairs (refine_gain_): the metric's "
+            "geodesics bend between the vertices, and straight pieces cannot follow them. "
+            f"refine='auto' leaves refinement off for {' and '.join(reasons)}: all pairs "
+            "would cost long. Refine what you need: kneighbors(..., refine=True), "
+            "geodesics(a, b, refine=True), distances(rows, refine=True), or pass "
+            "refine=True for every query.",
+            UserWarning,
+            stacklevel=3,
+        )
+        return False
+
+    def _resolve_refine(self, refine):
+        """A query's ``refine``: None follows the estimator (``refine_``, with the options
+        of a ``refine`` dict)."""
+        if refine is not None:
+            return refine
+        if not self.refine_:
+            return False
+        return self.refine if isinstance(self.refine, dict) else True
+
     def _check_refinement_gain(self) -> None:
-        """Set ``refine_gain_`` on a sample of pairs, and warn when it exceeds
-        :data:`gendist.refine.REFINE_GAIN`.
+        """Set ``refine_gain_`` on a sample of pairs.
 
         Where the graph zig-zags (shortcuts on), the remaining error of the rows is that of
         their straight pieces: under a curved metric the geodesics bend between the
@@ -304,28 +360,19 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         if not a.size:
             return
         graph_paths = self._graph_geodesics(a, b)
+        late = []
         refined = self._refined_geodesics(
-            a, b, {"curve": "polyline", **ALL_PAIRS_REFINE}, progress=False, late=[],
+            a, b, {"curve": "polyline", **ALL_PAIRS_REFINE}, progress=False, late=late,
             graph_paths=graph_paths,
         )
+        late = np.concatenate([u for u, _ in late]) if late else np.zeros(0, dtype=bool)
+        self._refine_converged = 1.0 - float(np.mean(late)) if late.size else 1.0
         before = np.array([g.length for g in graph_paths])
         after = np.array([g.length for g in refined])
         keep = np.isfinite(before) & (after > 0)
         if not keep.any():
             return
-        self.refine_gain_ = gain = float(np.median(before[keep] / after[keep]))
-        if gain > REFINE_GAIN:
-            warnings.warn(
-                f"the distances measure a median {gain - 1:.1%} longer than the refined "
-                f"curves between the same ends, on a sample of {a.size} pairs "
-                "(refine_gain_): the metric's geodesics bend between the vertices, and "
-                "straight pieces cannot follow them. Refinement gives the accurate lengths, "
-                "at a few hundred model evaluations per pair: distances(refine=True) for the "
-                "matrix, kneighbors(..., refine=True) or geodesics(a, b, refine=True) for "
-                "the pairs you need.",
-                UserWarning,
-                stacklevel=3,
-            )
+        self.refine_gain_ = float(np.median(before[keep] / after[keep]))
 
     def _start(self, graph, new_points=None, new_values=None):
         """The shortcuts (:class:`gendist.shortcuts.Shortcuts`) of ``graph``: the fitted graph,
@@ -378,10 +425,14 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         self.fit(X)
         idx = self.data_index_
         start = self._query_start(self.graph_)
-        if start is not None:
+        options = self._all_pairs_options(self._resolve_refine(None))
+        if start is not None or options is not None:
             self._check_closure_memory(len(idx), in_memory=True)
         D = self._shortest_paths(self.graph_, idx, columns=idx, start=start)
-        if start is None:
+        if options is not None:  # each pair from its shorter row, refined, then closed
+            self._refine_rows(D, idx, options, square=True, columns=idx)
+            triangle_closure(D)
+        elif start is None:
             mirror_upper_triangle(D)
         else:
             minimum_with_transpose(D)
@@ -519,7 +570,8 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         kNN rule) with exact segment costs, as sources only: the fitted graph is not changed,
         and new points do not join each other. With shortcuts (``shortcuts_``) each new
         point also starts with the straight segment to every vertex, as rows of
-        :meth:`distances` do.
+        :meth:`distances` do. With refinement on (``refine_``) every pair is refined, as in
+        ``distances(rows, refine=True)``.
 
         Parameters
         ----------
@@ -531,13 +583,18 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float64, reset=False)
+        options = self._all_pairs_options(self._resolve_refine(None))
         graph, _, values = self._joined_graph(X, both_directions=False)
         N = self.graph_.shape[0]
         start = self._query_start(graph, X, values)
         sources = N + np.arange(X.shape[0])
-        return self._shortest_paths(graph, sources, columns=self.data_index_, start=start)
+        D = self._shortest_paths(graph, sources, columns=self.data_index_, start=start)
+        if options is not None:
+            joined = graph, np.vstack([self.vertices_, X]), start
+            self._refine_rows(D, sources, options, False, self.data_index_, joined)
+        return D
 
-    def distances(self, sources=None, *, limit=np.inf, dtype=None, out=None, refine=False):
+    def distances(self, sources=None, *, limit=np.inf, dtype=None, out=None, refine=None):
         """Rows of the vertex distance matrix.
 
         Parameters
@@ -552,23 +609,22 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             Write the rows there block by block (a ``numpy.memmap`` or a zarr array, float32
             or float64) instead of RAM; the memory limit then does not apply to the rows
             (it does to the closure of a refined square matrix, which runs in memory).
-        refine : bool or dict, default=False
-            Also refine the path of every pair with a finite, positive distance under the
-            metric, in batches (:func:`gendist.refine.refine_paths` with
-            :data:`gendist.refine.ALL_PAIRS_REFINE`; a dict overrides those options), and
-            report the shorter of the refined and the graph length. This is the accurate
-            answer where the metric's geodesics bend between the vertices (curved metrics
-            in 5 or more dimensions, where even shortcut paths stay several percent long):
-            every entry is still the length of an actual curve, never longer than without
-            ``refine``. It costs a few hundred model evaluations per pair (about 0.2-0.4 ms
+        refine : bool or dict, optional
+            Default: the estimator's (``refine_``). Also refine the path of every pair with a
+            finite, positive distance under the metric, in batches
+            (:func:`gendist.refine.refine_paths` with :data:`gendist.refine.ALL_PAIRS_REFINE`; a
+            dict overrides those options), and report the shorter of the refined and the graph
+            length. This is the accurate answer where the metric's geodesics bend between the
+            vertices (curved metrics in 5 or more dimensions, where even shortcut paths stay several
+            percent long): every entry is still the length of an actual curve, never longer than
+            without ``refine``. It costs a few hundred model evaluations per pair (about 0.2-0.4 ms
             per pair on two CPU cores with a closed-form density in 5-10-D;
-            ``benchmarks/refined_pairs.md``), so refine the pairs you need
-            (:meth:`geodesics`, :meth:`kneighbors`) when the matrix is large. With all
-            vertices as sources each pair is refined once (from the shorter of its two
-            rows), and the matrix is then closed under the triangle inequality
-            (:func:`gendist.paths.triangle_closure`, in memory): exactly symmetric, and no
-            entry longer than a chain of others (entries beyond ``limit`` stay inf). For
-            other sources, each row's pairs are refined from that row, without closure.
+            ``benchmarks/refined_pairs.md``), so refine the pairs you need (:meth:`geodesics`,
+            :meth:`kneighbors`) when the matrix is large. With all vertices as sources each pair is
+            refined once (from the shorter of its two rows), and the matrix is then closed under the
+            triangle inequality (:func:`gendist.paths.triangle_closure`, in memory): exactly
+            symmetric, and no entry longer than a chain of others (entries beyond ``limit`` stay
+            inf). For other sources, each row's pairs are refined from that row, without closure.
 
         Returns
         -------
@@ -588,7 +644,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             When the matrix (or, refined and square, its closure) exceeds the memory limit.
         """
         check_is_fitted(self)
-        options = self._all_pairs_options(refine)
+        options = self._all_pairs_options(self._resolve_refine(refine))
         sources = self._sources(sources)
         N = self.graph_.shape[0]
         square = len(sources) == N and np.array_equal(sources, np.arange(N))
@@ -629,13 +685,17 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         _gradient_function(self.metric_, options.get("method", "auto"), options.get("device"))
         return options
 
-    def _refine_rows(self, D, sources: np.ndarray, options: dict, square: bool) -> None:
-        """Replace each finite, positive entry of the rows ``D`` (from ``sources``) by its
-        refined length where shorter, in place, in blocks of rows (``D`` may be a memory
-        map or a zarr array). ``square`` (every vertex a source, in order): each pair
-        i < j is refined once, from the shorter of its two rows, and written to both
-        entries."""
-        N = self.graph_.shape[0]
+    def _refine_rows(
+        self, D, sources: np.ndarray, options: dict, square: bool, columns=None, joined=None
+    ) -> None:
+        """Replace each finite, positive entry of the rows ``D`` (from ``sources`` to
+        ``columns``, default every vertex) by its refined length where shorter, in place, in
+        blocks of rows (``D`` may be a memory map or a zarr array). ``square`` (the sources
+        are the columns, in order): each pair i < j is refined once, from the shorter of its
+        two rows, and written to both entries. ``joined``: as in :meth:`_graph_geodesics`
+        (the sources are new points)."""
+        columns = np.arange(self.graph_.shape[0]) if columns is None else columns
+        N = len(columns)
         step = max(1, PAIRS_PER_BATCH // N)
         late = np.zeros(3)  # paths not converged, paths refined, largest last gain of those
         for r0 in progress_bar(range(0, len(sources), step), desc="refining pairs",
@@ -643,7 +703,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             r1 = min(r0 + step, len(sources))
             first = r0 if square else 0  # square: the block's upper triangle and beyond
             block = np.array(D[r0:r1, first:])
-            a, b = sources[r0:r1, None], np.arange(first, N)[None, :]
+            a, b = sources[r0:r1, None], columns[first:][None, :]
             if square:
                 # the rows below, read before any block writes them (each block writes
                 # only its own rows and its own columns): each pair from its shorter row
@@ -658,9 +718,10 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             if rows.size:
                 a, b = np.broadcast_arrays(a, b)
                 found = []
+                a_, b_ = a[rows, cols], b[rows, cols]
                 paths = self._refined_geodesics(
-                    a[rows, cols], b[rows, cols], {"curve": "polyline", **options},
-                    progress=False, late=found,
+                    a_, b_, {"curve": "polyline", **options}, progress=False, late=found,
+                    graph_paths=self._graph_geodesics(a_, b_, joined),
                 )
                 refined = np.array([g.length for g in paths])
                 block[rows, cols] = np.minimum(block[rows, cols], refined)
@@ -679,7 +740,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             options["n_rounds"], options["tol"], stacklevel=4,
         )
 
-    def kneighbors(self, sources=None, n_neighbors: int = 5, refine=False):
+    def kneighbors(self, sources=None, n_neighbors: int = 5, refine=None):
         """The k nearest vertices in generative distance, without all-pairs distances.
 
         Bounded searches (:func:`gendist.paths.nearest_vertices`): each source's search stops
@@ -692,8 +753,9 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             Vertex indices (default: all vertices).
         n_neighbors : int, default=5
             k, the number of neighbours returned (not the graph's ``n_neighbors``).
-        refine : bool or dict, default=False
-            Also refine the paths to the k neighbours found, in one batch
+        refine : bool or dict, optional
+            Default: the estimator's (``refine_``). Also refine the paths to the k
+            neighbours found, in one batch
             (:meth:`geodesics`; a dict passes options of
             :func:`gendist.refine.refine_paths`), and return the refined lengths, sorted
             again. Each is the length of an actual curve and never longer than the graph's.
@@ -708,7 +770,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             Vertex indices (-1 where the distance is inf). A vertex is not its own neighbour.
         """
         check_is_fitted(self)
-        options = self._refine_options(refine)
+        options = self._refine_options(self._resolve_refine(refine))
         sources = self._sources(sources)
         dist, ind = nearest_vertices(
             self.graph_,
@@ -729,7 +791,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         order = np.argsort(dist, axis=1, kind="stable")
         return np.take_along_axis(dist, order, 1), np.take_along_axis(ind, order, 1)
 
-    def kneighbors_graph(self, n_neighbors: int = 5, mode: str = "distance", refine=False):
+    def kneighbors_graph(self, n_neighbors: int = 5, mode: str = "distance", refine=None):
         """Sparse kNN graph in scikit-learn's precomputed convention; see
         :func:`gendist.interop.kneighbors_graph`."""
         return kneighbors_graph(self, n_neighbors, mode, refine)
@@ -853,28 +915,33 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         a, b : int or array-like of shape (n_features,)
             A vertex index, or a point (which joins the graph through its neighbours).
 
+        With refinement on (``refine_``), the length of the refined :meth:`geodesic`.
+
         Returns
         -------
         distance : float
             ``inf`` when a and b lie in different connected components.
         """
-        return float(self._pair_query(a, b)[0])
+        length = self._pair_query(a, b)[0]
+        if self.refine_ and np.isfinite(length) and length > 0:
+            return self.geodesic(a, b).length
+        return float(length)
 
-    def geodesic(self, a, b, refine=False) -> Geodesic:
+    def geodesic(self, a, b, refine=None) -> Geodesic:
         """The geodesic between two vertices or points: the graph path, optionally refined.
 
         Parameters
         ----------
         a, b : int or array-like of shape (n_features,)
             A vertex index, or a point (which joins the graph through its neighbours).
-        refine : bool or dict, default=False
-            Also move the path's interior points off the vertices to shorten it under the
-            metric (:func:`gendist.refine.refine_path`); a dict passes options such as
-            ``n_points`` or ``method``. ``{"curve": "neural", ...}`` instead fits a neural
-            network curve between the path's ends (:func:`gendist.curves.neural_curve`, with
-            its options; a differentiable metric). The refined path is never longer than the
-            graph path (a longer neural curve is not taken) and is closer to the true
-            geodesic, at the cost of model evaluations along it.
+        refine : bool or dict, optional
+            Default: the estimator's (``refine_``). Also move the path's interior points off the
+            vertices to shorten it under the metric (:func:`gendist.refine.refine_path`); a dict
+            passes options such as ``n_points`` or ``method``. ``{"curve": "neural", ...}`` instead
+            fits a neural network curve between the path's ends
+            (:func:`gendist.curves.neural_curve`, with its options; a differentiable metric). The
+            refined path is never longer than the graph path (a longer neural curve is not taken)
+            and is closer to the true geodesic, at the cost of model evaluations along it.
 
         Returns
         -------
@@ -896,7 +963,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         N = self.graph_.shape[0]
         indices = np.where(path >= N, -1, path)
         points = np.vstack([self.vertices_[i] if i < N else new[i - N] for i in path])
-        options = self._refine_options(refine)
+        options = self._refine_options(self._resolve_refine(refine))
         if options is not None and len(points) > 1:
             options = dict(options)
             if options.pop("curve") == "neural":
@@ -942,14 +1009,19 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             check_refine_options({k: v for k, v in options.items() if k != "curve"})
         return options
 
-    def _graph_geodesics(self, a: np.ndarray, b: np.ndarray) -> list[Geodesic]:
+    def _graph_geodesics(self, a: np.ndarray, b: np.ndarray, joined=None) -> list[Geodesic]:
         """The paths ``a[i] -> b[i]`` between vertices of one component, as the rows of
         :meth:`distances` take them: one shortest-path tree per distinct source, the trees
         of a memory-bounded block of sources in one run (:func:`gendist.paths.
-        shortest_path_trees`; with shortcuts, their segments priced together)."""
-        start = self._query_start(self.graph_)
+        shortest_path_trees`; with shortcuts, their segments priced together).
+
+        ``joined``: ``(graph, points, start)`` of the fitted graph with new points joined
+        (:meth:`_joined_graph`, their shortcuts), whose vertices ``a`` and ``b`` index."""
+        if joined is None:
+            joined = self.graph_, self.vertices_, self._query_start(self.graph_)
+        graph, points, start = joined
         reconstruct = reconstruct_path if start is None else reconstruct_seeded_path
-        N = self.graph_.shape[0]
+        N = graph.shape[0]
         out = [None] * len(a)
         order = np.argsort(a, kind="stable")  # the pairs grouped by source
         distinct, first = np.unique(a[order], return_index=True)
@@ -959,14 +1031,12 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         for s0 in range(0, len(distinct), step):
             block = distinct[s0 : s0 + step]
             dist, pred = shortest_path_trees(
-                self.graph_, block, backend=self.backend, device=self.device_, start=start
+                graph, block, backend=self.backend, device=self.device_, start=start
             )
             for row, s in enumerate(block):
                 for i in order[bounds[s0 + row] : bounds[s0 + row + 1]]:
                     path = reconstruct(pred[row], s, b[i])
-                    out[i] = Geodesic(
-                        points=self.vertices_[path], indices=path, length=dist[row, b[i]]
-                    )
+                    out[i] = Geodesic(points=points[path], indices=path, length=dist[row, b[i]])
         return out
 
     def _refined_geodesics(
@@ -1019,7 +1089,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
                 graph_paths[i] = Geodesic(refined[j], indices, float(lengths[j]))
         return graph_paths
 
-    def geodesics(self, a, b, refine=False) -> list[Geodesic]:
+    def geodesics(self, a, b, refine=None) -> list[Geodesic]:
         """Geodesics between many pairs of vertices, optionally refined in one batch.
 
         The graph paths are those of the rows of :meth:`distances` (one shortest-path tree
@@ -1034,8 +1104,9 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         ----------
         a, b : array-like of int, shape (n_pairs,)
             Vertex indices; pair i is ``a[i] -> b[i]``.
-        refine : bool or dict, default=False
-            Refine the paths under the metric; a dict passes options of
+        refine : bool or dict, optional
+            Default: the estimator's (``refine_``). Refine the paths under the metric; a
+            dict passes options of
             :func:`gendist.refine.refine_paths` (``n_points``, ``n_rounds``, ``max_iter``,
             ``method``, ``tol``, ``device``), or ``{"curve": "neural", ...}`` one neural
             curve per pair (:func:`gendist.curves.neural_curve`). A refined path is never
@@ -1054,7 +1125,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             If a pair lies in different connected components (checked before any work).
         """
         check_is_fitted(self)
-        options = self._refine_options(refine)
+        options = self._refine_options(self._resolve_refine(refine))
         N = self.graph_.shape[0]
         a, b = check_vertex_indices(a, N, "a"), check_vertex_indices(b, N, "b")
         if a.shape != b.shape:

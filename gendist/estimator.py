@@ -96,6 +96,22 @@ class GenerativeDistance(DistanceFeaturesOutMixin, GraphDistanceBase):
         segments per row); refining the pairs that matter is then the cheaper way to
         accurate distances. ``shortcuts_`` says what is in use. Components stay as
         the graph's: no segment joins two of them.
+    refine : bool, "auto" or dict, default="auto"
+        Refine the curves behind the distances (:mod:`gendist.refine`): the queries
+        (:meth:`fit_transform`, :meth:`transform`, :meth:`distances`, :meth:`kneighbors`,
+        :meth:`geodesic`, :meth:`geodesics`, :meth:`distance`) then report lengths of
+        curves whose points move off the vertices, under a curved metric the accurate
+        answer where straight pieces between vertices stay several percent long, at a few
+        hundred model evaluations per pair. A query's own ``refine=`` overrides this.
+        ``"auto"``: on when, with shortcuts on, ``fit``'s sample of pairs shows the rows a
+        median more than 2 % longer than refined curves (``refine_gain_``), the graph has
+        at most :data:`gendist.refine.REFINE_AUTO_PAIRS` pairs of vertices (n <= 447), the
+        model takes autograd, and at least 90 % of the sampled paths converged
+        (:data:`gendist.refine.REFINE_AUTO_CONVERGED`): counts, so the same choice on any
+        machine. Otherwise ``fit`` warns with the gain, as all pairs would cost long;
+        refine the pairs you need. A dict turns it on with those
+        options (of :func:`gendist.refine.refine_paths`; all pairs start from
+        :data:`gendist.refine.ALL_PAIRS_REFINE`). ``refine_`` says what is in use.
     vertices : {"data", "samples", "both"}, default="data"
         Graph vertices: the training points, ``n_vertex_samples`` points drawn from the
         density (the training points then join the sample graph through their neighbours),
@@ -189,10 +205,12 @@ class GenerativeDistance(DistanceFeaturesOutMixin, GraphDistanceBase):
         distance in the rows of :meth:`distances` over the length of the curve that
         refinement (:data:`gendist.refine.ALL_PAIRS_REFINE`) finds between the same ends
         (>= 1): how much too long the unrefined distances still are where the metric's
-        geodesics bend between the vertices. ``fit`` warns when it exceeds
-        :data:`gendist.refine.REFINE_GAIN` (2 %): ``distances(refine=True)`` is then the
-        accurate matrix. nan with shortcuts off (the graph's own error is
-        ``graph_stretch_``).
+        geodesics bend between the vertices. Above :data:`gendist.refine.REFINE_GAIN` (2 %),
+        ``refine="auto"`` turns refinement on (``refine_``) or, for a large graph, ``fit``
+        warns. nan with shortcuts off (the graph's own error is ``graph_stretch_``) or
+        ``refine=False``.
+    refine_ : bool
+        Whether queries refine by default (see ``refine``).
     device_ : None or torch.device
         The checked ``device``.
 
@@ -220,6 +238,7 @@ class GenerativeDistance(DistanceFeaturesOutMixin, GraphDistanceBase):
         neighbors=None,
         n_quad=8,
         shortcuts="auto",
+        refine="auto",
         vertices="data",
         n_vertex_samples=None,
         backend="auto",
@@ -240,6 +259,7 @@ class GenerativeDistance(DistanceFeaturesOutMixin, GraphDistanceBase):
         self.neighbors = neighbors
         self.n_quad = n_quad
         self.shortcuts = shortcuts
+        self.refine = refine
         self.vertices = vertices
         self.n_vertex_samples = n_vertex_samples
         self.backend = backend

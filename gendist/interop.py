@@ -93,7 +93,7 @@ def given_neighbours(estimator, X):
     return graph, join_k
 
 
-def kneighbors_graph(estimator, n_neighbors: int = 5, mode: str = "distance", refine=False):
+def kneighbors_graph(estimator, n_neighbors: int = 5, mode: str = "distance", refine=None):
     """The k nearest neighbours of every vertex under the fitted metric, as a sparse graph.
 
     In scikit-learn's precomputed convention (that of ``KNeighborsTransformer``), which
@@ -112,8 +112,9 @@ def kneighbors_graph(estimator, n_neighbors: int = 5, mode: str = "distance", re
     estimator : fitted GenerativeDistance or LatentDistance
     n_neighbors : int, default=5
     mode : {"distance", "connectivity"}, default="distance"
-    refine : bool or dict, default=False
-        Refine the paths to the neighbours found in one batch (see
+    refine : bool or dict, optional
+        Default: the estimator's (``refine_``). Refine the paths to the neighbours found in
+        one batch (see
         :meth:`~gendist.GenerativeDistance.kneighbors`): in high dimension the accurate
         lengths, at the cost of model evaluations along n k paths.
 

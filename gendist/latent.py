@@ -616,6 +616,9 @@ class LatentDistance(DistanceFeaturesOutMixin, GraphDistanceBase):
         Decoded nodes per edge.
     shortcuts : bool or "auto", default="auto"
         Straight segments from each source to every code (:mod:`gendist.shortcuts`).
+    refine : bool, "auto" or dict, default="auto"
+        Refine the curves behind the distances by default, as in
+        :class:`gendist.GenerativeDistance` (``refine_``).
     smoothing : None or dict, default=None
         Metric smoothing of Chen et al. (2018): ``dict(rank=r, lam=lam_s)`` measures every
         segment with the smoothed Jacobian ``U_r diag(s_i**3 / (s_i**2 + lam_s)) V_r^T``
@@ -653,7 +656,7 @@ class LatentDistance(DistanceFeaturesOutMixin, GraphDistanceBase):
     radius_ : float or None
         The radius in use.
     log_distance_unit_, quadrature_error_, shortcuts_, graph_stretch_, shortcut_cost_,
-    shortcuts_off_data_, refine_gain_, device_
+    shortcuts_off_data_, refine_gain_, refine_, device_
         As in :class:`gendist.GenerativeDistance`.
     """
 
@@ -673,6 +676,7 @@ class LatentDistance(DistanceFeaturesOutMixin, GraphDistanceBase):
         neighbors=None,
         n_quad=8,
         shortcuts="auto",
+        refine="auto",
         smoothing=None,
         batch_size=8192,
         backend="auto",
@@ -688,6 +692,7 @@ class LatentDistance(DistanceFeaturesOutMixin, GraphDistanceBase):
         self.neighbors = neighbors
         self.n_quad = n_quad
         self.shortcuts = shortcuts
+        self.refine = refine
         self.smoothing = smoothing
         self.batch_size = batch_size
         self.backend = backend

@@ -38,6 +38,8 @@ from ._validation import check_int, check_points, check_positive
 
 __all__ = [
     "ALL_PAIRS_REFINE",
+    "REFINE_AUTO_CONVERGED",
+    "REFINE_AUTO_PAIRS",
     "REFINE_CHECK_PAIRS",
     "REFINE_GAIN",
     "REFINE_OPTIONS",
@@ -66,9 +68,21 @@ ALL_PAIRS_REFINE = {"n_points": 8, "n_rounds": 4, "max_iter": 3, "tol": 1e-4}
 #: refined length (``refine_gain_``) ...
 REFINE_CHECK_PAIRS = (4, 8)
 
-#: ... and warns when it exceeds this: the accuracy that ``benchmarks/bench_accuracy.py``
-#: asks of the distances (median within 2 % of the truth).
+#: ... and ``refine="auto"`` refines when it exceeds this (the accuracy that
+#: ``benchmarks/bench_accuracy.py`` asks of the distances: median within 2 % of the truth)
+#: ...
 REFINE_GAIN = 1.02
+
+#: ... the graph has at most this many pairs of vertices (n <= 447): all pairs then take
+#: about half a minute on two CPU cores with a closed-form density in 10-D (0.2-0.3 ms per
+#: pair, ``benchmarks/refined_pairs.md``) ...
+REFINE_AUTO_PAIRS = 100_000
+
+#: ... the metric takes autograd (finite differences cost 4 d evaluations per gradient: 50
+#: ms per pair with a 10-D mixture) and at least this fraction of the sampled paths
+#: converged (paths that wind around gaps take many more evaluations: 4 ms per pair with a
+#: 10-D mixture under autograd, 5 % converged). Otherwise ``fit`` warns instead.
+REFINE_AUTO_CONVERGED = 0.9
 
 
 def _has_torch() -> bool:

@@ -266,7 +266,7 @@ def curved_10d():
 
     model = Inversion(10).double()
     X = np.random.default_rng(3).uniform(size=(600, 10))
-    est = GenerativeDistance(TorchDensity(model), lam=model.lam, beta=1.0, p0=0.0)
+    est = GenerativeDistance(TorchDensity(model), lam=model.lam, beta=1.0, p0=0.0, refine=False)
     return est.fit(X), model.phi(X)
 
 
@@ -329,7 +329,8 @@ def test_refined_kneighbors_graph_is_closer_to_the_closed_form():
     X = np.random.default_rng(5).uniform(size=(100, 8))
     Y = model.phi(X)
     est = GenerativeDistance(TorchDensity(model), lam=model.lam, beta=1.0, p0=0.0).fit(X)
-    G0 = est.kneighbors_graph(2)
+    assert est.refine_  # the default refines: refine=False is the graph's
+    G0 = est.kneighbors_graph(2, refine=False)
     G1 = est.kneighbors_graph(2, refine={"n_points": 8})
     errors = []
     for G in (G0, G1):
@@ -366,7 +367,9 @@ def curved_pairs(request):
     d = request.param
     model = Inversion(d).double()
     X = np.random.default_rng(d).uniform(size=(110, d))
-    est = GenerativeDistance(TorchDensity(model), lam=model.lam, beta=1.0, p0=0.0).fit(X)
+    est = GenerativeDistance(
+        TorchDensity(model), lam=model.lam, beta=1.0, p0=0.0, refine=False
+    ).fit(X)
     Y = model.phi(X)
     return est, np.linalg.norm(Y[:, None] - Y[None], axis=2)
 
@@ -482,10 +485,10 @@ def test_all_pairs_refinement_on_a_torch_device_is_the_numpy_answer(device):
 @pytest.mark.parametrize("d", [5, 10])
 def test_fit_measures_what_refinement_would_gain_against_the_closed_form(d):
     """refine_gain_ (32 sampled pairs, rows over refined curves) under the inversion metric
-    agrees with how much longer the rows measure than the closed form over all pairs, and
-    the fit says so in a warning (that refine=True then reaches the truth is
-    test_all_pairs_refinement_reaches_the_closed_form). In the Euclidean limit on the same
-    points the rows are exact (straight segments): the gain is 1 and nothing is said."""
+    agrees with how much longer the unrefined rows measure than the closed form over all
+    pairs, and turns refinement on for this small graph (refine="auto"). In the Euclidean
+    limit on the same points the rows are exact (straight segments): the gain is 1,
+    refinement stays off and nothing is said."""
     from gendist import GenerativeDistance
 
     model = Inversion(d).double()
@@ -493,22 +496,72 @@ def test_fit_measures_what_refinement_would_gain_against_the_closed_form(d):
     Y = model.phi(X)
     truth = np.linalg.norm(Y[:, None] - Y[None], axis=2)
     off = truth > 0.3 * np.median(truth)
-    est = GenerativeDistance(TorchDensity(model), lam=model.lam, beta=1.0, p0=0.0)
-    with pytest.warns(UserWarning, match=r"refine_gain_") as record:
-        est.fit(X)
-    assert est.shortcuts_
-    rows = est.distances()
+    est = GenerativeDistance(TorchDensity(model), lam=model.lam, beta=1.0, p0=0.0).fit(X)
+    assert est.shortcuts_ and est.refine_
+    rows = est.distances(refine=False)
     measured = np.median(rows[off] / truth[off])
     assert measured > 1.05
     assert est.refine_gain_ == pytest.approx(measured, rel=0.03)
-    assert f"{est.refine_gain_ - 1:.1%}" in str(
-        next(w.message for w in record if "refine_gain_" in str(w.message))
-    )
 
     flat = GenerativeDistance(lambda Z: np.zeros(len(Z)), lam=1e12, n_quad=2)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         flat.fit(X)
-    assert flat.shortcuts_
+    assert flat.shortcuts_ and not flat.refine_
     assert flat.refine_gain_ == pytest.approx(1.0, abs=1e-9)
     assert np.isnan(GenerativeDistance(shortcuts=False).fit(X).refine_gain_)
+
+
+def test_refine_auto_makes_every_query_accurate_on_a_small_graph_and_warns_on_a_large_one(
+    monkeypatch,
+):
+    """The default (refine="auto") under the inversion metric in 5-D, n = 120: fit_transform
+    is within 1 % (median) and 2.5 % (95th percentile) of the closed form where
+    refine=False's closed shortcut matrix is 5 % or more too long; it is the matrix of
+    distances(refine=True), and kneighbors, geodesic and distance report refined lengths
+    too, each no shorter than the truth beyond quadrature error. Past REFINE_AUTO_PAIRS
+    pairs, fit warns and the queries stay unrefined (refine_ False)."""
+    import gendist._engine
+    from gendist import GenerativeDistance
+
+    model = Inversion(5).double()
+    X = np.random.default_rng(11).uniform(size=(120, 5))
+    Y = model.phi(X)
+    truth = np.linalg.norm(Y[:, None] - Y[None], axis=2)
+    off = truth > 0.3 * np.median(truth)
+    keywords = dict(density=TorchDensity(model), lam=model.lam, beta=1.0, p0=0.0)
+    est = GenerativeDistance(**keywords)
+    D = est.fit_transform(X)
+    assert est.refine_
+    plain = GenerativeDistance(**keywords, refine=False).fit_transform(X)
+    assert np.median(plain[off] / truth[off]) > 1.05
+    ratio = D[off] / truth[off]
+    assert np.median(ratio) < 1.01 and np.quantile(ratio, 0.95) < 1.025
+    assert (D >= truth - 1e-3).all() and (D <= plain * (1 + 1e-12)).all()
+    np.testing.assert_allclose(D, est.distances(refine=True), rtol=1e-12)
+    dist, ind = est.kneighbors([0, 1], 4)
+    assert (dist <= est.kneighbors([0, 1], 4, refine=False)[0] * (1 + 1e-12)).all()
+    assert (dist >= truth[[[0], [1]], ind] - 1e-3).all()
+    g = est.geodesic(2, 3)
+    assert est.distance(2, 3) == pytest.approx(g.length, rel=1e-12)
+    assert truth[2, 3] - 1e-3 <= g.length <= est.geodesic(2, 3, refine=False).length
+    new = X[:4] + 0.01
+    Y_new = model.phi(new)
+    T = est.transform(new)
+    new_truth = np.linalg.norm(Y_new[:, None] - Y[None], axis=2)
+    plain_T = GenerativeDistance(**keywords, refine=False).fit(X).transform(new)
+    assert (T >= new_truth - 1e-3).all() and (T <= plain_T * (1 + 1e-12)).all()
+    far = new_truth > 0.3 * np.median(truth)
+    assert np.median(T[far] / new_truth[far]) < 1.01 < np.median(plain_T[far] / new_truth[far])
+
+    monkeypatch.setattr(gendist._engine, "REFINE_AUTO_PAIRS", 100)
+    with pytest.warns(UserWarning, match=r"refine='auto' leaves refinement off") as record:
+        est = GenerativeDistance(**keywords).fit(X)
+    assert not est.refine_
+    message = next(str(w.message) for w in record if "refine='auto'" in str(w.message))
+    assert f"{est.refine_gain_ - 1:.1%}" in message and "7,140 pairs" in message
+    np.testing.assert_array_equal(est.fit_transform(X), plain)
+    with pytest.raises(ValueError, match="one network per pair"):
+        GenerativeDistance(**keywords, refine={"curve": "neural"}).fit(X)
+    with pytest.raises(TypeError, match="unknown refinement options"):
+        GenerativeDistance(**keywords, refine={"n_pionts": 4}).fit(X)
