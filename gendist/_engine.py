@@ -922,10 +922,10 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         distance : float
             ``inf`` when a and b lie in different connected components.
         """
-        length = self._pair_query(a, b)[0]
-        if self.refine_ and np.isfinite(length) and length > 0:
-            return self.geodesic(a, b).length
-        return float(length)
+        query = self._pair_query(a, b)
+        if self.refine_ and np.isfinite(query[0]) and query[0] > 0:
+            return self._pair_geodesic(query, None).length
+        return float(query[0])
 
     def geodesic(self, a, b, refine=None) -> Geodesic:
         """The geodesic between two vertices or points: the graph path, optionally refined.
@@ -954,7 +954,11 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         ValueError
             If a and b lie in different connected components.
         """
-        length, path, new = self._pair_query(a, b)
+        return self._pair_geodesic(self._pair_query(a, b), refine)
+
+    def _pair_geodesic(self, query, refine) -> Geodesic:
+        """:meth:`geodesic` from the pair's :meth:`_pair_query` result."""
+        length, path, new = query
         if path is None:
             raise ValueError(
                 f"a and b lie in different connected components of the graph "
