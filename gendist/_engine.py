@@ -64,6 +64,7 @@ from .refine import (
     REFINE_AUTO_PAIRS,
     REFINE_CHECK_PAIRS,
     REFINE_GAIN,
+    REFINE_WARN,
     _gradient_function,
     _warn_unconverged,
     check_refine_options,
@@ -286,8 +287,13 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
                     UserWarning,
                     stacklevel=3,
                 )
+        # refinement can gain where shortcuts are on, or where the graph stretches on the
+        # data without them (a 3-D graph: about 10 %, under the shortcuts' threshold)
+        stretched = self.graph_stretch_ > REFINE_GAIN and self.shortcuts_off_data_ <= (
+            SHORTCUT_MAX_OFF_DATA
+        )
         self.refine_gain_ = np.nan
-        if self.shortcuts_ and self.graph_.nnz and self.refine is not False:
+        if (self.shortcuts_ or stretched) and self.graph_.nnz and self.refine is not False:
             self._check_refinement_gain()
         self.refine_ = self._choose_refinement()
         return self
@@ -315,10 +321,12 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
                            "(hard paths, many model evaluations each)")
         if not reasons:
             return True
+        if not gain > REFINE_WARN:  # the few percent of a zig-zag in 2-D or 3-D: recorded
+            return False
         warnings.warn(
             f"the distances measure a median {gain - 1:.1%} longer than the refined curves "
-            "between the same ends, on a sample of pairs (refine_gain_): the metric's "
-            "geodesics bend between the vertices, and straight pieces cannot follow them. "
+            "between the same ends, on a sample of pairs (refine_gain_): the graph's paths "
+            "zig-zag between the vertices, or the metric's geodesics bend between them. "
             f"refine='auto' leaves refinement off for {' and '.join(reasons)}: all pairs "
             "would cost long. Refine what you need: kneighbors(..., refine=True), "
             "geodesics(a, b, refine=True), distances(rows, refine=True), or pass "
@@ -340,11 +348,12 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
     def _check_refinement_gain(self) -> None:
         """Set ``refine_gain_`` on a sample of pairs.
 
-        Where the graph zig-zags (shortcuts on), the remaining error of the rows is that of
-        their straight pieces: under a curved metric the geodesics bend between the
-        vertices. Refining a few pairs (:data:`gendist.refine.REFINE_CHECK_PAIRS`, from a few
-        random sources, with :data:`gendist.refine.ALL_PAIRS_REFINE`) measures it: about
-        as many model evaluations as the shortcuts' own sample of rows."""
+        Where the graph zig-zags (shortcuts on, or a measured stretch without them), the
+        remaining error of the rows is that of their straight pieces: under a curved metric
+        the geodesics bend between the vertices. Refining a few pairs
+        (:data:`gendist.refine.REFINE_CHECK_PAIRS`, from a few random sources, with
+        :data:`gendist.refine.ALL_PAIRS_REFINE`) measures it: about as many model
+        evaluations as the shortcuts' own sample of rows."""
         N = self.graph_.shape[0]
         rng = np.random.default_rng(0)
         n_sources, per_source = REFINE_CHECK_PAIRS
@@ -617,7 +626,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             length. This is the accurate answer where the metric's geodesics bend between the
             vertices (curved metrics in 5 or more dimensions, where even shortcut paths stay several
             percent long): every entry is still the length of an actual curve, never longer than
-            without ``refine``. It costs a few hundred model evaluations per pair (about 0.2-0.4 ms
+            without ``refine``. It costs a few hundred model evaluations per pair (about 0.13-0.2 ms
             per pair on two CPU cores with a closed-form density in 5-10-D;
             ``benchmarks/refined_pairs.md``), so refine the pairs you need (:meth:`geodesics`,
             :meth:`kneighbors`) when the matrix is large. With all vertices as sources each pair is

@@ -103,13 +103,14 @@ class GenerativeDistance(DistanceFeaturesOutMixin, GraphDistanceBase):
         curves whose points move off the vertices, under a curved metric the accurate
         answer where straight pieces between vertices stay several percent long, at a few
         hundred model evaluations per pair. A query's own ``refine=`` overrides this.
-        ``"auto"``: on when, with shortcuts on, ``fit``'s sample of pairs shows the rows a
-        median more than 2 % longer than refined curves (``refine_gain_``), the graph has
+        ``"auto"``: on when ``fit``'s sample of pairs shows the rows a median more than 2 %
+        longer than refined curves (``refine_gain_``), the graph has
         at most :data:`gendist.refine.REFINE_AUTO_PAIRS` pairs of vertices (n <= 447), the
         model takes autograd, and at least 90 % of the sampled paths converged
         (:data:`gendist.refine.REFINE_AUTO_CONVERGED`): counts, so the same choice on any
-        machine. Otherwise ``fit`` warns with the gain, as all pairs would cost long;
-        refine the pairs you need. A dict turns it on with those
+        machine. Otherwise ``fit`` warns with the gain where it exceeds 5 %
+        (:data:`gendist.refine.REFINE_WARN`), as all pairs would cost long; refine the pairs
+        you need. A dict turns it on with those
         options (of :func:`gendist.refine.refine_paths`; all pairs start from
         :data:`gendist.refine.ALL_PAIRS_REFINE`). ``refine_`` says what is in use.
     vertices : {"data", "samples", "both"}, default="data"
@@ -200,15 +201,16 @@ class GenerativeDistance(DistanceFeaturesOutMixin, GraphDistanceBase):
         by more than 10 % that leave the data (:class:`gendist.shortcuts.StretchSample`;
         nan with ``shortcuts=False``).
     refine_gain_ : float
-        With shortcuts on (``shortcuts_``): the median, over a sample of 32 pairs (8 from
+        With shortcuts on (``shortcuts_``), or where the graph alone measures more than 2 %
+        longer than with them (``graph_stretch_``) and the segments stay on the data
+        (``shortcuts_off_data_``): the median, over a sample of 32 pairs (8 from
         each of 4 random sources, :data:`gendist.refine.REFINE_CHECK_PAIRS`), of their
         distance in the rows of :meth:`distances` over the length of the curve that
         refinement (:data:`gendist.refine.ALL_PAIRS_REFINE`) finds between the same ends
         (>= 1): how much too long the unrefined distances still are where the metric's
         geodesics bend between the vertices. Above :data:`gendist.refine.REFINE_GAIN` (2 %),
         ``refine="auto"`` turns refinement on (``refine_``) or, for a large graph, ``fit``
-        warns. nan with shortcuts off (the graph's own error is ``graph_stretch_``) or
-        ``refine=False``.
+        warns. nan otherwise, or with ``refine=False``.
     refine_ : bool
         Whether queries refine by default (see ``refine``).
     device_ : None or torch.device

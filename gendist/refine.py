@@ -42,6 +42,7 @@ __all__ = [
     "REFINE_AUTO_PAIRS",
     "REFINE_CHECK_PAIRS",
     "REFINE_GAIN",
+    "REFINE_WARN",
     "REFINE_OPTIONS",
     "check_refine_options",
     "refine_path",
@@ -83,6 +84,10 @@ REFINE_AUTO_PAIRS = 100_000
 #: converged (paths that wind around gaps take many more evaluations: 4 ms per pair with a
 #: 10-D mixture under autograd, 5 % converged). Otherwise ``fit`` warns instead.
 REFINE_AUTO_CONVERGED = 0.9
+
+#: Where ``"auto"`` leaves refinement off, ``fit`` warns when ``refine_gain_`` exceeds this
+#: (the few percent of a 2-D or 3-D graph's zig-zag are only recorded).
+REFINE_WARN = 1.05
 
 
 def _has_torch() -> bool:
