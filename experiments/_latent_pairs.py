@@ -105,7 +105,7 @@ def pair_geodesics(est, Z, a, b, cfg: dict) -> list[dict]:
     """For each pair: the straight interpolation's length, the graph path and the refined
     geodesic (polyline refinement of all pairs in one batch, ``refine_rounds`` rounds of
     ``refine_iter`` iterations: a cap on the time, not convergence), with their points."""
-    graphs = est.geodesics(a, b)
+    graphs = est.geodesics(a, b, refine=False)
     options = {"n_rounds": cfg["refine_rounds"], "max_iter": cfg["refine_iter"]}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # the cap, said in the summary
@@ -135,7 +135,7 @@ def compare_curves(est, Z, a, b, cfg: dict) -> list[dict]:
     rows = []
     for i, j in zip(a, b):
         t0 = time.perf_counter()
-        graph = est.geodesic(i, j)
+        graph = est.geodesic(i, j, refine=False)
         t1 = time.perf_counter()
         polyline = est.geodesic(i, j, refine=True)
         t2 = time.perf_counter()

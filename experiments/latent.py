@@ -239,7 +239,7 @@ def run(out: Path, config: dict | None = None) -> dict:
         latent[metric_name] = est
         pair_rng = np.random.default_rng(cfg["seed"] + 1)
         for a, b in geodesic_pairs(labels, est.component_labels_, cfg["n_geodesics"], pair_rng):
-            graph = est.geodesic(a, b)
+            graph = est.geodesic(a, b, refine=False)
             refined = est.geodesic(a, b, refine=True)
             line = np.linspace(Z[a], Z[b], 32)
             geodesics.append(

@@ -267,7 +267,7 @@ def measure_pair(est, density, a: int, b: int, cfg: dict, labels) -> dict:
     """
     n = cfg["n_frames"]
     V = est.vertices_
-    g = est.geodesic(a, b)
+    g = est.geodesic(a, b, refine=False)  # the graph path through images
     chord = float(np.linalg.norm(V[b] - V[a]))
     polylines = {"geodesic": g.points, "linear": V[[a, b]]}
     frames = {
@@ -275,7 +275,7 @@ def measure_pair(est, density, a: int, b: int, cfg: dict, labels) -> dict:
         "linear": linear_frames(V[a], V[b], n),
     }
     # a unique shortest path is found from either end; different paths mean a tie
-    agrees = float(np.array_equal(est.geodesic(b, a).indices[::-1], g.indices))
+    agrees = float(np.array_equal(est.geodesic(b, a, refine=False).indices[::-1], g.indices))
     out = {"indices": g.indices, "geodesic_length": g.length, "paths": {}}
     inner = labels[g.indices[1:-1]]
     other = float(np.mean((inner != labels[a]) & (inner != labels[b]))) if len(inner) else 0.0

@@ -213,7 +213,7 @@ def run(out: Path, config: dict | None = None) -> dict:
         paths_of_seed = []
         for p, (i, j) in enumerate(tqdm(pairs, desc=f"moons seed {seed}", unit="pair")):
             paths = {
-                "geodesic": est.geodesic(i, j).points,
+                "geodesic": est.geodesic(i, j, refine=False).points,
                 "refined": est.geodesic(i, j, refine={"n_points": cfg["refine_points"]}).points,
                 "latent": latent_path(flow, X[i], X[j], cfg["n_frames"]),
                 "straight": X[[i, j]],
