@@ -19,6 +19,7 @@ from numbers import Integral, Real
 
 import numpy as np
 from scipy.sparse.csgraph import connected_components
+from sklearn import get_config
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -293,18 +294,30 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             SHORTCUT_MAX_OFF_DATA
         )
         self.refine_gain_ = np.nan
-        if (self.shortcuts_ or stretched) and self.graph_.nnz and self.refine is not False:
+        setting = self._refine_setting()
+        if (self.shortcuts_ or stretched) and self.graph_.nnz and setting is not False:
             self._check_refinement_gain()
-        self.refine_ = self._choose_refinement()
+        self.refine_ = self._choose_refinement(setting)
+        # what a query's refine=None means: fixed at fit, as refine_ (set_params after fit
+        # changes nothing until the next fit)
+        self._query_refine = False
+        if self.refine_:
+            self._query_refine = setting if isinstance(setting, dict) else True
         return self
 
-    def _choose_refinement(self) -> bool:
+    def _refine_setting(self):
+        """The ``refine`` parameter as False, True, "auto" or a dict (numpy booleans too)."""
+        if isinstance(self.refine, (bool, np.bool_)):
+            return bool(self.refine)
+        return self.refine
+
+    def _choose_refinement(self, setting) -> bool:
         """``refine_``: the ``refine`` parameter, or for ``"auto"`` the measured gain
         (``refine_gain_``), the count of vertex pairs, autograd, and how the sampled paths
         converged (:data:`gendist.refine.REFINE_AUTO_CONVERGED`); warns where auto leaves a
         measured gain unused."""
-        if self.refine != "auto":
-            return self.refine is not False
+        if not isinstance(setting, str):  # True, False or a dict
+            return setting is not False
         N = self.graph_.shape[0]
         gain = self.refine_gain_
         if not gain > REFINE_GAIN:  # nan too: not measured
@@ -332,18 +345,14 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             "geodesics(a, b, refine=True), distances(rows, refine=True), or pass "
             "refine=True for every query.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
         return False
 
     def _resolve_refine(self, refine):
-        """A query's ``refine``: None follows the estimator (``refine_``, with the options
-        of a ``refine`` dict)."""
-        if refine is not None:
-            return refine
-        if not self.refine_:
-            return False
-        return self.refine if isinstance(self.refine, dict) else True
+        """A query's ``refine``: None follows the estimator as fitted (``refine_``, with the
+        options of a ``refine`` dict)."""
+        return self._query_refine if refine is None else refine
 
     def _check_refinement_gain(self) -> None:
         """Set ``refine_gain_`` on a sample of pairs.
@@ -429,7 +438,9 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             curves, O(n^3), about 4 s at n = 2 000), which a row that may start only with
             its own source's segment breaks under a curved metric. So with shortcuts each
             entry is at most :meth:`distance` and the rows of :meth:`distances`, and
-            shorter wherever a chain is.
+            shorter wherever a chain is. With refinement on (``refine_``), as
+            ``distances(refine=True)``: each pair refined once, from its shorter row, then
+            closed.
         """
         self.fit(X)
         idx = self.data_index_
@@ -924,13 +935,17 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         a, b : int or array-like of shape (n_features,)
             A vertex index, or a point (which joins the graph through its neighbours).
 
-        With refinement on (``refine_``), the length of the refined :meth:`geodesic`.
+        With refinement on (``refine_``), the length of the refined :meth:`geodesic` (the
+        finer single-pair settings of :func:`gendist.refine.refine_path`, so it may be a
+        little shorter than the matrix entry).
 
         Returns
         -------
         distance : float
             ``inf`` when a and b lie in different connected components.
         """
+        if self.refine_ and isinstance(a, Integral) and isinstance(b, Integral) and a > b:
+            a, b = b, a  # one orientation: the refined length is then symmetric to the bit
         query = self._pair_query(a, b)
         if self.refine_ and np.isfinite(query[0]) and query[0] > 0:
             return self._pair_geodesic(query, None).length
@@ -1039,8 +1054,10 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         order = np.argsort(a, kind="stable")  # the pairs grouped by source
         distinct, first = np.unique(a[order], return_index=True)
         bounds = np.append(first, len(a))
-        # two (block, N) arrays: distances and predecessors (and the starts' labels)
-        step = chunk_rows(24 * N, max_rows=len(distinct))
+        # distances, predecessors, the starts' labels and the seeded run's augmented graph:
+        # about 64 bytes per (source, vertex), in a quarter of the working memory
+        budget = int(get_config()["working_memory"] * 2**20) // 4
+        step = chunk_rows(64 * N, max_rows=len(distinct), budget=budget)
         for s0 in range(0, len(distinct), step):
             block = distinct[s0 : s0 + step]
             dist, pred = shortest_path_trees(

@@ -147,7 +147,7 @@ def sparse_cost_matrix(estimator, limit: float, dtype=np.float64):
 
     For solvers that take a sparse cost (POT's ``ot.emd`` / ``ot.emd2`` on a scipy sparse
     ``M``: a missing entry is a pair that may not exchange mass). Each pair is measured from
-    its lower index, as :meth:`~gendist.GenerativeDistance.fit_transform`, so the matrix is
+    its lower index (refined there where the estimator refines, ``refine_``), so the matrix is
     exactly symmetric; the diagonal holds explicit zeros, and so do duplicate points. The
     searches stop at ``limit`` and go in memory-bounded blocks of rows, so the dense matrix
     is never held.

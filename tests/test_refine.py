@@ -586,3 +586,22 @@ def test_refine_auto_in_3d_where_shortcuts_stay_off():
     assert np.median(plain[off] / truth[off]) > 1.05
     assert np.median(D[off] / truth[off]) < 1.01
     assert (D >= truth - 1e-3).all() and (D <= plain * (1 + 1e-12)).all()
+
+
+def test_refine_setting_is_fixed_at_fit_and_numpy_booleans_count():
+    """np.False_ turns refinement off as False does; set_params after fit changes nothing
+    until the next fit; distance(a, b) under refinement is symmetric to the bit."""
+    from gendist import GenerativeDistance
+
+    model = Inversion(5).double()
+    X = np.random.default_rng(11).uniform(size=(60, 5))
+    keywords = dict(density=TorchDensity(model), lam=model.lam, beta=1.0, p0=0.0)
+    assert not GenerativeDistance(**keywords, refine=np.False_).fit(X).refine_
+    assert GenerativeDistance(**keywords, refine=np.True_).fit(X).refine_
+    est = GenerativeDistance(**keywords).fit(X)
+    assert est.refine_
+    refined = est.distances([2])
+    est.set_params(refine=False)
+    np.testing.assert_array_equal(est.distances([2]), refined)
+    assert est.distance(2, 3) == est.distance(3, 2)
+    assert not est.fit(X).refine_
