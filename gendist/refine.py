@@ -590,11 +590,9 @@ def _batched_lbfgs(fun, x0, max_iter: int, history: int = 8, gtol: float = 1e-5,
         d = -_two_loop(ga, S[ring], Y[ring], rho[ring], count[active], precondition, start)
         slope = np.einsum("bn,bn->b", ga, d)
         uphill = ~(slope < 0)  # lost curvature information: steepest descent, history reset
-        if uphill.any():
-            none = np.zeros(int(uphill.sum()), dtype=np.int64)  # no curvature pairs
-            steepest = -_two_loop(ga[uphill], S[ring][uphill], Y[ring][uphill],
-                                  rho[ring][uphill], none, precondition,
-                                  None if start is None else start[uphill])
+        if uphill.any():  # the initial inverse Hessian alone: H0 g
+            scale = 1.0 if start is None else start[uphill, None]
+            steepest = -scale * (ga[uphill] if precondition is None else precondition(ga[uphill]))
             d[uphill], slope[uphill] = steepest, np.einsum("bn,bn->b", ga[uphill], steepest)
         count[active[uphill]] = 0
         # the first step of a row without history: with a preconditioner at its scale,
