@@ -14,6 +14,7 @@ and ``geodesic``. A subclass only says what its vertices and its metric are
 
 from __future__ import annotations
 
+import time
 import warnings
 from numbers import Integral, Real
 
@@ -61,9 +62,10 @@ from .paths import (
 )
 from .refine import (
     ALL_PAIRS_REFINE,
-    REFINE_AUTO_CONVERGED,
-    REFINE_AUTO_PAIRS,
+    REFINE_AUTO_SECONDS,
+    REFINE_CHECK_FIRST,
     REFINE_CHECK_PAIRS,
+    REFINE_CHECK_SECONDS,
     REFINE_GAIN,
     REFINE_WARN,
     _gradient_function,
@@ -88,6 +90,20 @@ __all__ = ["GraphDistanceBase"]
 #: each model call holds points of thousands of paths (the time per pair is flat from about
 #: 2 000 paths on) while the graph paths of a batch stay small in memory.
 PAIRS_PER_BATCH = 16384
+
+
+def _all_pairs_seconds(seconds: list, first: int, total: int) -> float:
+    """Seconds per pair of a large batch, from the times of refining the ``first`` sampled
+    pairs and then the rest (``total`` in all): the slope of time over batch size, as a batch
+    carries fixed costs (its model calls and L-BFGS steps, whatever the number of paths)
+    that a large one shares among all its paths; at least a tenth of the average. With the
+    first batch alone (an expensive model), its average."""
+    if len(seconds) < 2:
+        return seconds[0] / min(first, total)
+    average = sum(seconds) / total
+    if total - first <= first:  # a second batch no larger than the first: no slope
+        return average
+    return max((seconds[1] - seconds[0]) / (total - 2 * first), 0.1 * average)
 
 
 class GraphDistanceBase(TransformerMixin, BaseEstimator):
@@ -289,13 +305,17 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
                     stacklevel=3,
                 )
         # refinement can gain where shortcuts are on, or where the graph stretches on the
-        # data without them (a 3-D graph: about 10 %, under the shortcuts' threshold)
+        # data without them (a 3-D graph: about 10 %, under the shortcuts' threshold), or
+        # where a density varies over the data in 3 or more dimensions: its geodesics bend
+        # between the vertices, and straight segments are as long as the graph's paths (a
+        # mixture fitted to a 5-D cloud: graph_stretch_ 1.00, refine_gain_ 1.4-1.5)
         stretched = self.graph_stretch_ > REFINE_GAIN and self.shortcuts_off_data_ <= (
             SHORTCUT_MAX_OFF_DATA
         )
-        self.refine_gain_ = np.nan
+        curved = V.shape[1] >= 3 and self._density_varies()
+        self.refine_gain_ = self.refine_seconds_ = np.nan
         setting = self._refine_setting()
-        if (self.shortcuts_ or stretched) and self.graph_.nnz and setting is not False:
+        if (self.shortcuts_ or stretched or curved) and self.graph_.nnz and setting is not False:
             self._check_refinement_gain()
         self.refine_ = self._choose_refinement(setting)
         # what a query's refine=None means: fixed at fit, as refine_ (set_params after fit
@@ -305,6 +325,20 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             self._query_refine = setting if isinstance(setting, dict) else True
         return self
 
+    def _density_varies(self) -> bool:
+        """Whether a conformal metric's factor ``h`` varies over the vertices by more than
+        :data:`gendist.refine.REFINE_GAIN` (5th to 95th percentile): not in the Euclidean
+        limit. False for other metrics (a decoder's pullback), which have no vertex values."""
+        log_factor = getattr(self.metric_, "log_factor", None)
+        if log_factor is None or self._vertex_values is None:
+            return False
+        log_h = log_factor(self._vertex_values)
+        log_h = log_h[np.isfinite(log_h)]
+        if not log_h.size:
+            return False
+        low, high = np.quantile(log_h, [0.05, 0.95])
+        return bool(high - low > np.log(REFINE_GAIN))
+
     def _refine_setting(self):
         """The ``refine`` parameter as False, True, "auto" or a dict (numpy booleans too)."""
         if isinstance(self.refine, (bool, np.bool_)):
@@ -313,37 +347,31 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
 
     def _choose_refinement(self, setting) -> bool:
         """``refine_``: the ``refine`` parameter, or for ``"auto"`` the measured gain
-        (``refine_gain_``), the count of vertex pairs, autograd, and how the sampled paths
-        converged (:data:`gendist.refine.REFINE_AUTO_CONVERGED`); warns where auto leaves a
-        measured gain unused."""
+        (``refine_gain_``) and the estimated time of all pairs (``refine_seconds_``, at most
+        :data:`gendist.refine.REFINE_AUTO_SECONDS`); warns where auto leaves a measured gain
+        unused."""
         if not isinstance(setting, str):  # True, False or a dict
             return setting is not False
-        N = self.graph_.shape[0]
         gain = self.refine_gain_
         if not gain > REFINE_GAIN:  # nan too: not measured
             return False
-        pairs = N * (N - 1) // 2
-        reasons = []
-        if pairs > REFINE_AUTO_PAIRS:
-            reasons.append(f"{N:,} vertices ({pairs:,} pairs, over {REFINE_AUTO_PAIRS:,})")
-        if not self.metric_.differentiable:
-            reasons.append("a model without autograd (finite differences: 4 d evaluations "
-                           "per gradient)")
-        if self._refine_converged < REFINE_AUTO_CONVERGED:
-            reasons.append(f"only {self._refine_converged:.0%} of the sampled paths converged "
-                           "(hard paths, many model evaluations each)")
-        if not reasons:
+        if self.refine_seconds_ <= REFINE_AUTO_SECONDS:
             return True
         if not gain > REFINE_WARN:  # the few percent of a zig-zag in 2-D or 3-D: recorded
             return False
+        N = self.graph_.shape[0]
+        how = "autograd" if self.metric_.differentiable else (
+            "finite differences: 4 d model evaluations per gradient"
+        )
         warnings.warn(
             f"the distances measure a median {gain - 1:.1%} longer than the refined curves "
             "between the same ends, on a sample of pairs (refine_gain_): the graph's paths "
             "zig-zag between the vertices, or the metric's geodesics bend between them. "
-            f"refine='auto' leaves refinement off for {' and '.join(reasons)}: all pairs "
-            "would cost long. Refine what you need: kneighbors(..., refine=True), "
-            "geodesics(a, b, refine=True), distances(rows, refine=True), or pass "
-            "refine=True for every query.",
+            f"refine='auto' leaves refinement off: all {N * (N - 1) // 2:,} pairs of the "
+            f"{N:,} vertices would take up to about {self.refine_seconds_ / 60:.1f} min here "
+            f"(refine_seconds_, {how}; the budget is {REFINE_AUTO_SECONDS:g} s). Refine what "
+            "you need: kneighbors(..., refine=True), geodesics(a, b, refine=True), "
+            "distances(rows, refine=True), or pass refine=True for every query.",
             UserWarning,
             stacklevel=4,
         )
@@ -374,18 +402,25 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             targets = rng.choice(targets, size=min(per_source, targets.size), replace=False)
             a.append(np.full(targets.size, s))
             b.append(targets)
-        a, b = np.concatenate(a), np.concatenate(b)
+        order = rng.permutation(sum(map(len, a)))  # any first stage samples every source
+        a, b = np.concatenate(a)[order], np.concatenate(b)[order]
         if not a.size:
             return
         graph_paths = self._graph_geodesics(a, b)
-        late = []
-        refined = self._refined_geodesics(
-            a, b, {"curve": "polyline", **ALL_PAIRS_REFINE}, progress=False, late=late,
-            graph_paths=graph_paths,
-        )
-        late = np.concatenate([u for u, _ in late]) if late else np.zeros(0, dtype=bool)
-        self._refine_converged = 1.0 - float(np.mean(late)) if late.size else 1.0
-        before = np.array([g.length for g in graph_paths])
+        _gradient_function(self.metric_, "auto", self.device_)  # torch's import: not timed
+        refined, seconds = [], []
+        first = REFINE_CHECK_FIRST
+        for lo, hi in ((0, first), (first, a.size)):
+            if lo >= a.size or (lo and seconds[0] > REFINE_CHECK_SECONDS):
+                break  # an expensive model: the first pairs measure it
+            start = time.perf_counter()
+            refined += self._refined_geodesics(
+                a[lo:hi], b[lo:hi], {"curve": "polyline", **ALL_PAIRS_REFINE}, progress=False,
+                late=[], graph_paths=graph_paths[lo:hi],
+            )
+            seconds.append(time.perf_counter() - start)
+        self.refine_seconds_ = _all_pairs_seconds(seconds, first, a.size) * (N * (N - 1) // 2)
+        before = np.array([g.length for g in graph_paths[: len(refined)]])
         after = np.array([g.length for g in refined])
         keep = np.isfinite(before) & (after > 0)
         if not keep.any():

@@ -104,13 +104,15 @@ class GenerativeDistance(DistanceFeaturesOutMixin, GraphDistanceBase):
         answer where straight pieces between vertices stay several percent long, at a few
         hundred model evaluations per pair. A query's own ``refine=`` overrides this.
         ``"auto"``: on when ``fit``'s sample of pairs shows the rows a median more than 2 %
-        longer than refined curves (``refine_gain_``), the graph has
-        at most :data:`gendist.refine.REFINE_AUTO_PAIRS` pairs of vertices (n <= 447), the
-        model takes autograd, and at least 90 % of the sampled paths converged
-        (:data:`gendist.refine.REFINE_AUTO_CONVERGED`): counts, so the same choice on any
-        machine. Otherwise ``fit`` warns with the gain where it exceeds 5 %
-        (:data:`gendist.refine.REFINE_WARN`), as all pairs would cost long; refine the pairs
-        you need. A dict turns it on with those
+        longer than refined curves (``refine_gain_``) and refining every pair of vertices is
+        estimated, from the time the sample took, to take at most
+        :data:`gendist.refine.REFINE_AUTO_SECONDS` (two minutes; ``refine_seconds_``): on two
+        CPU cores n up to about 500 with a closed-form torch density, about 250 with an
+        8-component mixture (autograd, also for scikit-learn's ``GaussianMixture``). A time,
+        so a slower or busier machine may choose differently; pass True or False for a fixed
+        choice. Otherwise ``fit`` warns with the gain where it exceeds 5 %
+        (:data:`gendist.refine.REFINE_WARN`) and the estimated time; refine the pairs you
+        need. A dict turns it on with those
         options (of :func:`gendist.refine.refine_paths`; all pairs start from
         :data:`gendist.refine.ALL_PAIRS_REFINE`). ``refine_`` says what is in use.
     vertices : {"data", "samples", "both"}, default="data"
@@ -203,14 +205,19 @@ class GenerativeDistance(DistanceFeaturesOutMixin, GraphDistanceBase):
     refine_gain_ : float
         With shortcuts on (``shortcuts_``), or where the graph alone measures more than 2 %
         longer than with them (``graph_stretch_``) and the segments stay on the data
-        (``shortcuts_off_data_``): the median, over a sample of 32 pairs (8 from
-        each of 4 random sources, :data:`gendist.refine.REFINE_CHECK_PAIRS`), of their
+        (``shortcuts_off_data_``): the median, over a sample of 128 pairs (8 from
+        each of 16 random sources, :data:`gendist.refine.REFINE_CHECK_PAIRS`), of their
         distance in the rows of :meth:`distances` over the length of the curve that
         refinement (:data:`gendist.refine.ALL_PAIRS_REFINE`) finds between the same ends
         (>= 1): how much too long the unrefined distances still are where the metric's
         geodesics bend between the vertices. Above :data:`gendist.refine.REFINE_GAIN` (2 %),
-        ``refine="auto"`` turns refinement on (``refine_``) or, for a large graph, ``fit``
-        warns. nan otherwise, or with ``refine=False``.
+        ``refine="auto"`` turns refinement on (``refine_``) or, where all pairs would take
+        long, ``fit`` warns. nan otherwise, or with ``refine=False``.
+    refine_seconds_ : float
+        With ``refine_gain_``: the estimated seconds to refine every pair of vertices on this
+        machine, the sampled pairs' time per pair (the slope between two batches, as a batch
+        carries fixed costs) times the number of pairs; the actual time was 0.3-0.7 times
+        it. nan where not measured.
     refine_ : bool
         Whether queries refine by default (see ``refine``).
     device_ : None or torch.device

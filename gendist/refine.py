@@ -38,9 +38,10 @@ from ._validation import check_int, check_points, check_positive
 
 __all__ = [
     "ALL_PAIRS_REFINE",
-    "REFINE_AUTO_CONVERGED",
-    "REFINE_AUTO_PAIRS",
+    "REFINE_AUTO_SECONDS",
+    "REFINE_CHECK_FIRST",
     "REFINE_CHECK_PAIRS",
+    "REFINE_CHECK_SECONDS",
     "REFINE_GAIN",
     "REFINE_WARN",
     "REFINE_OPTIONS",
@@ -65,25 +66,37 @@ REFINE_OPTIONS = ("n_points", "n_rounds", "max_iter", "method", "tol", "straight
 ALL_PAIRS_REFINE = {"n_points": 8, "n_rounds": 4, "max_iter": 3, "tol": 1e-4}
 
 #: With shortcuts on, ``fit`` refines this many pairs (sources, targets per source: random,
-#: seeded) with :data:`ALL_PAIRS_REFINE` and records the median of their distance over the
-#: refined length (``refine_gain_``) ...
-REFINE_CHECK_PAIRS = (4, 8)
+#: seeded) with :data:`ALL_PAIRS_REFINE` in one batch and records the median of their
+#: distance over the refined length (``refine_gain_``; within 2 % of the rows' measured
+#: excess over the closed form under the inversion metric in 5-D and 10-D, where 4 sources
+#: missed by up to 4 %) and the time per pair ...
+REFINE_CHECK_PAIRS = (16, 8)
+
+#: The sampled pairs are refined in two batches: the first this many (in random order)
+#: and, unless they took longer than :data:`REFINE_CHECK_SECONDS` (an expensive model,
+#: such as a large mixture in hundreds of dimensions: they alone then measure it), the rest.
+#: A batch carries fixed costs (its model calls and L-BFGS steps) that a large batch shares
+#: among all its paths, so the time per pair of all pairs is the slope between the two
+#: batches (their average per pair was 3-5x the all-pairs time with an 8-component mixture).
+REFINE_CHECK_FIRST = 16
+
+#: See :data:`REFINE_CHECK_FIRST`.
+REFINE_CHECK_SECONDS = 2.0
 
 #: ... and ``refine="auto"`` refines when it exceeds this (the accuracy that
 #: ``benchmarks/bench_accuracy.py`` asks of the distances: median within 2 % of the truth)
 #: ...
 REFINE_GAIN = 1.02
 
-#: ... the graph has at most this many pairs of vertices (n <= 447): all pairs then take
-#: about half a minute on two CPU cores with a closed-form density in 10-D (0.2-0.3 ms per
-#: pair, ``benchmarks/refined_pairs.md``) ...
-REFINE_AUTO_PAIRS = 100_000
-
-#: ... the metric takes autograd (finite differences cost 4 d evaluations per gradient: 50
-#: ms per pair with a 10-D mixture) and at least this fraction of the sampled paths
-#: converged (paths that wind around gaps take many more evaluations: 4 ms per pair with a
-#: 10-D mixture under autograd, 5 % converged). Otherwise ``fit`` warns instead.
-REFINE_AUTO_CONVERGED = 0.9
+#: ... and every pair of vertices is estimated to take at most this many seconds (the
+#: sampled pairs' time per pair times the pairs, ``refine_seconds_``; the actual time was
+#: 0.3-0.7 times it with an 8-component mixture in 3-10-D). On two CPU cores all pairs cost
+#: about 0.25-0.35 ms each with a closed-form torch density in 5-10-D (n up to about 500
+#: within the budget), 0.6-2.5 ms with an 8-component mixture under autograd (n up to about
+#: 250-400), 1-3 ms by finite differences of a cheap numpy callable. A time, so a slower or
+#: busier machine may choose differently: pass ``refine=True`` or ``False`` for a fixed
+#: choice.
+REFINE_AUTO_SECONDS = 120.0
 
 #: Where ``"auto"`` leaves refinement off, ``fit`` warns when ``refine_gain_`` exceeds this
 #: (the few percent of a 2-D or 3-D graph's zig-zag are only recorded).
@@ -278,13 +291,48 @@ def _ragged_euclidean_lengths(paths: list) -> np.ndarray:
     return out
 
 
+def _subdivide_polylines(P: np.ndarray, n_points: int) -> np.ndarray:
+    """Polylines of ``k <= n_points`` points with midpoints inserted, one at a time into the
+    longest segment, up to ``n_points``: the same curve, every corner kept.
+
+    Parameters
+    ----------
+    P : ndarray of shape (B, k, d)
+    n_points : int
+
+    Returns
+    -------
+    ndarray of shape (B, n_points, d)
+    """
+    rows = np.arange(len(P))
+    for _ in range(n_points - P.shape[1]):
+        steps = np.diff(P, axis=1)
+        longest = np.argmax(np.einsum("bkd,bkd->bk", steps, steps), axis=1)
+        mid = P[rows, longest] + 0.5 * steps[rows, longest]
+        k = P.shape[1]
+        grown = np.empty((len(P), k + 1, P.shape[2]))
+        index = np.arange(k + 1)[None, :]
+        shift = index > longest[:, None] + 1  # the points after the new one move up by one
+        source = np.where(shift, index - 1, np.minimum(index, k - 1))
+        grown[:] = P[rows[:, None], source]
+        grown[rows, longest + 1] = mid
+        P = grown
+    return P
+
+
 def _ragged_resample(paths: list, n_points: int) -> np.ndarray:
-    """:func:`resample_polylines` of polylines of any point counts, shape (B, n_points, d)."""
+    """The starting polylines, shape (B, n_points, d), from polylines of any point counts:
+    those of at most ``n_points`` points subdivided (:func:`_subdivide_polylines`: a graph
+    path keeps its corners, which even spacing would cut, across a narrow high-density ridge
+    at a cost), longer ones resampled evenly (:func:`resample_polylines`)."""
     out = np.empty((len(paths), n_points, paths[0].shape[1]))
     counts = np.array([len(p) for p in paths])
     for k in np.unique(counts):
         group = np.flatnonzero(counts == k)
-        out[group] = resample_polylines(np.stack([paths[i] for i in group]), n_points)
+        P = np.stack([paths[i] for i in group])
+        out[group] = (
+            _subdivide_polylines(P, n_points) if k <= n_points else resample_polylines(P, n_points)
+        )
     return out
 
 
@@ -691,10 +739,13 @@ def _refine_batch(
         log_lengths = log_lengths_of(P[active])
         for a in np.flatnonzero(log_lengths < best_log[active]):
             best[index[active[a]]] = P[active[a]].copy()
-        new_best = -np.expm1(log_lengths - best_log[active]) > tol
-        stale[active] = np.where(new_best, 0, stale[active] + 1)
-        best_log[active] = np.minimum(best_log[active], log_lengths)
         gain = -np.expm1(log_lengths - previous[active])  # this round's relative gain
+        # stale: neither a new best nor shorter than the last round. A path resampled to
+        # fewer points than its graph path can start longer than it and gain for several
+        # rounds before it passes it: those rounds are progress.
+        new_best = -np.expm1(log_lengths - best_log[active]) > tol
+        stale[active] = np.where(new_best | (gain > tol), 0, stale[active] + 1)
+        best_log[active] = np.minimum(best_log[active], log_lengths)
         previous[active] = log_lengths
         rows = index[active]
         info["n_rounds"][rows] = rounds

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import sklearn
 import torch
+from sklearn.base import clone
 from sklearn.mixture import BayesianGaussianMixture, GaussianMixture
 from sklearn.neighbors import KernelDensity
 
@@ -298,3 +299,50 @@ def test_mixture_names_the_component_whose_covariance_is_not_positive(covariance
     covs = bad if covariance_type == "tied" else np.stack([good, bad, good])
     with pytest.raises(ValueError, match=f"{name}.*(positive definite|must be positive)"):
         GaussianMixtureDensity(np.ones(3), np.zeros((3, 2)), covs, covariance_type)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_a_sklearn_gaussian_mixture_is_differentiable_with_the_closed_form_gradient(
+    covariance_type, rng
+):
+    """A fitted GaussianMixture is evaluated as score_samples does and differentiated by
+    torch: the gradient of log p is sum_k r_k(x) C_k^-1 (mu_k - x), with the responsibilities
+    r_k from scikit-learn's predict_proba. A refit after wrapping is followed; a subclass
+    (which may score differently) and a BayesianGaussianMixture (whose score_samples is a
+    variational expectation) keep their own score_samples."""
+    X = rng.normal(size=(300, 3)) * [1.0, 2.0, 0.5]
+    estimator = GaussianMixture(3, covariance_type=covariance_type, random_state=0)
+    gm = clone(estimator).fit(X)
+    adapter = as_density(gm)
+    assert adapter.differentiable
+    Q = rng.normal(size=(40, 3)) * 2
+    np.testing.assert_allclose(adapter.log_prob(Q), gm.score_samples(Q), rtol=1e-10)
+    T = torch.tensor(Q, requires_grad=True)
+    adapter.log_prob_tensor(T).sum().backward()
+    cov = gm.covariances_ if gm.covariance_type == "full" else np.array(
+        [np.diag(c) for c in gm.covariances_]
+    )
+    r = gm.predict_proba(Q)
+    expected = sum(
+        r[:, [k]] * np.linalg.solve(cov[k], (gm.means_[k] - Q).T).T for k in range(3)
+    )
+    np.testing.assert_allclose(T.grad.numpy(), expected, rtol=1e-8, atol=1e-10)
+
+    gm.fit(X[:150] + 5.0)  # refit in place: the adapter follows the new parameters
+    np.testing.assert_allclose(adapter.log_prob(Q), gm.score_samples(Q), rtol=1e-10)
+
+    class Tempered(type(gm)):
+        def score_samples(self, X):
+            return 0.5 * super().score_samples(X)
+
+    tempered = Tempered(**gm.get_params()).fit(X)
+    wrapped = as_density(tempered)
+    assert not wrapped.differentiable
+    np.testing.assert_array_equal(wrapped.log_prob(Q), tempered.score_samples(Q))
+    with pytest.raises(TypeError, match="torch tensors"):
+        wrapped.log_prob_tensor(T)
+    with pytest.raises(sklearn.exceptions.NotFittedError):
+        as_density(clone(estimator)).log_prob_tensor(T)
+    bayesian = BayesianGaussianMixture(n_components=3, random_state=0).fit(X)
+    assert not as_density(bayesian).differentiable
+    np.testing.assert_array_equal(as_density(bayesian).log_prob(Q), bayesian.score_samples(Q))

@@ -221,10 +221,13 @@ def test_low_level_functions_check_indices_and_weights(rng):
 # ---------------------------------------------------------------- symmetry
 def test_fit_transform_is_exactly_symmetric(rng):
     X = np.vstack([rng.normal(size=(120, 2)) - 1, rng.normal(size=(120, 2)) + 1])
-    est = GenerativeDistance(lambda A: -0.5 * (A**2).sum(1), n_neighbors=8)
+    for refine in (False, True):  # refined: each pair once, written to both entries
+        est = GenerativeDistance(lambda A: -0.5 * (A**2).sum(1), n_neighbors=8, refine=refine)
+        D = est.fit_transform(X[::3] if refine else X)
+        assert np.array_equal(D, D.T) and np.all(np.diag(D) == 0)
+        squareform(D)  # scipy's own check of a distance matrix
+    est.set_params(refine=False).fit(X)  # distance(i, j) refines with finer settings
     D = est.fit_transform(X)
-    assert np.array_equal(D, D.T) and np.all(np.diag(D) == 0)
-    squareform(D)  # scipy's own check of a distance matrix
     for i, j in rng.integers(len(X), size=(10, 2)):
         assert est.distance(int(i), int(j)) == D[i, j]
 

@@ -90,7 +90,7 @@ def test_curved_closed_form_upper_bound_and_improvement(d):
     truth = euclid(phi(X), phi(X))
     off = truth > 0
     kw = dict(lam=lam, beta=1.0, p0=0.0, n_neighbors=10, n_quad=8)
-    graph = GenerativeDistance(log_p, shortcuts=False, **kw).fit_transform(X)
+    graph = GenerativeDistance(log_p, shortcuts=False, refine=False, **kw).fit_transform(X)
     est = GenerativeDistance(log_p, shortcuts=True, refine=False, **kw)
     D = est.fit_transform(X)
     assert est.log_distance_unit_ == 0

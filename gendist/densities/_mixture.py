@@ -118,6 +118,11 @@ class GaussianMixtureDensity(Density):
     def from_sklearn(cls, mixture, dtype="float64") -> GaussianMixtureDensity:
         """Copy a fitted scikit-learn ``GaussianMixture`` or ``BayesianGaussianMixture``.
 
+        A ``GaussianMixture``'s copy has its ``score_samples`` to 1e-10 relative. A
+        ``BayesianGaussianMixture``'s is the mixture of its point estimates (``weights_``,
+        ``means_``, ``covariances_``), whereas its ``score_samples`` is an expectation under
+        the variational posterior, a different function.
+
         Parameters
         ----------
         mixture : GaussianMixture or BayesianGaussianMixture
