@@ -69,6 +69,7 @@ from .refine import (
     REFINE_GAIN,
     REFINE_WARN,
     _gradient_function,
+    _has_torch,
     _warn_unconverged,
     check_refine_options,
     refine_path,
@@ -360,7 +361,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         if not gain > REFINE_WARN:  # the few percent of a zig-zag in 2-D or 3-D: recorded
             return False
         N = self.graph_.shape[0]
-        how = "autograd" if self.metric_.differentiable else (
+        how = "autograd" if self.metric_.differentiable and _has_torch() else (
             "finite differences: 4 d model evaluations per gradient"
         )
         warnings.warn(

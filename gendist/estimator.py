@@ -107,7 +107,7 @@ class GenerativeDistance(DistanceFeaturesOutMixin, GraphDistanceBase):
         longer than refined curves (``refine_gain_``) and refining every pair of vertices is
         estimated, from the time the sample took, to take at most
         :data:`gendist.refine.REFINE_AUTO_SECONDS` (two minutes; ``refine_seconds_``): on two
-        CPU cores n up to about 500 with a closed-form torch density, about 250 with an
+        CPU cores n up to about 500 with a closed-form torch density, about 250-400 with an
         8-component mixture (autograd, also for scikit-learn's ``GaussianMixture``). A time,
         so a slower or busier machine may choose differently; pass True or False for a fixed
         choice. Otherwise ``fit`` warns with the gain where it exceeds 5 %
@@ -216,7 +216,7 @@ class GenerativeDistance(DistanceFeaturesOutMixin, GraphDistanceBase):
     refine_seconds_ : float
         With ``refine_gain_``: the estimated seconds to refine every pair of vertices on this
         machine, the sampled pairs' time per pair (the slope between two batches, as a batch
-        carries fixed costs) times the number of pairs; the actual time was 0.3-0.7 times
+        carries fixed costs) times the number of pairs; the actual time was 0.3-1.0 times
         it. nan where not measured.
     refine_ : bool
         Whether queries refine by default (see ``refine``).

@@ -90,7 +90,7 @@ REFINE_GAIN = 1.02
 
 #: ... and every pair of vertices is estimated to take at most this many seconds (the
 #: sampled pairs' time per pair times the pairs, ``refine_seconds_``; the actual time was
-#: 0.3-0.7 times it with an 8-component mixture in 3-10-D). On two CPU cores all pairs cost
+#: 0.3-1.0 times it with an 8-component mixture in 3-10-D). On two CPU cores all pairs cost
 #: about 0.25-0.35 ms each with a closed-form torch density in 5-10-D (n up to about 500
 #: within the budget), 0.6-2.5 ms with an 8-component mixture under autograd (n up to about
 #: 250-400), 1-3 ms by finite differences of a cheap numpy callable. A time, so a slower or

@@ -691,3 +691,28 @@ def test_a_path_still_gaining_is_not_stopped_for_staying_above_its_start():
     assert info["n_rounds"][0] > 2 and info["refined"][0]
     assert L[0] < g.length
     assert L[0] == pytest.approx(est.metric_.curve_length(P[0]), rel=1e-12)
+
+
+def test_without_torch_the_default_model_refines_by_finite_differences(monkeypatch):
+    """Where torch is not installed, the default mixture's refinement falls back to finite
+    differences (its adapter still says it can be differentiated): the distances are no
+    longer than the graph's and agree with autograd's to a fraction of a percent."""
+    import gendist.refine
+    from gendist import GenerativeDistance
+
+    X = make_blobs(30, n_features=4, centers=1, random_state=1)[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = GenerativeDistance(random_state=0, refine=True).fit(X)
+        autograd = est.distances()
+        monkeypatch.setattr(gendist.refine, "_has_torch", lambda: False)
+        calls = []
+        original = gendist.refine._finite_difference_lengths
+        monkeypatch.setattr(gendist.refine, "_finite_difference_lengths",
+                            lambda metric: calls.append(1) or original(metric))
+        finite = est.distances()
+    plain = est.distances(refine=False)
+    assert calls and (finite <= plain * (1 + 1e-12)).all()
+    off = plain > 0
+    assert np.median(np.abs(finite[off] / autograd[off] - 1)) < 3e-3
+    assert np.median(plain[off] / finite[off]) > 1.02
