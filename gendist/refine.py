@@ -291,48 +291,13 @@ def _ragged_euclidean_lengths(paths: list) -> np.ndarray:
     return out
 
 
-def _subdivide_polylines(P: np.ndarray, n_points: int) -> np.ndarray:
-    """Polylines of ``k <= n_points`` points with midpoints inserted, one at a time into the
-    longest segment, up to ``n_points``: the same curve, every corner kept.
-
-    Parameters
-    ----------
-    P : ndarray of shape (B, k, d)
-    n_points : int
-
-    Returns
-    -------
-    ndarray of shape (B, n_points, d)
-    """
-    rows = np.arange(len(P))
-    for _ in range(n_points - P.shape[1]):
-        steps = np.diff(P, axis=1)
-        longest = np.argmax(np.einsum("bkd,bkd->bk", steps, steps), axis=1)
-        mid = P[rows, longest] + 0.5 * steps[rows, longest]
-        k = P.shape[1]
-        grown = np.empty((len(P), k + 1, P.shape[2]))
-        index = np.arange(k + 1)[None, :]
-        shift = index > longest[:, None] + 1  # the points after the new one move up by one
-        source = np.where(shift, index - 1, np.minimum(index, k - 1))
-        grown[:] = P[rows[:, None], source]
-        grown[rows, longest + 1] = mid
-        P = grown
-    return P
-
-
 def _ragged_resample(paths: list, n_points: int) -> np.ndarray:
-    """The starting polylines, shape (B, n_points, d), from polylines of any point counts:
-    those of at most ``n_points`` points subdivided (:func:`_subdivide_polylines`: a graph
-    path keeps its corners, which even spacing would cut, across a narrow high-density ridge
-    at a cost), longer ones resampled evenly (:func:`resample_polylines`)."""
+    """:func:`resample_polylines` of polylines of any point counts, shape (B, n_points, d)."""
     out = np.empty((len(paths), n_points, paths[0].shape[1]))
     counts = np.array([len(p) for p in paths])
     for k in np.unique(counts):
         group = np.flatnonzero(counts == k)
-        P = np.stack([paths[i] for i in group])
-        out[group] = (
-            _subdivide_polylines(P, n_points) if k <= n_points else resample_polylines(P, n_points)
-        )
+        out[group] = resample_polylines(np.stack([paths[i] for i in group]), n_points)
     return out
 
 

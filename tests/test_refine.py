@@ -651,28 +651,6 @@ def test_refine_setting_is_fixed_at_fit_and_numpy_booleans_count():
     assert not est.fit(X).refine_
 
 
-def test_short_paths_start_subdivided_with_every_corner_kept(rng):
-    """A graph path of at most n_points points starts as the same curve: brute force, every
-    original point in order, each new point a midpoint of a segment of the curve, and the
-    longest segment split first."""
-    from gendist.refine import _subdivide_polylines
-
-    P = rng.normal(size=(5, 4, 3))
-    S = _subdivide_polylines(P, 9)
-    assert S.shape == (5, 9, 3)
-    for p, s in zip(P, S):
-        kept = [next(j for j in range(9) if np.array_equal(s[j], q)) for q in p]
-        assert kept == sorted(kept) and kept[0] == 0 and kept[-1] == 8
-        steps = np.linalg.norm(np.diff(s, axis=0), axis=1)
-        assert steps.sum() == pytest.approx(np.linalg.norm(np.diff(p, axis=0), axis=1).sum())
-        # brute force: split the longest segment at its midpoint, five times
-        ref = list(p)
-        for _ in range(5):
-            k = int(np.argmax([np.linalg.norm(ref[i + 1] - ref[i]) for i in range(len(ref) - 1)]))
-            ref.insert(k + 1, (ref[k] + ref[k + 1]) / 2)
-        np.testing.assert_allclose(s, np.array(ref), rtol=1e-12, atol=1e-12)
-
-
 def test_a_path_still_gaining_is_not_stopped_for_staying_above_its_start():
     """Two tight clusters under the default mixture: a graph path of 6 vertices, resampled to
     8 points and optimised, gains several percent a round yet stays above the (quadrature-
