@@ -102,7 +102,7 @@ def _all_pairs_seconds(seconds: list, first: int, total: int) -> float:
     if len(seconds) < 2:
         return seconds[0] / min(first, total)
     average = sum(seconds) / total
-    if total - first <= first:  # a second batch no larger than the first: no slope
+    if total - first < 2 * first:  # a second batch under twice the first: no steady slope
         return average
     return max((seconds[1] - seconds[0]) / (total - 2 * first), 0.1 * average)
 
@@ -361,6 +361,8 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         if not gain > REFINE_WARN:  # the few percent of a zig-zag in 2-D or 3-D: recorded
             return False
         N = self.graph_.shape[0]
+        sizes = np.bincount(self.component_labels_)
+        pairs = int(np.sum(sizes * (sizes - 1) // 2))
         how = "autograd" if self.metric_.differentiable and _has_torch() else (
             "finite differences: 4 d model evaluations per gradient"
         )
@@ -368,8 +370,8 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             f"the distances measure a median {gain - 1:.1%} longer than the refined curves "
             "between the same ends, on a sample of pairs (refine_gain_): the graph's paths "
             "zig-zag between the vertices, or the metric's geodesics bend between them. "
-            f"refine='auto' leaves refinement off: all {N * (N - 1) // 2:,} pairs of the "
-            f"{N:,} vertices would take up to about {self.refine_seconds_ / 60:.1f} min here "
+            f"refine='auto' leaves refinement off: the {pairs:,} pairs of the {N:,} vertices "
+            f"(within components) would take about {self.refine_seconds_ / 60:.1f} min here "
             f"(refine_seconds_, {how}; the budget is {REFINE_AUTO_SECONDS:g} s). Refine what "
             "you need: kneighbors(..., refine=True), geodesics(a, b, refine=True), "
             "distances(rows, refine=True), or pass refine=True for every query.",
@@ -384,14 +386,14 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         return self._query_refine if refine is None else refine
 
     def _check_refinement_gain(self) -> None:
-        """Set ``refine_gain_`` on a sample of pairs.
+        """Set ``refine_gain_`` and ``refine_seconds_`` on a sample of pairs.
 
-        Where the graph zig-zags (shortcuts on, or a measured stretch without them), the
-        remaining error of the rows is that of their straight pieces: under a curved metric
-        the geodesics bend between the vertices. Refining a few pairs
-        (:data:`gendist.refine.REFINE_CHECK_PAIRS`, from a few random sources, with
-        :data:`gendist.refine.ALL_PAIRS_REFINE`) measures it: about as many model
-        evaluations as the shortcuts' own sample of rows."""
+        Where the graph zig-zags (shortcuts on, or a measured stretch without them), or a
+        density varies over data in 3 or more dimensions, the remaining error of the rows is
+        that of their straight pieces: under a curved metric the geodesics bend between the
+        vertices. Refining a sample of pairs (:data:`gendist.refine.REFINE_CHECK_PAIRS`, from
+        random sources, with :data:`gendist.refine.ALL_PAIRS_REFINE`, in two batches:
+        :data:`gendist.refine.REFINE_CHECK_FIRST`) measures it and its time per pair."""
         N = self.graph_.shape[0]
         rng = np.random.default_rng(0)
         n_sources, per_source = REFINE_CHECK_PAIRS
@@ -403,7 +405,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             targets = rng.choice(targets, size=min(per_source, targets.size), replace=False)
             a.append(np.full(targets.size, s))
             b.append(targets)
-        order = rng.permutation(sum(map(len, a)))  # any first stage samples every source
+        order = rng.permutation(sum(map(len, a)))  # the first batch: pairs of many sources
         a, b = np.concatenate(a)[order], np.concatenate(b)[order]
         if not a.size:
             return
@@ -420,7 +422,10 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
                 late=[], graph_paths=graph_paths[lo:hi],
             )
             seconds.append(time.perf_counter() - start)
-        self.refine_seconds_ = _all_pairs_seconds(seconds, first, a.size) * (N * (N - 1) // 2)
+        # the pairs that all-pairs refinement refines: those within a component
+        sizes = np.bincount(self.component_labels_)
+        pairs = int(np.sum(sizes * (sizes - 1) // 2))
+        self.refine_seconds_ = _all_pairs_seconds(seconds, first, a.size) * pairs
         before = np.array([g.length for g in graph_paths[: len(refined)]])
         after = np.array([g.length for g in refined])
         keep = np.isfinite(before) & (after > 0)

@@ -203,11 +203,13 @@ class GenerativeDistance(DistanceFeaturesOutMixin, GraphDistanceBase):
         by more than 10 % that leave the data (:class:`gendist.shortcuts.StretchSample`;
         nan with ``shortcuts=False``).
     refine_gain_ : float
-        With shortcuts on (``shortcuts_``), or where the graph alone measures more than 2 %
+        With shortcuts on (``shortcuts_``), where the graph alone measures more than 2 %
         longer than with them (``graph_stretch_``) and the segments stay on the data
-        (``shortcuts_off_data_``): the median, over a sample of 128 pairs (8 from
-        each of 16 random sources, :data:`gendist.refine.REFINE_CHECK_PAIRS`), of their
-        distance in the rows of :meth:`distances` over the length of the curve that
+        (``shortcuts_off_data_``), or where the density's factor ``h`` varies by more than
+        2 % over the vertices (5th to 95th percentile) in 3 or more dimensions: the median,
+        over a sample of 128 pairs (8 from each of 16 random sources,
+        :data:`gendist.refine.REFINE_CHECK_PAIRS`), of their distance in the rows of
+        :meth:`distances` over the length of the curve that
         refinement (:data:`gendist.refine.ALL_PAIRS_REFINE`) finds between the same ends
         (>= 1): how much too long the unrefined distances still are where the metric's
         geodesics bend between the vertices. Above :data:`gendist.refine.REFINE_GAIN` (2 %),
@@ -216,8 +218,8 @@ class GenerativeDistance(DistanceFeaturesOutMixin, GraphDistanceBase):
     refine_seconds_ : float
         With ``refine_gain_``: the estimated seconds to refine every pair of vertices on this
         machine, the sampled pairs' time per pair (the slope between two batches, as a batch
-        carries fixed costs) times the number of pairs; the actual time was 0.3-1.0 times
-        it. nan where not measured.
+        carries fixed costs) times the number of vertex pairs within components; the actual
+        time was 0.2-1.0 times it. nan where not measured.
     refine_ : bool
         Whether queries refine by default (see ``refine``).
     device_ : None or torch.device

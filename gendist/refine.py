@@ -66,7 +66,7 @@ REFINE_OPTIONS = ("n_points", "n_rounds", "max_iter", "method", "tol", "straight
 ALL_PAIRS_REFINE = {"n_points": 8, "n_rounds": 4, "max_iter": 3, "tol": 1e-4}
 
 #: With shortcuts on, ``fit`` refines this many pairs (sources, targets per source: random,
-#: seeded) with :data:`ALL_PAIRS_REFINE` in one batch and records the median of their
+#: seeded) with :data:`ALL_PAIRS_REFINE` and records the median of their
 #: distance over the refined length (``refine_gain_``; within 2 % of the rows' measured
 #: excess over the closed form under the inversion metric in 5-D and 10-D, where 4 sources
 #: missed by up to 4 %) and the time per pair ...
@@ -90,7 +90,7 @@ REFINE_GAIN = 1.02
 
 #: ... and every pair of vertices is estimated to take at most this many seconds (the
 #: sampled pairs' time per pair times the pairs, ``refine_seconds_``; the actual time was
-#: 0.3-1.0 times it with an 8-component mixture in 3-10-D). On two CPU cores all pairs cost
+#: 0.2-1.0 times it with an 8-component mixture in 3-10-D). On two CPU cores all pairs cost
 #: about 0.25-0.35 ms each with a closed-form torch density in 5-10-D (n up to about 500
 #: within the budget), 0.6-2.5 ms with an 8-component mixture under autograd (n up to about
 #: 250-400), 1-3 ms by finite differences of a cheap numpy callable. A time, so a slower or

@@ -330,6 +330,11 @@ def test_a_sklearn_gaussian_mixture_is_differentiable_with_the_closed_form_gradi
 
     gm.fit(X[:150] + 5.0)  # refit in place: the adapter follows the new parameters
     np.testing.assert_allclose(adapter.log_prob(Q), gm.score_samples(Q), rtol=1e-10)
+    gm.weights_ = gm.weights_[::-1].copy()  # a parameter array reassigned: followed too
+    np.testing.assert_allclose(adapter.log_prob(Q), gm.score_samples(Q), rtol=1e-10)
+    for name in ("_mixture_of", "_mixture"):  # an adapter pickled before the cache existed
+        del adapter.__dict__[name]
+    np.testing.assert_allclose(adapter.log_prob(Q), gm.score_samples(Q), rtol=1e-10)
 
     class Tempered(type(gm)):
         def score_samples(self, X):

@@ -565,6 +565,12 @@ def test_refine_auto_makes_every_query_accurate_on_a_small_graph_and_warns_on_a_
     message = next(str(w.message) for w in record if "refine='auto'" in str(w.message))
     assert f"{est.refine_gain_ - 1:.1%}" in message and "7,140 pairs" in message
     assert f"{est.refine_seconds_ / 60:.1f} min" in message
+    # two far components: only the pairs within each are refined, and counted
+    far = np.vstack([X[:60], X[60:] + 100.0])
+    with pytest.warns(UserWarning, match=r"refine='auto' leaves refinement off") as record:
+        GenerativeDistance(**keywords, n_neighbors=10).fit(far)  # kept apart
+    message = next(str(w.message) for w in record if "refine='auto'" in str(w.message))
+    assert "3,540 pairs" in message  # 2 x 60 x 59 / 2, not 7,140
     np.testing.assert_array_equal(est.fit_transform(X), plain)
     with pytest.raises(ValueError, match="one network per pair"):
         GenerativeDistance(**keywords, refine={"curve": "neural"}).fit(X)

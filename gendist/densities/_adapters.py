@@ -75,8 +75,7 @@ class SklearnDensity(Density):
             raise TypeError(f"{type(estimator).__name__} has no score_samples method.")
         self.estimator = estimator
         self.can_sample = hasattr(estimator, "sample")
-        self._mixture_of = None  # the means_ array the cached mixture copies (a refit: new)
-        self._mixture = None
+        self._mixture_of = self._mixture = None  # see _exact_mixture
 
     @property
     def requires_fit(self) -> bool:
@@ -96,7 +95,10 @@ class SklearnDensity(Density):
             )
 
     def _exact_mixture(self):
-        """The estimator's :class:`GaussianMixtureDensity` copy, or None for other models."""
+        """The estimator's :class:`GaussianMixtureDensity` copy, or None for other models.
+
+        Cached while the estimator holds the same parameter arrays (``fit`` assigns new
+        ones); an array changed in place is not seen: refit, or wrap the estimator anew."""
         from sklearn.mixture import GaussianMixture
 
         from ._mixture import GaussianMixtureDensity
@@ -104,9 +106,11 @@ class SklearnDensity(Density):
         est = self.estimator
         if type(est) is not GaussianMixture or self.requires_fit:
             return None
-        if self._mixture_of is not est.means_:
+        arrays = (est.weights_, est.means_, est.covariances_)
+        cached = getattr(self, "_mixture_of", None)  # absent from adapters pickled before
+        if cached is None or any(x is not y for x, y in zip(cached, arrays)):
             self._mixture = GaussianMixtureDensity.from_sklearn(est)
-            self._mixture_of = est.means_
+            self._mixture_of = arrays
         return self._mixture
 
     @property
