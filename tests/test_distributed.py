@@ -28,7 +28,9 @@ def dask_cluster():
 
 def test_dask_local_cluster_gives_the_serial_distances(rng):
     X = np.vstack([rng.normal(size=(300, 2)) - 1.5, rng.normal(size=(300, 2)) + 1.5])
-    est = GenerativeDistance(GaussianMixture(4, random_state=0), n_neighbors=8, n_jobs=2).fit(X)
+    est = GenerativeDistance(
+        GaussianMixture(4, random_state=0), n_neighbors=8, n_jobs=2, refine=False
+    ).fit(X)
     serial = shortest_paths(est.graph_, np.arange(len(X)))  # one process, no joblib
     with dask_cluster() as (tasks, cluster_workers):
         D = est.distances()

@@ -157,7 +157,7 @@ def test_astar_equals_dijkstra(rng):
         torch.nn.Linear(2, 32), torch.nn.Tanh(), torch.nn.Linear(32, 10)
     ).double()
     Z = np.vstack([rng.normal(size=(250, 2)), rng.normal(size=(30, 2)) + 8.0])  # 2 components
-    est = LatentDistance(net, n_neighbors=6, shortcuts=False).fit(Z)
+    est = LatentDistance(net, n_neighbors=6, shortcuts=False, refine=False).fit(Z)
     full = dijkstra(est.graph_, directed=True)
     for a, b in rng.integers(0, len(Z), size=(25, 2)):
         d = est.distance(int(a), int(b))
