@@ -326,6 +326,11 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             self._query_refine = setting if isinstance(setting, dict) else True
         return self
 
+    def _pairs_within(self) -> int:
+        """The vertex pairs within components: those that all-pairs refinement refines."""
+        sizes = np.bincount(self.component_labels_)
+        return int(np.sum(sizes * (sizes - 1) // 2))
+
     def _density_varies(self) -> bool:
         """Whether a conformal metric's factor ``h`` varies over the vertices by more than
         :data:`gendist.refine.REFINE_GAIN` (5th to 95th percentile): not in the Euclidean
@@ -361,8 +366,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         if not gain > REFINE_WARN:  # the few percent of a zig-zag in 2-D or 3-D: recorded
             return False
         N = self.graph_.shape[0]
-        sizes = np.bincount(self.component_labels_)
-        pairs = int(np.sum(sizes * (sizes - 1) // 2))
+        pairs = self._pairs_within()
         how = "autograd" if self.metric_.differentiable and _has_torch() else (
             "finite differences: 4 d model evaluations per gradient"
         )
@@ -422,10 +426,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
                 late=[], graph_paths=graph_paths[lo:hi],
             )
             seconds.append(time.perf_counter() - start)
-        # the pairs that all-pairs refinement refines: those within a component
-        sizes = np.bincount(self.component_labels_)
-        pairs = int(np.sum(sizes * (sizes - 1) // 2))
-        self.refine_seconds_ = _all_pairs_seconds(seconds, first, a.size) * pairs
+        self.refine_seconds_ = _all_pairs_seconds(seconds, first, a.size) * self._pairs_within()
         before = np.array([g.length for g in graph_paths[: len(refined)]])
         after = np.array([g.length for g in refined])
         keep = np.isfinite(before) & (after > 0)

@@ -11,11 +11,13 @@ from collections.abc import Callable
 import numpy as np
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
+from sklearn.mixture import GaussianMixture
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from .._compute import to_numpy
 from ._base import Density
+from ._mixture import GaussianMixtureDensity
 
 __all__ = ["CallableDensity", "SklearnDensity", "TorchDensity", "as_density"]
 
@@ -98,15 +100,14 @@ class SklearnDensity(Density):
         """The estimator's :class:`GaussianMixtureDensity` copy, or None for other models.
 
         Cached while the estimator holds the same parameter arrays (``fit`` assigns new
-        ones); an array changed in place is not seen: refit, or wrap the estimator anew."""
-        from sklearn.mixture import GaussianMixture
-
-        from ._mixture import GaussianMixtureDensity
-
+        ones); an array changed in place is not seen: refit, or wrap the estimator anew.
+        Called on every model call, so it reads the three arrays, not ``check_is_fitted``."""
         est = self.estimator
-        if type(est) is not GaussianMixture or self.requires_fit:
+        if type(est) is not GaussianMixture:
             return None
-        arrays = (est.weights_, est.means_, est.covariances_)
+        arrays = tuple(getattr(est, a, None) for a in ("weights_", "means_", "covariances_"))
+        if any(x is None for x in arrays):  # not fitted
+            return None
         cached = getattr(self, "_mixture_of", None)  # absent from adapters pickled before
         if cached is None or any(x is not y for x, y in zip(cached, arrays)):
             self._mixture = GaussianMixtureDensity.from_sklearn(est)
@@ -126,10 +127,10 @@ class SklearnDensity(Density):
         return mixture.log_prob(x)
 
     def log_prob(self, X):
-        self._check_fitted()
         mixture = self._exact_mixture()
         if mixture is not None:
             return mixture.log_prob(X)
+        self._check_fitted()
         return self.estimator.score_samples(X)
 
     def sample(self, n_samples, random_state=None):
