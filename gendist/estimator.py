@@ -131,7 +131,8 @@ class GenerativeDistance(DistanceFeaturesOutMixin, GraphDistanceBase):
     n_jobs : int, default=None
         Workers for many-source shortest paths and for the edge-weight chunks (joblib
         semantics: processes by default, a dask or Ray cluster under
-        ``joblib.parallel_config``).
+        ``joblib.parallel_config``); threads of the neighbour search and of the triangle
+        closure (None: all cores, as BLAS).
     dtype : {"float64", "float32"}, default="float64"
         Dtype of returned distance matrices; float32 halves their memory.
     memory_limit : int, default=None

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 from scipy import sparse
+from scipy.sparse.csgraph import floyd_warshall
 
 from gendist.graph import GraphTooLargeError, symmetric_csr
 from gendist.paths import (
@@ -321,3 +322,71 @@ def test_triangle_closure_is_the_brute_force_min_plus_closure(rng, dtype, tmp_pa
     M[:] = D
     triangle_closure(M)
     np.testing.assert_array_equal(np.asarray(M), A)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(("block", "tile", "n_jobs"), [(128, 256, 1), (7, 33, 2), (16, 5, 2)])
+def test_blocked_closure_is_scipys_floyd_warshall(rng, dtype, block, tile, n_jobs, monkeypatch):
+    """A directed (not symmetric) matrix of 301 vertices, with missing links (inf), links
+    of length zero and tiny links, entries far above their chains: scipy's Floyd-Warshall
+    gives the same closure, with the default blocks, with many small ragged blocks and
+    tiles (every round's panels, a last partial block), on one or two threads; a symmetric
+    matrix stays exactly symmetric."""
+    import gendist._minplus as minplus
+
+    monkeypatch.setattr(minplus, "CLOSURE_BLOCK", block)
+    monkeypatch.setattr(minplus, "CLOSURE_TILE", tile)
+    n = 301
+    W = rng.uniform(0.5, 40.0, size=(n, n)) ** 2
+    W[rng.random((n, n)) < 0.05] = np.inf
+    W[rng.random((n, n)) < 0.002] = 0.0
+    W[rng.random((n, n)) < 0.002] = 1e-12
+    np.fill_diagonal(W, 0.0)
+    W = W.astype(dtype)
+    # scipy drops zero entries even from a masked array: they go in as the smallest float
+    tiny = float(np.nextafter(0.0, 1.0))
+    R = np.where(W == 0, tiny, W.astype(np.float64))
+    np.fill_diagonal(R, 0.0)
+    expected = floyd_warshall(np.ma.masked_array(R, mask=np.isinf(R)))
+    expected[expected <= n * tiny] = 0.0
+    assert (expected[W > 0] == 0).any()  # chains of zero links
+    assert (expected < W).mean() > 0.5
+    A = W.copy()
+    triangle_closure(A, n_jobs=n_jobs)
+    assert A.dtype == dtype
+    np.testing.assert_array_equal(np.isinf(A), np.isinf(expected))
+    np.testing.assert_allclose(A, expected, rtol=1e-6 if dtype == np.float32 else 1e-13,
+                               atol=0)
+    F = np.asfortranarray(W)  # not C-contiguous: closed in a copy, written back
+    triangle_closure(F, n_jobs=n_jobs)
+    np.testing.assert_allclose(F, A, rtol=1e-6 if dtype == np.float32 else 1e-13, atol=0)
+    S = np.minimum(W, W.T)  # a symmetric matrix stays exactly symmetric
+    triangle_closure(S, n_jobs=n_jobs)
+    np.testing.assert_array_equal(S, S.T)
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (np.zeros((3, 4)), "square"),
+        (np.zeros(4), "square"),
+        (np.array([[0.0, -1.0, 3.0], [-1.0, 0.0, 1.0], [3.0, 1.0, 0.0]]), "negative"),
+        (np.array([[0.0, 1.0, np.nan], [1.0, 0.0, 1.0], [np.nan, 1.0, 0.0]]), "NaN"),
+        (np.array([[5.0, 1.0], [1.0, 0.0]]), "diagonal"),
+    ],
+)
+def test_triangle_closure_refuses_what_it_cannot_close(bad, message):
+    """A matrix that is not square (the kernels index without bounds checks), a negative
+    entry (a negative cycle has no closure), a NaN (no order), a nonzero diagonal: a clear
+    error before any work, the matrix untouched."""
+    before = bad.copy()
+    with pytest.raises(ValueError, match=message):
+        triangle_closure(bad)
+    np.testing.assert_array_equal(bad, before)
+
+
+def test_triangle_closure_refuses_a_read_only_matrix_before_the_work():
+    D = np.array([[0.0, 3.0, 1.0], [3.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
+    D.setflags(write=False)
+    with pytest.raises(ValueError, match="read-only"):
+        triangle_closure(D)

@@ -11,7 +11,7 @@ import torch
 from sklearn.datasets import make_blobs
 
 from experiments.reference import Inversion
-from gendist import CallableDensity, GaussianMixtureDensity, TorchDensity
+from gendist import CallableDensity, GaussianMixtureDensity, GenerativeDistance, TorchDensity
 from gendist.metric import ConformalMetric
 from gendist.refine import (
     _autograd_lengths,
@@ -700,3 +700,23 @@ def test_without_torch_the_default_model_refines_by_finite_differences(monkeypat
     off = plain > 0
     assert np.median(np.abs(finite[off] / autograd[off] - 1)) < 3e-3
     assert np.median(plain[off] / finite[off]) > 1.02
+
+
+def test_the_closure_memory_guard_counts_the_matrix_it_closes(tmp_path):
+    """distances(refine=True, out=...) closes the whole matrix in memory, in the dtype of
+    ``out``: a float64 memory map needs twice what the float32 estimator's own dtype would,
+    and the guard says so before any path is searched."""
+    from gendist.graph import GraphTooLargeError
+    from gendist.paths import _closure_bytes
+
+    X = np.random.default_rng(0).uniform(size=(30, 2))
+    est = GenerativeDistance(CallableDensity(lambda Z: -np.sum(Z**2, axis=1)),
+                             dtype="float32", refine=False).fit(X)
+    est.set_params(memory_limit=(_closure_bytes(30, 4) + _closure_bytes(30, 8)) // 2)
+    out = np.lib.format.open_memmap(tmp_path / "D.npy", mode="w+", dtype=np.float64,
+                                    shape=(30, 30))
+    with pytest.raises(GraphTooLargeError, match="triangle inequality"):
+        est.distances(refine=True, out=out)
+    assert np.all(np.asarray(out) == 0)  # nothing written
+    with pytest.raises(GraphTooLargeError, match="triangle inequality"):
+        est.distances(refine=True, dtype="float64")
