@@ -494,12 +494,12 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         D = self._shortest_paths(self.graph_, idx, columns=idx, start=start)
         if options is not None:  # each pair from its shorter row, refined, then closed
             self._refine_rows(D, idx, options, square=True, columns=idx)
-            triangle_closure(D, n_jobs=self.n_jobs)
+            triangle_closure(D, n_jobs=self.n_jobs, progress=self._progress())
         elif start is None:
             mirror_upper_triangle(D)
         else:
             minimum_with_transpose(D)
-            triangle_closure(D, n_jobs=self.n_jobs)
+            triangle_closure(D, n_jobs=self.n_jobs, progress=self._progress())
         return D
 
     def _check_closure_memory(self, n: int, dtype) -> None:
@@ -722,7 +722,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         if options is not None:
             self._refine_rows(D, sources, options, square)
             if square:
-                triangle_closure(D, n_jobs=self.n_jobs)
+                triangle_closure(D, n_jobs=self.n_jobs, progress=self._progress())
                 if limit < np.inf:  # a chain of entries within limit may exceed it
                     step = max(1, PAIRS_PER_BATCH // N)
                     for r0 in range(0, N, step):

@@ -30,6 +30,8 @@ from functools import partial
 import numba
 import numpy as np
 
+from ._compute import progress_bar
+
 #: Intermediate vertices per round (rows of the row panel).
 CLOSURE_BLOCK = 128
 
@@ -113,7 +115,7 @@ def _relax_tiles(D, i0, i1, A, a0, B, tile, k0, k1, t0, t1):  # pragma: no cover
         _relax(D, i0, i1, j0, A, a0, B, j0, min(n, j0 + tile) - j0, t0, t1)
 
 
-def min_plus_closure(D: np.ndarray, threads: int = 1) -> None:
+def min_plus_closure(D: np.ndarray, threads: int = 1, progress: bool | None = False) -> None:
     """Close ``D`` under min-plus composition, in place: ``D[i, j]`` becomes the shortest
     chain ``D[i, v1] + D[v1, v2] + ... + D[vm, j]``.
 
@@ -124,6 +126,8 @@ def min_plus_closure(D: np.ndarray, threads: int = 1) -> None:
         taken in ``D``'s dtype.
     threads : int
         Threads that relax row blocks side by side (the compiled kernels release the GIL).
+    progress : bool or None
+        A progress bar over the rounds (:func:`gendist._compute.progress_bar`).
     """
     n = D.shape[0]
     block, tile = CLOSURE_BLOCK, CLOSURE_TILE
@@ -143,7 +147,7 @@ def min_plus_closure(D: np.ndarray, threads: int = 1) -> None:
         _relax_tiles(D, i0, min(n, i0 + block), C, 0, R, tile, k0, k1, *buffer_pair(tile))
 
     with ThreadPoolExecutor(max_workers=max(1, int(threads))) as pool:
-        for k0 in starts:
+        for k0 in progress_bar(starts, desc="triangle closure", progress=progress):
             k1 = min(n, k0 + block)
             _close_diagonal(D, k0, k1)
             K = D[k0:k1, k0:k1].copy()

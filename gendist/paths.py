@@ -631,7 +631,7 @@ def _closure_bytes(n: int, itemsize: int = 8) -> int:
     return itemsize * n * (n + 4 * CLOSURE_BLOCK)
 
 
-def triangle_closure(D, n_jobs: int | None = None) -> None:
+def triangle_closure(D, n_jobs: int | None = None, progress: bool | None = False) -> None:
     """Close a square distance matrix under the triangle inequality, in place: each entry
     becomes the shortest chain of entries, ``D[i, j] = min sum_l D[v_l, v_l+1]`` over chains
     ``i = v_0, ..., v_k = j``.
@@ -659,6 +659,9 @@ def triangle_closure(D, n_jobs: int | None = None) -> None:
         float32 or float64, and written back.
     n_jobs : int, optional
         Threads; None means all cores (as BLAS and the neighbour search).
+    progress : bool or None
+        A progress bar over the rounds: always (True), never (False), or once the closure
+        has run a few seconds (None, the estimators' default).
     """
     shape = np.shape(D)
     if len(shape) != 2 or shape[0] != shape[1]:
@@ -683,7 +686,7 @@ def triangle_closure(D, n_jobs: int | None = None) -> None:
             raise ValueError("triangle_closure needs a zero diagonal.")
     from ._minplus import min_plus_closure  # numba is imported where it is used
 
-    min_plus_closure(A, effective_n_jobs(-1 if n_jobs is None else n_jobs))
+    min_plus_closure(A, effective_n_jobs(-1 if n_jobs is None else n_jobs), progress)
     if not in_place:
         D[...] = A
 
