@@ -803,6 +803,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         _warn_unconverged(
             "distances(refine=...)", int(late[0]), int(late[1]), late[2],
             options["n_rounds"], options["tol"], stacklevel=4,
+            late_points=options.get("late_points"),
         )
 
     def kneighbors(self, sources=None, n_neighbors: int = 5, refine=None):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from sklearn.datasets import make_blobs
+from sklearn.exceptions import ConvergenceWarning
 
 from experiments.reference import Inversion
 from gendist import CallableDensity, GaussianMixtureDensity, GenerativeDistance, TorchDensity
@@ -720,3 +721,48 @@ def test_the_closure_memory_guard_counts_the_matrix_it_closes(tmp_path):
     assert np.all(np.asarray(out) == 0)  # nothing written
     with pytest.raises(GraphTooLargeError, match="triangle inequality"):
         est.distances(refine=True, dtype="float64")
+
+
+def test_paths_still_moving_continue_at_more_points(curved_pairs):
+    """``late_points``: after rounds too few to converge, the paths still moving continue
+    at more points. Against the closed form: each result is never longer than without the
+    late rounds, never below the truth beyond quadrature error, and the median error
+    falls; late paths come back with ``late_points`` points and count both stages' rounds;
+    ``late_points`` not above ``n_points`` is refused before any work."""
+    est, truth = curved_pairs
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 110, 40)
+    b = (a + rng.integers(1, 110, 40)) % 110
+    paths = [g.points for g in est.geodesics(a, b, refine=False)]
+    coarse = dict(n_points=5, n_rounds=1, max_iter=2, tol=1e-4, return_info=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        P0, L0, info0 = refine_paths(est.metric_, paths, **coarse)
+        P1, L1, info1 = refine_paths(est.metric_, paths, late_points=12, **coarse)
+    late = ~info0["converged"]
+    assert late.mean() > 0.5
+    assert [len(p) for p in np.array(P1, dtype=object)[late]] == [12] * late.sum()
+    assert all(len(p) == 5 for p in np.array(P1, dtype=object)[~late])
+    np.testing.assert_array_equal(info1["n_rounds"][late], info0["n_rounds"][late] + 1)
+    assert np.all(L1 <= L0 * (1 + 1e-12))
+    exact = truth[a, b]
+    assert (L1 / exact).min() >= 1 - 1e-3
+    assert np.median(L1[late] / exact[late]) < np.median(L0[late] / exact[late]) - 1e-3
+    with pytest.raises(ValueError, match="late_points"):
+        refine_paths(est.metric_, paths, n_points=8, late_points=8)
+
+
+def test_all_pairs_refinement_takes_late_points(curved_pairs):
+    """distances(refine={..., "late_points": ...}): after rounds too few to converge, the
+    row's paths still moving continue at more points: no longer than without them, not
+    below the closed form beyond quadrature error, and closer to it (median)."""
+    est, truth = curved_pairs
+    coarse = {"n_points": 5, "n_rounds": 1, "max_iter": 2}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        plain = est.distances([7], refine=coarse)[0]
+        late = est.distances([7], refine={**coarse, "late_points": 12})[0]
+    off = truth[7] > 0
+    assert np.all(late <= plain * (1 + 1e-12))
+    assert (late[off] / truth[7][off]).min() >= 1 - 1e-3
+    assert np.median(late[off] / truth[7][off]) < np.median(plain[off] / truth[7][off]) - 1e-3
