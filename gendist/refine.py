@@ -444,7 +444,9 @@ def _warn_unconverged(caller: str, n_late: int, n_paths: int, change: float, n_r
         warnings.warn(
             f"{caller}: {n_late} of {n_paths} paths did not converge in {rounds}: "
             f"the last round still changed their length by a fraction up to {change:.2g} "
-            f"(tol={tol:g}). Raise n_rounds, or use fewer n_points.",
+            f"(tol={tol:g}). Raise n_rounds"
+            + ("" if late_points else ", continue them at more points (late_points)")
+            + ", or use fewer n_points.",
             ConvergenceWarning,
             stacklevel=stacklevel,
         )
