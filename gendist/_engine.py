@@ -64,6 +64,7 @@ from .refine import (
     ALL_PAIRS_REFINE,
     REFINE_AUTO_SECONDS,
     REFINE_CHECK_FIRST,
+    REFINE_CHECK_MORE,
     REFINE_CHECK_PAIRS,
     REFINE_CHECK_SECONDS,
     REFINE_GAIN,
@@ -93,18 +94,17 @@ __all__ = ["GraphDistanceBase"]
 PAIRS_PER_BATCH = 16384
 
 
-def _all_pairs_seconds(seconds: list, first: int, total: int) -> float:
-    """Seconds per pair of a large batch, from the times of refining the ``first`` sampled
-    pairs and then the rest (``total`` in all): the slope of time over batch size, as a batch
-    carries fixed costs (its model calls and L-BFGS steps, whatever the number of paths)
-    that a large one shares among all its paths; at least a tenth of the average. With the
-    first batch alone (an expensive model), its average."""
-    if len(seconds) < 2:
-        return seconds[0] / min(first, total)
-    average = sum(seconds) / total
-    if total - first < 2 * first:  # a second batch under twice the first: no steady slope
+def _all_pairs_seconds(seconds: list, sizes: list) -> float:
+    """Seconds per pair of a large batch, from the times ``seconds`` of refining successive
+    batches of the sampled pairs (``sizes`` pairs each): the slope of time over batch size
+    between the last two, as a batch carries costs (its model calls and L-BFGS steps,
+    whatever the number of paths) that a large one shares among all its paths; at least a
+    tenth of the average. Where the last batch is under twice the one before (no steady
+    slope), or there is one batch (an expensive model), the average."""
+    average = sum(seconds) / sum(sizes)
+    if len(seconds) < 2 or sizes[-1] < 2 * sizes[-2]:
         return average
-    return max((seconds[1] - seconds[0]) / (total - 2 * first), 0.1 * average)
+    return max((seconds[-1] - seconds[-2]) / (sizes[-1] - sizes[-2]), 0.1 * average)
 
 
 class GraphDistanceBase(TransformerMixin, BaseEstimator):
@@ -397,11 +397,55 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         that of their straight pieces: under a curved metric the geodesics bend between the
         vertices. Refining a sample of pairs (:data:`gendist.refine.REFINE_CHECK_PAIRS`, from
         random sources, with :data:`gendist.refine.ALL_PAIRS_REFINE`, in two batches:
-        :data:`gendist.refine.REFINE_CHECK_FIRST`) measures it and its time per pair."""
-        N = self.graph_.shape[0]
-        rng = np.random.default_rng(0)
+        :data:`gendist.refine.REFINE_CHECK_FIRST`; a third,
+        :data:`gendist.refine.REFINE_CHECK_MORE`, where the two put all pairs over the
+        budget) measures it and its time per pair."""
         n_sources, per_source = REFINE_CHECK_PAIRS
-        a, b = [], []
+        rng = np.random.default_rng(0)
+        a, b = self._sample_pairs(rng, n_sources, per_source)
+        order = rng.permutation(a.size)  # the first batch: pairs of many sources
+        a, b = a[order], b[order]
+        if not a.size:
+            return
+        graph_paths = self._graph_geodesics(a, b)
+        _gradient_function(self.metric_, "auto", self.device_)  # torch's import: not timed
+        refined, seconds, sizes = [], [], []
+
+        def timed_batch(a, b, graph_paths):
+            start = time.perf_counter()
+            refined.extend(self._refined_geodesics(
+                a, b, {"curve": "polyline", **ALL_PAIRS_REFINE}, progress=False, late=[],
+                graph_paths=graph_paths,
+            ))
+            seconds.append(time.perf_counter() - start)
+            sizes.append(len(a))
+
+        first = REFINE_CHECK_FIRST
+        for lo, hi in ((0, first), (first, a.size)):
+            if lo >= a.size or (lo and seconds[0] > REFINE_CHECK_SECONDS):
+                break  # an expensive model: the first pairs measure it
+            timed_batch(a[lo:hi], b[lo:hi], graph_paths[lo:hi])
+        pairs = self._pairs_within()
+        self.refine_seconds_ = _all_pairs_seconds(seconds, sizes) * pairs
+        if (self.refine_seconds_ > REFINE_AUTO_SECONDS and len(seconds) == 2
+                and sum(seconds) < REFINE_CHECK_SECONDS and pairs > 4 * REFINE_CHECK_MORE):
+            more = self._sample_pairs(np.random.default_rng(1),
+                                      REFINE_CHECK_MORE // per_source, per_source)
+            graph_paths += self._graph_geodesics(*more)
+            timed_batch(*more, graph_paths[a.size :])
+            self.refine_seconds_ = seconds[-1] / sizes[-1] * pairs
+        before = np.array([g.length for g in graph_paths[: len(refined)]])
+        after = np.array([g.length for g in refined])
+        keep = np.isfinite(before) & (after > 0)
+        if not keep.any():
+            return
+        self.refine_gain_ = float(np.median(before[keep] / after[keep]))
+
+    def _sample_pairs(self, rng, n_sources: int, per_source: int):
+        """Up to ``per_source`` random targets from each of ``n_sources`` random sources, in
+        the source's component and at a positive distance: arrays ``(a, b)`` of vertices."""
+        N = self.graph_.shape[0]
+        a, b = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
         for s in rng.choice(N, size=min(n_sources, N), replace=False):
             same = self.component_labels_ == self.component_labels_[s]
             same &= np.any(self.vertices_ != self.vertices_[s], axis=1)  # length > 0
@@ -409,30 +453,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             targets = rng.choice(targets, size=min(per_source, targets.size), replace=False)
             a.append(np.full(targets.size, s))
             b.append(targets)
-        order = rng.permutation(sum(map(len, a)))  # the first batch: pairs of many sources
-        a, b = np.concatenate(a)[order], np.concatenate(b)[order]
-        if not a.size:
-            return
-        graph_paths = self._graph_geodesics(a, b)
-        _gradient_function(self.metric_, "auto", self.device_)  # torch's import: not timed
-        refined, seconds = [], []
-        first = REFINE_CHECK_FIRST
-        for lo, hi in ((0, first), (first, a.size)):
-            if lo >= a.size or (lo and seconds[0] > REFINE_CHECK_SECONDS):
-                break  # an expensive model: the first pairs measure it
-            start = time.perf_counter()
-            refined += self._refined_geodesics(
-                a[lo:hi], b[lo:hi], {"curve": "polyline", **ALL_PAIRS_REFINE}, progress=False,
-                late=[], graph_paths=graph_paths[lo:hi],
-            )
-            seconds.append(time.perf_counter() - start)
-        self.refine_seconds_ = _all_pairs_seconds(seconds, first, a.size) * self._pairs_within()
-        before = np.array([g.length for g in graph_paths[: len(refined)]])
-        after = np.array([g.length for g in refined])
-        keep = np.isfinite(before) & (after > 0)
-        if not keep.any():
-            return
-        self.refine_gain_ = float(np.median(before[keep] / after[keep]))
+        return np.concatenate(a), np.concatenate(b)
 
     def _start(self, graph, new_points=None, new_values=None):
         """The shortcuts (:class:`gendist.shortcuts.Shortcuts`) of ``graph``: the fitted graph,

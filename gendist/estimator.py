@@ -209,7 +209,8 @@ class GenerativeDistance(DistanceFeaturesOutMixin, GraphDistanceBase):
         (``shortcuts_off_data_``), or where the density's factor ``h`` varies by more than
         2 % over the vertices (5th to 95th percentile) in 3 or more dimensions: the median,
         over a sample of 128 pairs (8 from each of 16 random sources,
-        :data:`gendist.refine.REFINE_CHECK_PAIRS`), of their distance in the rows of
+        :data:`gendist.refine.REFINE_CHECK_PAIRS`; 512 more where those put all pairs over
+        the time budget, :data:`gendist.refine.REFINE_CHECK_MORE`), of their distance in the rows of
         :meth:`distances` over the length of the curve that
         refinement (:data:`gendist.refine.ALL_PAIRS_REFINE`) finds between the same ends
         (>= 1): how much too long the unrefined distances still are where the metric's
@@ -218,9 +219,11 @@ class GenerativeDistance(DistanceFeaturesOutMixin, GraphDistanceBase):
         long, ``fit`` warns. nan otherwise, or with ``refine=False``.
     refine_seconds_ : float
         With ``refine_gain_``: the estimated seconds to refine every pair of vertices on this
-        machine, the sampled pairs' time per pair (the slope between two batches, as a batch
-        carries fixed costs) times the number of vertex pairs within components; the actual
-        time was 0.2-1.0 times it. nan where not measured.
+        machine, the sampled pairs' time per pair (the slope between two batches of 16 and
+        112 pairs, as a batch carries fixed costs; over the budget, the average of a third
+        batch of 512, since the per-pair cost keeps falling with the batch) times the number
+        of vertex pairs within components; the whole fit_transform took 0.3-1.7 times it. nan where
+        not measured.
     refine_ : bool
         Whether queries refine by default (see ``refine``).
     device_ : None or torch.device

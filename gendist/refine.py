@@ -40,6 +40,7 @@ __all__ = [
     "ALL_PAIRS_REFINE",
     "REFINE_AUTO_SECONDS",
     "REFINE_CHECK_FIRST",
+    "REFINE_CHECK_MORE",
     "REFINE_CHECK_PAIRS",
     "REFINE_CHECK_SECONDS",
     "REFINE_GAIN",
@@ -88,6 +89,16 @@ REFINE_CHECK_FIRST = 16
 #: See :data:`REFINE_CHECK_FIRST`.
 REFINE_CHECK_SECONDS = 2.0
 
+#: Where the two batches put all pairs over :data:`REFINE_AUTO_SECONDS` yet took under
+#: :data:`REFINE_CHECK_SECONDS` together, a third batch of this many more pairs (sources
+#: drawn anew, :data:`REFINE_CHECK_PAIRS`' targets per source) is refined, and its own time
+#: per pair is the estimate. The per-pair cost falls with the batch (8-component mixture at
+#: n = 200, ms per pair at 16 / 112 / 512 / 8 192 pairs: 13.6 / 6.0 / 2.4 / 1.0 in 5-D,
+#: 29 / 7.7 / 3.6 / 2.2 in 10-D), so the slope between 16 and 112 pairs put all pairs at
+#: 2-5 times their time; the slope between 112 and 512 pairs put them at 0.55 times (10-D,
+#: n = 400: 94 s estimated, 171 s taken), while 512 pairs' own average errs long.
+REFINE_CHECK_MORE = 512
+
 #: ... and ``refine="auto"`` refines when it exceeds this (the accuracy that
 #: ``benchmarks/bench_accuracy.py`` asks of the distances: median within 2 % of the truth)
 #: ...
@@ -95,7 +106,7 @@ REFINE_GAIN = 1.02
 
 #: ... and every pair of vertices is estimated to take at most this many seconds (the
 #: sampled pairs' time per pair times the pairs, ``refine_seconds_``; the actual time was
-#: 0.2-1.0 times it with an 8-component mixture in 3-10-D). On two CPU cores all pairs cost
+#: 0.3-1.7 times it with an 8-component mixture in 3-10-D). On two CPU cores all pairs cost
 #: about 0.25-0.35 ms each with a closed-form torch density in 5-10-D (n up to about 500
 #: within the budget), 0.6-2.5 ms with an 8-component mixture under autograd (n up to about
 #: 250-400), 1-3 ms by finite differences of a cheap numpy callable. A time, so a slower or

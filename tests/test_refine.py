@@ -766,3 +766,31 @@ def test_all_pairs_refinement_takes_late_points(curved_pairs):
     assert np.all(late <= plain * (1 + 1e-12))
     assert (late[off] / truth[7][off]).min() >= 1 - 1e-3
     assert np.median(late[off] / truth[7][off]) < np.median(plain[off] / truth[7][off]) - 1e-3
+
+
+def test_the_time_estimate_refines_more_pairs_only_over_the_budget(monkeypatch):
+    """fit's sample: 16 then 112 pairs; only where those put all pairs over the budget, 512
+    more (a larger batch, whose own time per pair is the estimate, since the per-pair cost
+    falls with the batch). refine_gain_ is the median over every sampled pair."""
+    import gendist._engine as engine
+
+    model = Inversion(5).double()
+    X = np.random.default_rng(5).uniform(size=(120, 5))
+    keywords = dict(density=TorchDensity(model), lam=model.lam, beta=1.0, p0=0.0)
+    sizes = []
+    refine = engine.GraphDistanceBase._refined_geodesics
+
+    def spy(self, a, *args, **kwargs):
+        sizes.append(len(a))
+        return refine(self, a, *args, **kwargs)
+
+    monkeypatch.setattr(engine.GraphDistanceBase, "_refined_geodesics", spy)
+    monkeypatch.setattr(engine, "REFINE_AUTO_SECONDS", 1e6)
+    est = GenerativeDistance(**keywords).fit(X)
+    assert sizes == [16, 112] and est.refine_
+    sizes.clear()
+    monkeypatch.setattr(engine, "REFINE_AUTO_SECONDS", 1e-6)
+    with pytest.warns(UserWarning, match="leaves refinement off"):
+        est = GenerativeDistance(**keywords).fit(X)
+    assert sizes == [16, 112, 512] and not est.refine_
+    assert 1.0 < est.refine_gain_ and est.refine_seconds_ > 0
