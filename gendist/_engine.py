@@ -427,15 +427,17 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             timed_batch(a[lo:hi], b[lo:hi], graph_paths[lo:hi])
         pairs = self._pairs_within()
         self.refine_seconds_ = _all_pairs_seconds(seconds, sizes) * pairs
-        if (self.refine_seconds_ > REFINE_AUTO_SECONDS and len(seconds) == 2
-                and sum(seconds) < REFINE_CHECK_SECONDS and pairs > 4 * REFINE_CHECK_MORE):
+        if (self.refine_seconds_ > REFINE_AUTO_SECONDS and self._refine_setting() == "auto"
+                and len(seconds) == 2 and sum(seconds) < REFINE_CHECK_SECONDS
+                and pairs > 4 * REFINE_CHECK_MORE):
             more = self._sample_pairs(np.random.default_rng(1),
                                       REFINE_CHECK_MORE // per_source, per_source)
-            graph_paths += self._graph_geodesics(*more)
-            timed_batch(*more, graph_paths[a.size :])
-            self.refine_seconds_ = seconds[-1] / sizes[-1] * pairs
-        before = np.array([g.length for g in graph_paths[: len(refined)]])
-        after = np.array([g.length for g in refined])
+            if more[0].size >= 2 * sizes[-1]:  # few pairs (small components): no better rate
+                timed_batch(*more, self._graph_geodesics(*more))
+                self.refine_seconds_ = seconds[-1] / sizes[-1] * pairs
+        # the gain of the first sample only: the third batch runs or not by a time
+        before = np.array([g.length for g in graph_paths[: a.size]])
+        after = np.array([g.length for g in refined[: a.size]])
         keep = np.isfinite(before) & (after > 0)
         if not keep.any():
             return

@@ -90,13 +90,15 @@ REFINE_CHECK_FIRST = 16
 REFINE_CHECK_SECONDS = 2.0
 
 #: Where the two batches put all pairs over :data:`REFINE_AUTO_SECONDS` yet took under
-#: :data:`REFINE_CHECK_SECONDS` together, a third batch of this many more pairs (sources
-#: drawn anew, :data:`REFINE_CHECK_PAIRS`' targets per source) is refined, and its own time
-#: per pair is the estimate. The per-pair cost falls with the batch (8-component mixture at
-#: n = 200, ms per pair at 16 / 112 / 512 / 8 192 pairs: 13.6 / 6.0 / 2.4 / 1.0 in 5-D,
-#: 29 / 7.7 / 3.6 / 2.2 in 10-D), so the slope between 16 and 112 pairs put all pairs at
-#: 2-5 times their time; the slope between 112 and 512 pairs put them at 0.55 times (10-D,
-#: n = 400: 94 s estimated, 171 s taken), while 512 pairs' own average errs long.
+#: :data:`REFINE_CHECK_SECONDS` together, a third batch of this many more pairs (sources drawn anew,
+#: :data:`REFINE_CHECK_PAIRS`' targets per source; only under ``refine="auto"``, with over 4 times
+#: this many pairs within components, and where the sample finds at least twice the second batch) is
+#: refined, and its own time per pair is the estimate (``refine_gain_`` stays the first 128 pairs').
+#: The per-pair cost falls with the batch (8-component mixture at n = 200, ms per pair at 16 / 112 /
+#: 512 / 8 192 pairs: 13.6 / 6.0 / 2.4 / 1.0 in 5-D, 29 / 7.7 / 3.6 / 2.2 in 10-D), so the slope
+#: between 16 and 112 pairs put all pairs at 2-5 times their time; the slope between 112 and 512
+#: pairs put them at 0.55 times (10-D, n = 400: 94 s estimated, 171 s taken), while 512 pairs' own
+#: average errs long.
 REFINE_CHECK_MORE = 512
 
 #: ... and ``refine="auto"`` refines when it exceeds this (the accuracy that
@@ -104,14 +106,13 @@ REFINE_CHECK_MORE = 512
 #: ...
 REFINE_GAIN = 1.02
 
-#: ... and every pair of vertices is estimated to take at most this many seconds (the
-#: sampled pairs' time per pair times the pairs, ``refine_seconds_``; the actual time was
-#: 0.3-1.7 times it with an 8-component mixture in 3-10-D). On two CPU cores all pairs cost
-#: about 0.25-0.35 ms each with a closed-form torch density in 5-10-D (n up to about 500
-#: within the budget), 0.6-2.5 ms with an 8-component mixture under autograd (n up to about
-#: 250-400), 1-3 ms by finite differences of a cheap numpy callable. A time, so a slower or
-#: busier machine may choose differently: pass ``refine=True`` or ``False`` for a fixed
-#: choice.
+#: ... and every pair of vertices is estimated to take at most this many seconds (the sampled pairs'
+#: time per pair times the pairs, ``refine_seconds_``; the whole ``fit_transform`` took 0.3-1.7
+#: times it with an 8-component mixture in 3-10-D). On two CPU cores all pairs cost about 0.25-0.35
+#: ms each with a closed-form torch density in 5-10-D (n up to about 500 within the budget), 0.6-2.5
+#: ms with an 8-component mixture under autograd (n up to about 250-400), 1-3 ms by finite
+#: differences of a cheap numpy callable. A time, so a slower or busier machine may choose
+#: differently: pass ``refine=True`` or ``False`` for a fixed choice.
 REFINE_AUTO_SECONDS = 120.0
 
 #: Where ``"auto"`` leaves refinement off, ``fit`` warns when ``refine_gain_`` exceeds this
@@ -381,18 +382,17 @@ def refine_paths(
     progress : bool or None, default=False
         Show a progress bar over rounds (None: only once they have run a few seconds).
     late_points : int, optional
-        Paths still gaining more than ``tol`` when the rounds run out are resampled to this
-        many points (more than ``n_points``) and given one more round of ``2 * max_iter``
-        iterations: a path that is still moving after its rounds is usually too coarse for
-        its bends (a mixture's geodesics), and converged paths cost nothing more. With the
-        all-pairs settings (:data:`ALL_PAIRS_REFINE`, 8 points) and ``late_points=16``, on
-        300 pairs of the default model's paths (an 8-component ``GaussianMixture`` on a
-        5-D / 10-D Gaussian cloud) the median excess over a 32-point, 600-iteration
-        refinement fell from 1.9 % / 6.2 % to 0.4 % / 1.4 % (95th percentile 7.0 % / 28 % to
-        1.8 % / 6.6 %), for 1.5 times the time of those pairs (2 times for all pairs at
-        n = 200: the default's ``refine_seconds_`` then exceeds its budget in 10-D, so it is
-        not in :data:`ALL_PAIRS_REFINE`); 8 points for 12 rounds reached 4.6 % / 15 % (10-D)
-        in 2.7 times the time, 16 points for 8 rounds 1.4 % / 8.6 % in 2.9.
+        Paths still gaining more than ``tol`` when the rounds run out are resampled to this many
+        points and given one more round of ``2 * max_iter`` iterations (nothing where it is not
+        above ``n_points``): a path that is still moving after its rounds is usually too coarse for
+        its bends (a mixture's geodesics), and converged paths cost nothing more. With the all-pairs
+        settings (:data:`ALL_PAIRS_REFINE`, 8 points) and ``late_points=16``, on 300 pairs of the
+        default model's paths (an 8-component ``GaussianMixture`` on a 5-D / 10-D Gaussian cloud)
+        the median excess over a 32-point, 600-iteration refinement fell from 1.9 % / 6.2 % to 0.4 %
+        / 1.4 % (95th percentile 7.0 % / 28 % to 1.8 % / 6.6 %), for 1.5 times the time of those
+        pairs (2 times for all pairs at n = 200: the default's ``refine_seconds_`` then exceeds its
+        budget in 10-D, so it is not in :data:`ALL_PAIRS_REFINE`); 8 points for 12 rounds reached
+        4.6 % / 15 % (10-D) in 2.7 times the time, 16 points for 8 rounds 1.4 % / 8.6 % in 2.9.
     return_info : bool, default=False
         Also return a dict of arrays of shape (B,): ``refined`` (whether the path was
         replaced, by the refinement or by the straight line), ``converged``, ``n_rounds``
@@ -493,11 +493,6 @@ def _refine_all(
     check_refine_options({"n_points": n_points, "n_rounds": n_rounds, "max_iter": max_iter,
                           "tol": tol, "late_points": late_points})
     n_points = max(longest, min_points) if n_points is None else int(n_points)
-    if late_points is not None and late_points <= n_points:
-        raise ValueError(
-            f"late_points ({late_points}) must exceed n_points ({n_points}): the paths still "
-            "moving when the rounds run out continue at more points."
-        )
     n_rounds = max(20, n_points // 2) if n_rounds is None else int(n_rounds)
     max_iter = max(30, n_points // 2) if max_iter is None else int(max_iter)
     gradients = _gradient_function(metric, method, device)
@@ -526,8 +521,9 @@ def _refine_all(
             n_rounds, max_iter, tol, progress, best, info,
         )
     late = todo[~info["converged"][todo]]
-    if late_points is not None and late.size:  # still moving: continue at more points
+    if late_points is not None and late_points > n_points and late.size:  # still moving
         refined, rounds = info["refined"].copy(), info["n_rounds"].copy()
+        info["n_rounds"][late] = 0  # a path that resampling takes off the domain is skipped
         per_path = chunk_rows(24 * late_points * d * 8, max_rows=len(late))
         for s in range(0, late.size, per_path):
             block = late[s : s + per_path]
@@ -793,6 +789,7 @@ def refine_path(
     straight_start: bool = True,
     progress: bool = False,
     return_info: bool = False,
+    late_points: int | None = None,
 ):
     """Shorten one path under the metric by moving its interior points (endpoints fixed):
     :func:`refine_paths` on a batch of one.
@@ -811,6 +808,9 @@ def refine_path(
         Points of the refined polyline (>= 3); default ``max(k, 32)``.
     n_rounds, max_iter, method, tol, straight_start, progress
         See :func:`refine_paths`.
+    late_points : int, optional
+        As in :func:`refine_paths`: if the rounds run out before the path converges, one
+        more round at this many points.
     return_info : bool, default=False
         Also return a dict: ``refined`` (bool: the path was replaced), ``converged`` (bool),
         ``n_rounds`` (rounds run), ``gain`` (the last round's relative gain),
@@ -830,7 +830,7 @@ def refine_path(
     """
     best, info, n_rounds = _refine_all(
         metric, [points], n_points, 32, n_rounds, max_iter, method, tol, straight_start, None,
-        progress,
+        progress, late_points,
     )
     one = {key: value[0].item() for key, value in info.items()}
     if not one["converged"]:

@@ -728,7 +728,7 @@ def test_paths_still_moving_continue_at_more_points(curved_pairs):
     at more points. Against the closed form: each result is never longer than without the
     late rounds, never below the truth beyond quadrature error, and the median error
     falls; late paths come back with ``late_points`` points and count both stages' rounds;
-    ``late_points`` not above ``n_points`` is refused before any work."""
+    ``late_points`` not above ``n_points`` changes nothing."""
     est, truth = curved_pairs
     rng = np.random.default_rng(3)
     a = rng.integers(0, 110, 40)
@@ -748,8 +748,8 @@ def test_paths_still_moving_continue_at_more_points(curved_pairs):
     exact = truth[a, b]
     assert (L1 / exact).min() >= 1 - 1e-3
     assert np.median(L1[late] / exact[late]) < np.median(L0[late] / exact[late]) - 1e-3
-    with pytest.raises(ValueError, match="late_points"):
-        refine_paths(est.metric_, paths, n_points=8, late_points=8)
+    same = refine_paths(est.metric_, paths, late_points=5, **coarse)  # not above n_points
+    np.testing.assert_array_equal(same[1], L0)
 
 
 def test_all_pairs_refinement_takes_late_points(curved_pairs):
@@ -766,6 +766,13 @@ def test_all_pairs_refinement_takes_late_points(curved_pairs):
     assert np.all(late <= plain * (1 + 1e-12))
     assert (late[off] / truth[7][off]).min() >= 1 - 1e-3
     assert np.median(late[off] / truth[7][off]) < np.median(plain[off] / truth[7][off]) - 1e-3
+    # the other queries take the option too (their own point counts: 16, 32)
+    option = {"late_points": 40}
+    pair = est.geodesics(np.array([7]), np.array([8]), refine=option)[0].length
+    assert truth[7, 8] * (1 - 1e-3) <= pair <= est.distances([7])[0, 8] * (1 + 1e-12)
+    one = est.geodesic(7, 8, refine=option).length
+    assert truth[7, 8] * (1 - 1e-3) <= one <= est.distances([7])[0, 8] * (1 + 1e-12)
+    assert est.kneighbors([7], 3, refine=option)[0].shape == (1, 3)
 
 
 def test_the_time_estimate_refines_more_pairs_only_over_the_budget(monkeypatch):
