@@ -435,9 +435,11 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             if more[0].size >= 2 * sizes[-1]:  # few pairs (small components): no better rate
                 timed_batch(*more, self._graph_geodesics(*more))
                 self.refine_seconds_ = seconds[-1] / sizes[-1] * pairs
-        # the gain of the first sample only: the third batch runs or not by a time
-        before = np.array([g.length for g in graph_paths[: a.size]])
-        after = np.array([g.length for g in refined[: a.size]])
+        # the first sample's pairs only (an expensive model: its first batch): the third
+        # batch runs or not by a time
+        k = min(len(refined), a.size)
+        before = np.array([g.length for g in graph_paths[:k]])
+        after = np.array([g.length for g in refined[:k]])
         keep = np.isfinite(before) & (after > 0)
         if not keep.any():
             return

@@ -778,7 +778,8 @@ def test_all_pairs_refinement_takes_late_points(curved_pairs):
 def test_the_time_estimate_refines_more_pairs_only_over_the_budget(monkeypatch):
     """fit's sample: 16 then 112 pairs; only where those put all pairs over the budget, 512
     more (a larger batch, whose own time per pair is the estimate, since the per-pair cost
-    falls with the batch). refine_gain_ is the median over every sampled pair."""
+    falls with the batch); an expensive model's first 16 pairs alone. refine_gain_ is the
+    first sample's."""
     import gendist._engine as engine
 
     model = Inversion(5).double()
@@ -801,3 +802,8 @@ def test_the_time_estimate_refines_more_pairs_only_over_the_budget(monkeypatch):
         est = GenerativeDistance(**keywords).fit(X)
     assert sizes == [16, 112, 512] and not est.refine_
     assert 1.0 < est.refine_gain_ and est.refine_seconds_ > 0
+    sizes.clear()  # an expensive model: its first 16 pairs alone measure it
+    monkeypatch.setattr(engine, "REFINE_CHECK_SECONDS", 0.0)
+    with pytest.warns(UserWarning, match="leaves refinement off"):
+        est = GenerativeDistance(**keywords).fit(X)
+    assert sizes == [16] and 1.0 < est.refine_gain_ and est.refine_seconds_ > 0
