@@ -83,6 +83,7 @@ from .shortcuts import (
     SHORTCUT_STRETCH,
     Shortcuts,
     chord_spacing,
+    closed_shortcut_matrix,
     graph_stretch,
 )
 
@@ -516,6 +517,11 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         options = self._all_pairs_options(self._resolve_refine(None))
         if start is not None or options is not None:
             self._check_closure_memory(len(idx), self.dtype)
+        if options is None and start is not None and len(idx) == self.graph_.shape[0]:
+            # every vertex a training point: the same closure, without the n searches
+            return closed_shortcut_matrix(
+                self.graph_, start, self.dtype, self.n_jobs, self._progress()
+            )
         D = self._shortest_paths(self.graph_, idx, columns=idx, start=start)
         if options is not None:  # each pair from its shorter row, refined, then closed
             self._refine_rows(D, idx, options, square=True, columns=idx)

@@ -29,8 +29,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._compute import chunk_rows, row_norms
-from .paths import seeded_shortest_paths, shortest_paths
+from ._compute import chunk_rows, progress_bar, row_norms
+from .paths import (
+    _check_float32,
+    mirror_upper_triangle,
+    seeded_shortest_paths,
+    shortest_paths,
+    triangle_closure,
+)
 
 __all__ = [
     "SHORTCUT_MAX_COST",
@@ -40,6 +46,7 @@ __all__ = [
     "Shortcuts",
     "StretchSample",
     "chord_spacing",
+    "closed_shortcut_matrix",
     "graph_stretch",
 ]
 
@@ -121,12 +128,15 @@ class Shortcuts:
         need = np.minimum(need, _INTERVALS[-1])
         return _INTERVALS[np.searchsorted(_INTERVALS, need)]
 
-    def log_lengths(self, sources) -> np.ndarray:
+    def log_lengths(self, sources, columns=None) -> np.ndarray:
         """Log-lengths (in the metric's own unit) of the segments from each source to every
-        vertex, shape (len(sources), n); -inf for a vertex at the source's position."""
+        vertex (or to the vertices ``columns``), shape (len(sources), n or len(columns));
+        -inf for a vertex at the source's position."""
         sources = np.asarray(sources, dtype=np.int64).reshape(-1)
         P = self.points
-        n, d = P.shape
+        d = P.shape[1]
+        columns = np.arange(len(P)) if columns is None else np.asarray(columns, np.int64)
+        n = len(columns)
         out = np.empty((len(sources), n))
         step = chunk_rows(3 * 8 * n * (d + 2))
         # centred and scaled by a power of two, so that the squares neither overflow nor
@@ -135,13 +145,14 @@ class Shortcuts:
         scale = 2.0 ** -np.frexp(max(float(np.abs(C).max()), np.finfo(float).tiny))[1]
         C = C * scale
         squares = np.einsum("ij,ij->i", C, C)
+        to, to_squares = C[columns], squares[columns]
         for s in range(0, len(sources), step):
             block = sources[s : s + step]
             rows = np.repeat(block, n)
-            cols = np.tile(np.arange(n), len(block))
+            cols = np.tile(columns, len(block))
             # node counts only: the matrix-product form of |x - y|^2 is accurate enough here
             # (the quadrature itself takes exact differences)
-            gram = squares[block, None] + squares[None, :] - 2.0 * (C[block] @ C.T)
+            gram = squares[block, None] + to_squares[None, :] - 2.0 * (C[block] @ to.T)
             counts = self.n_intervals(np.sqrt(np.maximum(gram, 0.0)).ravel() / scale)
             flat = np.empty(len(rows))
             for c in np.unique(counts):
@@ -152,15 +163,72 @@ class Shortcuts:
             out[s : s + len(block)] = flat.reshape(len(block), n)
         return out
 
-    def __call__(self, sources) -> np.ndarray:
-        """Starting labels, shape (len(sources), n): the segment lengths in the graph's unit;
-        inf to other components and where a length overflows float64 in the graph's unit
-        (such a segment cannot be a shortest path)."""
+    def __call__(self, sources, columns=None) -> np.ndarray:
+        """Starting labels, shape (len(sources), n or len(columns)): the segment lengths in
+        the graph's unit; inf to other components and where a length overflows float64 in
+        the graph's unit (such a segment cannot be a shortest path)."""
         sources = np.asarray(sources, dtype=np.int64).reshape(-1)
         with np.errstate(over="ignore"):
-            labels = np.exp(self.log_lengths(sources) - self.log_unit)
-        labels[self.components[sources][:, None] != self.components[None, :]] = np.inf
+            labels = np.exp(self.log_lengths(sources, columns) - self.log_unit)
+        to = self.components if columns is None else self.components[columns]
+        labels[self.components[sources][:, None] != to[None, :]] = np.inf
         return labels
+
+
+def closed_shortcut_matrix(
+    graph,
+    shortcuts: Shortcuts,
+    dtype=np.float64,
+    n_jobs: int | None = None,
+    progress: bool | None = False,
+) -> np.ndarray:
+    """The shortest chains of straight segments and graph edges between every two vertices.
+
+    The closure (:func:`gendist.paths.triangle_closure`) of the matrix that holds the
+    segment between every two vertices of a component, or the edge between them where the
+    edge is shorter. The shortcut rows (:func:`gendist.paths.seeded_shortest_paths` with
+    ``shortcuts``: a segment, then the graph) are chains of that matrix, and every chain
+    of it is a chain of such rows, so this is the closure of the symmetrised rows (up to the
+    order of float additions), without their n shortest-path searches; and each segment
+    is priced once, from its lower-index end, so the matrix is exactly symmetric.
+
+    Parameters
+    ----------
+    graph : sparse matrix of shape (n, n)
+        A validated graph (:func:`gendist.paths.validate_graph`) in the shortcuts' unit.
+    shortcuts : Shortcuts
+        Of the graph's n vertices.
+    dtype : {numpy.float64, numpy.float32}
+        Of the matrix; segments are priced in float64 and refused where float32 would
+        turn them into inf.
+    n_jobs : int, optional
+        Workers for the segments' quadrature and threads of the closure.
+    progress : bool or None
+        Progress bars over the segments and the closure's rounds.
+
+    Returns
+    -------
+    D : ndarray of shape (n, n)
+        Exactly symmetric, 0 on the diagonal, inf between components.
+    """
+    n = graph.shape[0]
+    D = np.empty((n, n), dtype=dtype)
+    step = min(chunk_rows(2 * 8 * n), -(-n // 64))  # blocks of rows: about half the pairs
+    for r0 in progress_bar(range(0, n, step), desc="shortcut segments", progress=progress):
+        r1 = min(n, r0 + step)
+        block = shortcuts(np.arange(r0, r1), columns=np.arange(r0, n))
+        if D.dtype == np.float32:
+            _check_float32(block)
+        D[r0:r1, r0:] = block
+    mirror_upper_triangle(D)
+    rows = np.repeat(np.arange(n), np.diff(graph.indptr))
+    weights = graph.data.astype(np.float64)
+    if D.dtype == np.float32:
+        _check_float32(weights)
+    np.minimum.at(D, (rows, graph.indices), weights)
+    np.minimum.at(D, (graph.indices, rows), weights)
+    triangle_closure(D, n_jobs=n_jobs, progress=progress)
+    return D
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
-from scipy.sparse.csgraph import dijkstra
+from scipy.sparse.csgraph import dijkstra, floyd_warshall
 from sklearn.datasets import make_blobs, make_moons
 from sklearn.neighbors import kneighbors_graph
 
@@ -148,6 +148,30 @@ def test_pair_queries_agree_with_the_matrix_and_follow_a_real_curve():
             assert np.array_equal(g.points[[0, -1]], X[[i, j]])
             # the reported length is the length of the returned polyline, to quadrature error
             assert fine.curve_length(g.points) == pytest.approx(g.length, rel=2e-3)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_matrix_is_scipys_closure_of_the_shortcut_rows(dtype):
+    """fit_transform prices each pair's segment once and closes the matrix of segments and
+    edges. That is the closure of the shortcut rows (a segment, then the graph): scipy's
+    Floyd-Warshall on the shorter of each pair's two rows (scipy's Dijkstra) gives the same
+    matrix, in either dtype, with the graph's two components kept apart."""
+    log_p, lam, phi = mobius(5)
+    rng = np.random.default_rng(3)
+    X = np.vstack([rng.uniform(size=(90, 5)), rng.uniform(size=(60, 5)) + [0, 4, 0, 0, 0]])
+    kw = dict(lam=lam, beta=1.0, p0=0.0, n_neighbors=6, shortcuts=True, refine=False)
+    with pytest.warns(UserWarning, match="2 connected components"):
+        est = GenerativeDistance(log_p, dtype=dtype, **kw)
+        D = est.fit_transform(X)
+    rows = est.distances(dtype=np.float64)
+    reference = floyd_warshall(np.minimum(rows, rows.T))
+    assert D.dtype == dtype
+    np.testing.assert_array_equal(D, D.T)
+    assert np.all(np.diag(D) == 0)
+    assert np.isinf(D[:90, 90:]).all() and np.isfinite(D[:90, :90]).all()
+    assert np.isfinite(D[90:, 90:]).all()
+    np.testing.assert_allclose(D, reference, rtol=1e-12 if dtype == np.float64 else 1e-6)
+    assert (reference < np.minimum(rows, rows.T) * (1 - 1e-3)).sum() > 100  # chains count
 
 
 def test_shortcuts_keep_the_graphs_components():
