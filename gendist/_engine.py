@@ -500,14 +500,16 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             Exactly symmetric. Graph only, each pair is measured from its lower index (a
             path's length depends on the direction only through the order of float
             additions), the same float as :meth:`distance`. With shortcuts (``shortcuts_``),
-            each pair starts as the shorter of its two directions (a segment from either
-            end, then the graph), as :meth:`distance`; the matrix is then closed under the
-            triangle inequality (:func:`gendist.paths.triangle_closure`: chains of such
-            curves, O(n^3): about 1.5 s at n = 2 000 and 55-70 s at n = 8 000 on 2 cores),
-            which a row that may start only with its own source's segment breaks under a
-            curved metric. So with shortcuts each
-            entry is at most :meth:`distance` and the rows of :meth:`distances`, and
-            shorter wherever a chain is. With refinement on (``refine_``), as
+            the matrix is the closure under the triangle inequality of the shorter of each
+            pair's two directions (a segment from either end, then the graph, as
+            :meth:`distance`): chains of such curves, which a row that may start only with
+            its own source's segment misses under a curved metric. Where every vertex is a
+            training point it is computed as the closure of the segment between every two
+            points (each priced once) and the graph's edges, the same chains without the n
+            searches (:func:`gendist.shortcuts.closed_shortcut_matrix`; O(n^3): about 1 s at
+            n = 2 000 and 40-55 s at n = 8 000 on 2 cores). So with shortcuts each
+            entry is at most :meth:`distance` and the rows of :meth:`distances` (up to
+            rounding), and shorter wherever a chain is. With refinement on (``refine_``), as
             ``distances(refine=True)``: each pair refined once, from its shorter row, then
             closed.
         """

@@ -6,8 +6,8 @@ second, so 10 s at n = 2 000 and about 10 minutes at n = 8 000 on a 2-core machi
 the rest of an all-pairs job takes seconds to a minute. No maintained CPU library offers
 a cache-blocked min-plus closure (cuGraph's all-pairs routine is GPU-only). The blocked
 form (Venkataraman et al., 2003) relaxes cache-sized tiles against copied panels, on all
-cores: 4-7e9 relaxations per second in float64 on those 2 cores, 6-9 times scipy, and
-twice that in float32 (``benchmarks/bench_closure.py``).
+cores: 5.5-10e9 relaxations per second in float64 on those 2 cores, 10-13 times scipy,
+and about twice that in float32 (``benchmarks/bench_closure.py``).
 
 Each round takes a block of ``block`` intermediate vertices: it closes the diagonal block,
 passes the block's rows and columns through it (the panels ``R`` and ``C``: paths from

@@ -637,8 +637,9 @@ def triangle_closure(D, n_jobs: int | None = None, progress: bool | None = False
     ``i = v_0, ..., v_k = j``.
 
     A blocked Floyd-Warshall, compiled (:mod:`gendist._minplus`), O(n^3) time: on 2 cores,
-    about 1.5 s at n = 2 000 in float64 and 0.8 s in float32, 6-9 times faster than scipy's
-    ``floyd_warshall``; 70 s and 34 s at n = 8 000 (``benchmarks/bench_closure.py``).
+    about 0.7-1.2 s at n = 2 000 in float64 and 0.5-0.6 s in float32, 10-13 times faster
+    than scipy's ``floyd_warshall``; 42-54 s and 24 s at n = 8 000
+    (``benchmarks/bench_closure.py``).
 
     Rows that are not runs of one graph break the triangle inequality: a shortcut row
     (:mod:`gendist.shortcuts`: a straight segment from its own source, then the graph)

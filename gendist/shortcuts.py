@@ -15,7 +15,9 @@ path follows that segment and then the graph:
 exceeds the graph distance). Every value is the length of an actual curve (one segment, then
 graph edges), so it stays an upper bound on the true distance up to quadrature error, and in
 the Euclidean limit it is exact. The segments cost one row of n quadratures per source, so
-all pairs cost n^2 segments on top of the graph's Dijkstra runs.
+rows of all pairs cost n^2 segments on top of the graph's Dijkstra runs; the closed matrix
+of all pairs (:func:`closed_shortcut_matrix`) prices each pair's segment once and needs no
+search.
 
 A long segment needs more nodes than a graph edge: its quadrature uses intervals no longer
 than those of the graph's edges (the 90th percentile of the edge lengths over ``n_quad - 1``
