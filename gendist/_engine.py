@@ -506,8 +506,9 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             its own source's segment misses under a curved metric. Where every vertex is a
             training point it is computed as the closure of the segment between every two
             points (each priced once) and the graph's edges, the same chains without the n
-            searches (:func:`gendist.shortcuts.closed_shortcut_matrix`; O(n^3): about 1 s at
-            n = 2 000 and 40-55 s at n = 8 000 on 2 cores). So with shortcuts each
+            searches (:func:`gendist.shortcuts.closed_shortcut_matrix`; O(n^3): the whole
+            fit_transform took 1.7-1.9 s at n = 2 000 and 56-69 s at n = 8 000 on 2 cores in
+            the Euclidean limit, 42-54 s of it in the closure). So with shortcuts each
             entry is at most :meth:`distance` and the rows of :meth:`distances` (up to
             rounding), and shorter wherever a chain is. With refinement on (``refine_``), as
             ``distances(refine=True)``: each pair refined once, from its shorter row, then

@@ -637,7 +637,7 @@ def triangle_closure(D, n_jobs: int | None = None, progress: bool | None = False
     ``i = v_0, ..., v_k = j``.
 
     A blocked Floyd-Warshall, compiled (:mod:`gendist._minplus`), O(n^3) time: on 2 cores,
-    about 0.7-1.2 s at n = 2 000 in float64 and 0.5-0.6 s in float32, 10-13 times faster
+    about 0.7-1.2 s at n = 2 000 in float64 and 0.5-0.6 s in float32, 9.9-12.6 times faster
     than scipy's ``floyd_warshall``; 42-54 s and 24 s at n = 8 000
     (``benchmarks/bench_closure.py``).
 

@@ -126,7 +126,11 @@ class Shortcuts:
         if not self.spacing > 0:
             return np.full(np.shape(lengths), base, dtype=np.int64)
         with np.errstate(over="ignore"):
-            need = np.maximum(base, np.ceil(np.asarray(lengths) / self.spacing))
+            # a length a hair above a multiple of the spacing (1e-9, relative) takes the
+            # lower count: on a lattice the lengths are exact multiples, and the count must
+            # not depend on how a block's matrix product rounded them
+            need = np.ceil(np.asarray(lengths) / self.spacing * (1 - 1e-9))
+            need = np.maximum(base, need)
         need = np.minimum(need, _INTERVALS[-1])
         return _INTERVALS[np.searchsorted(_INTERVALS, need)]
 
@@ -201,8 +205,8 @@ def closed_shortcut_matrix(
     shortcuts : Shortcuts
         Of the graph's n vertices.
     dtype : {numpy.float64, numpy.float32}
-        Of the matrix; segments are priced in float64 and refused where float32 would
-        turn them into inf.
+        Of the matrix. Segments are priced in float64; in float32 a link beyond its range
+        is left out (a chain through it is as long).
     n_jobs : int, optional
         Workers for the segments' quadrature and threads of the closure.
     progress : bool or None
@@ -212,25 +216,54 @@ def closed_shortcut_matrix(
     -------
     D : ndarray of shape (n, n)
         Exactly symmetric, 0 on the diagonal, inf between components.
+
+    Raises
+    ------
+    OverflowError
+        In float32, where a distance within a component is beyond its range (it would read
+        as inf, disconnected) or a positive link below it (it would read as 0).
     """
     n = graph.shape[0]
+    if len(shortcuts.points) != n:
+        raise ValueError(
+            f"the shortcuts are of {len(shortcuts.points)} vertices, the graph has {n}."
+        )
     D = np.empty((n, n), dtype=dtype)
+    single = D.dtype == np.float32
     step = min(chunk_rows(2 * 8 * n), -(-n // 64))  # blocks of rows: about half the pairs
     for r0 in progress_bar(range(0, n, step), desc="shortcut segments", progress=progress):
         r1 = min(n, r0 + step)
         block = shortcuts(np.arange(r0, r1), columns=np.arange(r0, n))
-        if D.dtype == np.float32:
-            _check_float32(block)
-        D[r0:r1, r0:] = block
+        D[r0:r1, r0:] = _as_float32_links(block) if single else block
     mirror_upper_triangle(D)
     rows = np.repeat(np.arange(n), np.diff(graph.indptr))
     weights = graph.data.astype(np.float64)
-    if D.dtype == np.float32:
-        _check_float32(weights)
+    weights = _as_float32_links(weights) if single else weights
     np.minimum.at(D, (rows, graph.indices), weights)
     np.minimum.at(D, (graph.indices, rows), weights)
     triangle_closure(D, n_jobs=n_jobs, progress=progress)
+    if single:  # a pair whose every chain has a link beyond float32: its distance too
+        labels = shortcuts.components
+        for r0 in range(0, n, step):
+            same = labels[r0 : r0 + step, None] == labels[None, :]
+            if np.any(np.isinf(D[r0 : r0 + step]) & same):
+                raise OverflowError(
+                    "distances within a connected component exceed float32 (largest "
+                    f"{np.finfo(np.float32).max:.3g}); they would read as disconnected "
+                    "(inf). Use dtype='float64'."
+                )
     return D
+
+
+def _as_float32_links(lengths: np.ndarray) -> np.ndarray:
+    """Links (segments, edges) for a float32 closure: one beyond float32's range becomes
+    inf, no link (a chain through it is as long, so its pair's distance is beyond float32
+    too unless a shorter chain exists: checked after the closure); a positive one below
+    its range is refused (it would read as 0, the same point, and so would its pair's
+    distance, which is at most that link)."""
+    lengths = np.where(lengths > np.finfo(np.float32).max, np.inf, lengths)
+    _check_float32(lengths)
+    return lengths
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,19 @@
 """Shortcuts (gendist.shortcuts) against independent references: the Euclidean limit, a
 closed-form curved metric in d = 3..10, brute force on small graphs, and the default graph."""
 
+import itertools
 import time
 import warnings
 
 import numpy as np
 import pytest
+from scipy import sparse
 from scipy.sparse.csgraph import dijkstra, floyd_warshall
 from sklearn.datasets import make_blobs, make_moons
 from sklearn.neighbors import kneighbors_graph
 
 from gendist import GenerativeDistance
+from gendist.shortcuts import closed_shortcut_matrix
 
 
 def flat(X):
@@ -172,6 +175,67 @@ def test_the_matrix_is_scipys_closure_of_the_shortcut_rows(dtype):
     assert np.isfinite(D[90:, 90:]).all()
     np.testing.assert_allclose(D, reference, rtol=1e-12 if dtype == np.float64 else 1e-6)
     assert (reference < np.minimum(rows, rows.T) * (1 - 1e-3)).sum() > 100  # chains count
+
+
+def test_a_float32_matrix_leaves_out_segments_beyond_its_range():
+    """A density with a deep valley (p0 > 0, a large beta) prices the segments across the
+    ring's hole far beyond float32's range, while every distance along the ring fits: the
+    float32 matrix leaves those segments out and is scipy's float64 closure of the rows,
+    rounded; a distance that does not fit is refused."""
+    t = np.linspace(0, 1.5 * np.pi, 200)
+    X = np.c_[np.cos(t), np.sin(t)]
+
+    def log_p(Y):
+        return -((np.linalg.norm(Y, axis=1) - 1) ** 2) / (2 * 0.05**2)
+
+    kw = dict(lam=1e-3, beta=20.0, p0=1.0, n_neighbors=4, shortcuts=True, refine=False)
+    est = GenerativeDistance(log_p, dtype=np.float32, **kw)
+    D = est.fit_transform(X)
+    assert est._query_start(est.graph_)([0]).max() > np.finfo(np.float32).max
+    rows = est.distances(dtype=np.float64)
+    reference = floyd_warshall(np.minimum(rows, rows.T))
+    assert D.dtype == np.float32 and np.isfinite(D).all()
+    np.testing.assert_allclose(D, reference, rtol=1e-6)
+
+    class Segments:  # a path a - b - c whose two edges fit float32 and whose sum does not
+        points = np.zeros((3, 1))
+        components = np.zeros(3, dtype=int)
+
+        def __call__(self, sources, columns):
+            return np.where(sources[:, None] == columns[None, :], 0.0, np.inf)
+
+    path = sparse.csr_matrix(np.array([[0, 3e38, 0], [3e38, 0, 3e38], [0, 3e38, 0]]))
+    np.testing.assert_array_equal(
+        closed_shortcut_matrix(path / 1e30, Segments(), np.float32),
+        np.array([[0, 3e8, 6e8], [3e8, 0, 3e8], [6e8, 3e8, 0]], dtype=np.float32),
+    )
+    with pytest.raises(OverflowError, match="exceed float32"):
+        closed_shortcut_matrix(path, Segments(), np.float32)
+
+
+def test_segments_on_a_lattice_match_the_pair_queries():
+    """On a lattice, segment lengths are exact multiples of the quadrature spacing: the
+    node count of a segment must not depend on the block that priced it, so every matrix
+    entry is at most its pair query (a shorter row) and is scipy's closure of the rows."""
+    d = 10
+    c = np.full(d, 0.5)
+    c[0] = -0.5
+    lam = 0.125
+
+    def log_p(Y):
+        return np.log(((Y - c) ** 2).sum(1) - lam)
+
+    grid = np.array(list(itertools.product([0.05, 0.5], repeat=d)))
+    X = grid[np.random.default_rng(0).permutation(len(grid))[:400]]
+    est = GenerativeDistance(log_p, lam=lam, beta=1.0, p0=0.0, n_quad=2, n_neighbors=20,
+                             shortcuts=True, refine=False)
+    D = est.fit_transform(X)
+    rows = est.distances()
+    both = np.minimum(rows, rows.T)
+    assert np.all(D <= both * (1 + 1e-12))
+    np.testing.assert_allclose(D, floyd_warshall(both), rtol=1e-12)
+    for i, j in np.random.default_rng(1).integers(0, len(X), size=(50, 2)):
+        assert D[i, j] <= est.distance(i, j) * (1 + 1e-12)
 
 
 def test_shortcuts_keep_the_graphs_components():
