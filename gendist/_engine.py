@@ -315,7 +315,8 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             SHORTCUT_MAX_OFF_DATA
         )
         curved = V.shape[1] >= 3 and self._density_varies()
-        self.refine_gain_ = self.refine_seconds_ = np.nan
+        self.refine_gain_ = self.refine_seconds_ = self._seconds_without_late = np.nan
+        self._auto_options = None
         setting = self._refine_setting()
         if (self.shortcuts_ or stretched or curved) and self.graph_.nnz and setting is not False:
             self._check_refinement_gain()
@@ -324,7 +325,9 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         # changes nothing until the next fit)
         self._query_refine = False
         if self.refine_:
-            self._query_refine = setting if isinstance(setting, dict) else True
+            self._query_refine = setting if isinstance(setting, dict) else (
+                self._auto_options or True
+            )
         return self
 
     def _pairs_within(self) -> int:
@@ -355,14 +358,21 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
     def _choose_refinement(self, setting) -> bool:
         """``refine_``: the ``refine`` parameter, or for ``"auto"`` the measured gain
         (``refine_gain_``) and the estimated time of all pairs (``refine_seconds_``, at most
-        :data:`gendist.refine.REFINE_AUTO_SECONDS`); warns where auto leaves a measured gain
-        unused."""
+        :data:`gendist.refine.REFINE_AUTO_SECONDS`; where the ``late_points`` round of
+        :data:`gendist.refine.ALL_PAIRS_REFINE` alone puts them over, the queries refine
+        without it); warns where auto leaves a measured gain unused."""
         if not isinstance(setting, str):  # True, False or a dict
             return setting is not False
         gain = self.refine_gain_
         if not gain > REFINE_GAIN:  # nan too: not measured
             return False
         if self.refine_seconds_ <= REFINE_AUTO_SECONDS:
+            return True
+        if self._seconds_without_late <= REFINE_AUTO_SECONDS:
+            # the late_points round alone puts all pairs over the budget: refine without it
+            # (late_points at n_points runs no late round)
+            self.refine_seconds_ = self._seconds_without_late
+            self._auto_options = {"late_points": ALL_PAIRS_REFINE["n_points"]}
             return True
         if not gain > REFINE_WARN:  # the few percent of a zig-zag in 2-D or 3-D: recorded
             return False
@@ -410,15 +420,16 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             return
         graph_paths = self._graph_geodesics(a, b)
         _gradient_function(self.metric_, "auto", self.device_)  # torch's import: not timed
-        refined, seconds, sizes = [], [], []
+        refined, seconds, sizes, without_late = [], [], [], []
 
         def timed_batch(a, b, graph_paths):
-            start = time.perf_counter()
+            start, found = time.perf_counter(), []
             refined.extend(self._refined_geodesics(
-                a, b, {"curve": "polyline", **ALL_PAIRS_REFINE}, progress=False, late=[],
+                a, b, {"curve": "polyline", **ALL_PAIRS_REFINE}, progress=False, late=found,
                 graph_paths=graph_paths,
             ))
             seconds.append(time.perf_counter() - start)
+            without_late.append(seconds[-1] - sum(entry[2] for entry in found))
             sizes.append(len(a))
 
         first = REFINE_CHECK_FIRST
@@ -428,6 +439,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             timed_batch(a[lo:hi], b[lo:hi], graph_paths[lo:hi])
         pairs = self._pairs_within()
         self.refine_seconds_ = _all_pairs_seconds(seconds, sizes) * pairs
+        self._seconds_without_late = _all_pairs_seconds(without_late, sizes) * pairs
         if (self.refine_seconds_ > REFINE_AUTO_SECONDS and self._refine_setting() == "auto"
                 and len(seconds) == 2 and sum(seconds) < REFINE_CHECK_SECONDS
                 and pairs > 4 * REFINE_CHECK_MORE):
@@ -436,6 +448,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             if more[0].size >= 2 * sizes[-1]:  # few pairs (small components): no better rate
                 timed_batch(*more, self._graph_geodesics(*more))
                 self.refine_seconds_ = seconds[-1] / sizes[-1] * pairs
+                self._seconds_without_late = without_late[-1] / sizes[-1] * pairs
         # the first sample's pairs only (an expensive model: its first batch): the third
         # batch runs or not by a time
         k = min(len(refined), a.size)
@@ -824,7 +837,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
                 )
                 refined = np.array([g.length for g in paths])
                 block[rows, cols] = np.minimum(block[rows, cols], refined)
-                for unconverged, gain in found:
+                for unconverged, gain, _ in found:
                     late[0] += unconverged.sum()
                     late[1] += len(unconverged)
                     late[2] = max(late[2], np.abs(gain[unconverged]).max(initial=0.0))
@@ -837,7 +850,8 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         _warn_unconverged(
             "distances(refine=...)", int(late[0]), int(late[1]), late[2],
             options["n_rounds"], options["tol"], stacklevel=4,
-            late_points=options.get("late_points"),
+            late_points=options.get("late_points")
+            if (options.get("late_points") or 0) > options["n_points"] else None,
         )
 
     def kneighbors(self, sources=None, n_neighbors: int = 5, refine=None):
@@ -1156,8 +1170,9 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         a path keeps the graph's where refinement does not measure shorter.
 
         ``progress`` defaults to the estimator's; with ``late`` (a list), the polyline
-        refinement's ConvergenceWarning is not raised: the arrays ``(~converged, gain)`` are
-        appended to ``late`` instead, for one warning over many batches. ``graph_paths``:
+        refinement's ConvergenceWarning is not raised: ``(~converged, gain, late_seconds)``
+        (two arrays and the seconds of the ``late_points`` round) is appended to ``late``
+        instead, for one warning over many batches. ``graph_paths``:
         :meth:`_graph_geodesics` of the pairs when the caller has them already."""
         graph_paths = list(graph_paths) if graph_paths is not None else None
         graph_paths = self._graph_geodesics(a, b) if graph_paths is None else graph_paths
@@ -1187,7 +1202,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
                     **options,
                 )
             if late is not None:
-                late.append((~info["converged"], info["gain"]))
+                late.append((~info["converged"], info["gain"], info["late_seconds"].sum()))
             log_lengths = np.where(info["refined"], info["log_length"], np.inf)
         # in the graph's unit (see log_distance_unit_), like the graph paths' lengths
         lengths = np.exp(log_lengths - self.log_distance_unit_)

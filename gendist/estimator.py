@@ -222,8 +222,10 @@ class GenerativeDistance(DistanceFeaturesOutMixin, GraphDistanceBase):
         machine, the sampled pairs' time per pair (the slope between two batches of 16 and
         112 pairs, as a batch carries fixed costs; over the budget, the average of a third
         batch of 512, since the per-pair cost keeps falling with the batch) times the number
-        of vertex pairs within components; the whole fit_transform took 0.3-1.7 times it. nan where
-        not measured.
+        of vertex pairs within components; the whole fit_transform took 0.3-1.7 times it. It
+        includes the ``late_points`` round of :data:`gendist.refine.ALL_PAIRS_REFINE`, timed
+        apart on the sample, unless that round alone puts all pairs over the budget of
+        ``refine="auto"``, which then refines without it. nan where not measured.
     refine_ : bool
         Whether queries refine by default (see ``refine``).
     device_ : None or torch.device

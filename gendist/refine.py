@@ -27,6 +27,7 @@ optimiser keeps the basin it starts in), so no result is longer than the straigh
 from __future__ import annotations
 
 import importlib.util
+import time
 import warnings
 
 import numpy as np
@@ -67,9 +68,12 @@ REFINE_OPTIONS = (
 #: what is left is mostly the polyline's own discretisation (about 1 / n_points^2): 4
 #: rounds of 8 iterations give the same lengths to 4 digits
 #: (``benchmarks/bench_refined_pairs.py``). Under a mixture most paths are still moving
-#: after 4 rounds, and 8 points are too few for their bends: ``{"late_points": 16}`` in a
-#: ``refine`` dict continues them at 16 points (see :func:`refine_paths`).
-ALL_PAIRS_REFINE = {"n_points": 8, "n_rounds": 4, "max_iter": 3, "tol": 1e-4}
+#: after 4 rounds, and 8 points are too few for their bends: ``late_points`` continues them
+#: at 16 points (see :func:`refine_paths`; ``{"late_points": 8}`` in a ``refine`` dict
+#: leaves that round out). The default model's ``fit_transform`` at n = 200 went from a
+#: median 0.6 % / 1.6 % / 4.3 % above a heavy refinement (3-, 5-, 10-D) to 0.2 % / 0.4 % /
+#: 1.2 %, in 18-83 s instead of 15-45 s (``benchmarks/bench_default_model.py``).
+ALL_PAIRS_REFINE = {"n_points": 8, "n_rounds": 4, "max_iter": 3, "tol": 1e-4, "late_points": 16}
 
 #: With shortcuts on, ``fit`` refines this many pairs (sources, targets per source: random,
 #: seeded) with :data:`ALL_PAIRS_REFINE` and records the median of their
@@ -390,15 +394,16 @@ def refine_paths(
         default model's paths (an 8-component ``GaussianMixture`` on a 5-D / 10-D Gaussian cloud)
         the median excess over a 32-point, 600-iteration refinement fell from 1.9 % / 6.2 % to 0.4 %
         / 1.4 % (95th percentile 7.0 % / 28 % to 1.8 % / 6.6 %), for 1.5 times the time of those
-        pairs (2 times for all pairs at n = 200: the default's ``refine_seconds_`` then exceeds its
-        budget in 10-D, so it is not in :data:`ALL_PAIRS_REFINE`); 8 points for 12 rounds reached
-        4.6 % / 15 % (10-D) in 2.7 times the time, 16 points for 8 rounds 1.4 % / 8.6 % in 2.9.
+        pairs (1.2-1.8 times for all pairs at n = 200; it is in :data:`ALL_PAIRS_REFINE`); 8 points
+        for 12 rounds reached 4.6 % / 15 % (10-D) in 2.7 times the time, 16 points for 8 rounds
+        1.4 % / 8.6 % in 2.9.
     return_info : bool, default=False
         Also return a dict of arrays of shape (B,): ``refined`` (whether the path was
         replaced, by the refinement or by the straight line), ``converged``, ``n_rounds``
         (rounds run), ``gain`` (the last round's relative gain), ``gradient_norm`` (of the
-        relative length in relative coordinates at the end of the last round) and
-        ``log_length``.
+        relative length in relative coordinates at the end of the last round),
+        ``log_length`` and ``late_seconds`` (the wall time of the ``late_points`` round,
+        shared evenly among the paths it ran on; 0 for the others).
 
     Returns
     -------
@@ -417,7 +422,7 @@ def refine_paths(
     late = ~info["converged"]
     _warn_unconverged("refine_paths", int(late.sum()), len(late),
                       float(np.abs(info["gain"][late]).max(initial=0.0)), n_rounds, tol,
-                      late_points=late_points)
+                      late_points=late_points if info["late_seconds"].any() else None)
     with np.errstate(over="ignore"):
         lengths = np.exp(info["log_length"])  # inf beyond float64: log_length holds it
     return (best, lengths, info) if return_info else (best, lengths)
@@ -505,6 +510,7 @@ def _refine_all(
         "gain": np.zeros(B),
         "gradient_norm": np.zeros(B),
         "log_length": _ragged_log_lengths(metric, P0),
+        "late_seconds": np.zeros(B),
     }
     straight = np.zeros(B, dtype=bool)
     if straight_start:
@@ -522,6 +528,7 @@ def _refine_all(
         )
     late = todo[~info["converged"][todo]]
     if late_points is not None and late_points > n_points and late.size:  # still moving
+        start = time.perf_counter()
         refined, rounds = info["refined"].copy(), info["n_rounds"].copy()
         info["n_rounds"][late] = 0  # a path that resampling takes off the domain is skipped
         per_path = chunk_rows(24 * late_points * d * 8, max_rows=len(late))
@@ -533,6 +540,7 @@ def _refine_all(
             )
         info["refined"] |= refined
         info["n_rounds"][late] += rounds[late]
+        info["late_seconds"][late] = (time.perf_counter() - start) / late.size
     info["refined"] |= straight
     return best, info, n_rounds
 

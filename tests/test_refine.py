@@ -15,6 +15,7 @@ from experiments.reference import Inversion
 from gendist import CallableDensity, GaussianMixtureDensity, GenerativeDistance, TorchDensity
 from gendist.metric import ConformalMetric
 from gendist.refine import (
+    ALL_PAIRS_REFINE,
     _autograd_lengths,
     _batched_lbfgs,
     _curve_preconditioner,
@@ -760,7 +761,8 @@ def test_all_pairs_refinement_takes_late_points(curved_pairs):
     coarse = {"n_points": 5, "n_rounds": 1, "max_iter": 2}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        plain = est.distances([7], refine=coarse)[0]
+        # late_points at n_points: no late round (the all-pairs default continues at 16)
+        plain = est.distances([7], refine={**coarse, "late_points": 5})[0]
         late = est.distances([7], refine={**coarse, "late_points": 12})[0]
     off = truth[7] > 0
     assert np.all(late <= plain * (1 + 1e-12))
@@ -807,3 +809,44 @@ def test_the_time_estimate_refines_more_pairs_only_over_the_budget(monkeypatch):
     with pytest.warns(UserWarning, match="leaves refinement off"):
         est = GenerativeDistance(**keywords).fit(X)
     assert sizes == [16] and 1.0 < est.refine_gain_ and est.refine_seconds_ > 0
+
+
+def test_auto_drops_the_late_round_only_where_it_alone_is_over_the_budget(monkeypatch):
+    """The all-pairs settings continue the paths still moving at 16 points (late_points).
+    fit times that round apart on its sample: where it alone puts all pairs over the budget,
+    "auto" refines without it (late_points at n_points), and the late round only ever
+    shortens the refined distances of the default model (a mixture, whose paths bend)."""
+    import gendist._engine as engine
+
+    assert ALL_PAIRS_REFINE["late_points"] > ALL_PAIRS_REFINE["n_points"]
+    X = make_blobs(60, n_features=5, centers=1, random_state=0)[0]
+    per_pair = iter([])
+
+    def estimate(seconds, sizes):  # the sample's two estimates: with, then without
+        return next(per_pair)
+
+    monkeypatch.setattr(engine, "_all_pairs_seconds", estimate)
+    monkeypatch.setattr(engine, "REFINE_AUTO_SECONDS", 1000.0)
+    pairs = 60 * 59 // 2
+    outcomes = {}
+    for with_late, without in [(0.1, 0.05), (1.0, 0.1), (1.0, 0.9)]:
+        per_pair = iter([with_late, without])
+        est = GenerativeDistance(random_state=0)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            est.fit(X)
+        outcomes[with_late, without] = (est.refine_, est.refine_seconds_ / pairs, est)
+        if not est.refine_:
+            assert any("leaves refinement off" in str(w.message) for w in caught)
+    late, budget_cut, off = outcomes.values()
+    assert late[:2] == (True, pytest.approx(0.1))
+    assert budget_cut[:2] == (True, pytest.approx(0.1))  # the estimate without the round
+    assert off[:2] == (False, pytest.approx(1.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        D_late = late[2].distances()
+        D_cut = budget_cut[2].distances()
+        explicit = late[2].distances(refine={"late_points": ALL_PAIRS_REFINE["n_points"]})
+    np.testing.assert_array_equal(D_cut, explicit)
+    assert np.all(D_late <= D_cut * (1 + 1e-12))
+    assert np.median(D_cut[D_late > 0] / D_late[D_late > 0]) > 1.001
