@@ -809,7 +809,8 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         columns = np.arange(self.graph_.shape[0]) if columns is None else columns
         N = len(columns)
         step = max(1, PAIRS_PER_BATCH // N)
-        late = np.zeros(3)  # paths not converged, paths refined, largest last gain of those
+        # paths not converged, paths refined, largest last gain of those, late-round seconds
+        late = np.zeros(4)
         for r0 in progress_bar(range(0, len(sources), step), desc="refining pairs",
                                progress=self._progress()):
             r1 = min(r0 + step, len(sources))
@@ -837,10 +838,11 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
                 )
                 refined = np.array([g.length for g in paths])
                 block[rows, cols] = np.minimum(block[rows, cols], refined)
-                for unconverged, gain, _ in found:
+                for unconverged, gain, seconds in found:
                     late[0] += unconverged.sum()
                     late[1] += len(unconverged)
                     late[2] = max(late[2], np.abs(gain[unconverged]).max(initial=0.0))
+                    late[3] += seconds
             if square:  # the diagonal block's lower triangle from its upper one
                 low = np.tril_indices(r1 - r0, -1)
                 diagonal = block[:, : r1 - r0]
@@ -850,8 +852,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         _warn_unconverged(
             "distances(refine=...)", int(late[0]), int(late[1]), late[2],
             options["n_rounds"], options["tol"], stacklevel=4,
-            late_points=options.get("late_points")
-            if (options.get("late_points") or 0) > options["n_points"] else None,
+            late_points=options["late_points"] if late[3] > 0 else None,
         )
 
     def kneighbors(self, sources=None, n_neighbors: int = 5, refine=None):
