@@ -80,6 +80,10 @@ _FLOAT32_RANGE = (2.0**-60, 2.0**60)
 _SCREEN_TILED_BELOW = 64
 _SCREEN_TILE = (1024, 2048)
 
+#: exact lengths are computed on groups of pairs whose coordinate differences take about
+#: this many bytes, which stay in cache (784-D: 5x faster than groups of ``working_memory``)
+_EXACT_CHUNK_BYTES = 1 << 21
+
 
 def search_method(n_samples: int, n_features: int) -> str:
     """The exact neighbour search :class:`NeighbourIndex` runs for Euclidean data of this shape.
@@ -271,9 +275,15 @@ class BlockedSearch:
         kth = grouped[:, k - 1]
         keep = vals <= kth[rows] + 2 * s[rows]
         cols = _by_row(rows[keep], cols[keep], len(Y), -1)
-        # exact lengths as _pair_lengths computes them, each query broadcast over its row
-        delta = self.X[np.maximum(cols, 0)] - Y[:, None, :]
-        exact = row_norms(delta.reshape(-1, Y.shape[1])).reshape(cols.shape)
+        # exact lengths as _pair_lengths computes them, each query broadcast over its row, a
+        # few rows at a time: the differences then stay in cache (784-D, 21 candidates a row:
+        # 0.05 s a block against 0.4 s for the whole block's differences at once)
+        exact = np.empty(cols.shape)
+        gather = np.maximum(cols, 0)
+        step = max(1, _EXACT_CHUNK_BYTES // (8 * Y.shape[1] * max(1, cols.shape[1])))
+        for a in range(0, len(Y), step):
+            delta = self.X[gather[a : a + step]] - Y[a : a + step, None, :]
+            exact[a : a + step] = row_norms(delta.reshape(-1, Y.shape[1])).reshape(delta.shape[:2])
         exact[cols < 0] = np.inf
         # a stable sort keeps equal lengths in increasing column order
         nearest = np.argsort(exact, axis=1, kind="stable")[:, :k]
@@ -325,9 +335,10 @@ class BlockedSearch:
         """
         n = self.X.shape[0]
         # the screen (float64 at worst) and its mask unless tiled, the candidates' indices
-        # and values, the sample's distances, the differences to the kept candidates
+        # and values, the sample's distances (the differences to the kept candidates are
+        # taken on row groups of _EXACT_CHUNK_BYTES)
         d = self.X.shape[1]
-        row_bytes = 16 * (k + 1) * 64 + 8 * (n // 16 + 1) + 16 * (k + 8) * d
+        row_bytes = 16 * (k + 1) * 64 + 8 * (n // 16 + 1)
         if d + 1 >= _SCREEN_TILED_BELOW:
             row_bytes += n * (8 + 1)
         parts = self._blocks(Y, lambda B, s: self._knn_block(B, s, k, self_query), row_bytes)
@@ -544,7 +555,7 @@ def _pair_lengths(X: np.ndarray, rows: np.ndarray, cols: np.ndarray, Y=None) -> 
     """
     Y = X if Y is None else Y
     out = np.empty(len(rows))
-    step = chunk_rows(2 * 8 * max(1, X.shape[1]))  # the gathered rows and their difference
+    step = max(1, _EXACT_CHUNK_BYTES // (8 * max(1, X.shape[1])))
     for s in range(0, len(rows), step):
         out[s : s + step] = row_norms(X[rows[s : s + step]] - Y[cols[s : s + step]])
     return out
