@@ -26,10 +26,10 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
-import numba
 import numpy as np
 
 from ._compute import progress_bar
+from ._numba import compiled
 
 #: Intermediate vertices per round (rows of the row panel).
 CLOSURE_BLOCK = 128
@@ -39,17 +39,7 @@ CLOSURE_BLOCK = 128
 CLOSURE_TILE = 256
 
 
-def _compiled(function):
-    """``numba.njit`` without bounds checks, releasing the GIL, cached on disk where numba
-    finds a writable place (beside this file, or ``NUMBA_CACHE_DIR`` / the user's cache
-    directory); compiled in each process where it finds none (a read-only install)."""
-    try:
-        return numba.njit(nogil=True, boundscheck=False, cache=True)(function)
-    except RuntimeError:  # numba: "cannot cache function ...: no locator available"
-        return numba.njit(nogil=True, boundscheck=False)(function)
-
-
-@_compiled
+@compiled
 def _close_diagonal(D, k0, k1):  # pragma: no cover - compiled
     """Floyd-Warshall on the diagonal block ``D[k0:k1, k0:k1]``, in place."""
     for k in range(k0, k1):
@@ -61,7 +51,7 @@ def _close_diagonal(D, k0, k1):  # pragma: no cover - compiled
                     D[i, j] = s
 
 
-@_compiled
+@compiled
 def _relax(D, i0, i1, j0, A, a0, B, b0, width):  # pragma: no cover - compiled
     """``D[i, j0 + j] = min(D[i, j0 + j], min_k A[i - a0, k] + B[k, b0 + j])`` for ``i`` in
     ``[i0, i1)``, ``j < width``, in place. ``A`` and ``B`` must not overlap ``D``.
@@ -101,7 +91,7 @@ def _relax(D, i0, i1, j0, A, a0, B, b0, width):  # pragma: no cover - compiled
             k += 1
 
 
-@_compiled
+@compiled
 def _relax_tiles(D, i0, i1, A, a0, B, tile, k0, k1):  # pragma: no cover - compiled
     """:func:`_relax` on the rows ``[i0, i1)`` and every column but the block's own
     ``[k0, k1)``, ``tile`` columns at a time (the tile of ``B`` stays in cache while every

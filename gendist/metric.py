@@ -47,8 +47,10 @@ __all__ = [
 #: fewest edges per chunk sent to a joblib worker
 _MIN_PARALLEL_CHUNK = 20_000
 
-#: below this, a sum of factors relative to the largest has lost digits to subnormals
-_LOG_UNDERFLOW = -700.0
+#: below this, a sum of factors relative to the largest may have lost terms to exp's underflow
+#: (results below exp(-708) are flushed to zero, see gendist._compute.exp_in_place), each by
+#: less than exp(-40) of the sum; the sum is then taken in log space
+_LOG_UNDERFLOW = -668.0
 
 _QUANTILE = re.compile(r"^quantile:\s*([0-9.eE+-]+)$")
 

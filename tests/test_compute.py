@@ -1,0 +1,54 @@
+"""The compute layer's numerics against numpy and scipy: the compiled exp and logsumexp."""
+
+import numpy as np
+import pytest
+from scipy.special import logsumexp as scipy_logsumexp
+
+from gendist._compute import exp_in_place, logsumexp
+
+
+def test_exp_is_within_one_ulp_of_numpys_over_the_normal_range():
+    x = np.linspace(-708.0, 709.0, 2_000_003)
+    x = np.concatenate([x, np.random.default_rng(0).uniform(-1, 1, 100_000), [0.0, -0.0]])
+    expected = np.exp(x)
+    got = exp_in_place(x.copy())
+    ulps = np.abs(got - expected) / np.spacing(expected)
+    assert ulps.max() <= 1.0
+    assert got[-1] == got[-2] == 1.0
+
+
+def test_exp_flushes_subnormal_results_to_zero_and_keeps_nan_and_infinities():
+    x = np.concatenate([np.linspace(-800.0, -708.0001, 1000), [-np.inf, np.nan, -1.0]])
+    got = exp_in_place(x.copy())
+    assert np.all(got[:-3] == 0.0) and np.exp(-708.0001) > 0  # numpy's are subnormal or 0
+    assert got[-3] == 0.0 and np.isnan(got[-2]) and got[-1] == np.exp(-1.0)
+    # values above 709 (near float64's largest) and +inf are numpy's, overflow included
+    x = np.concatenate([np.linspace(700.0, 709.78, 1000), [np.inf]])
+    with np.errstate(over="ignore"):
+        np.testing.assert_array_equal(exp_in_place(x.copy()), np.exp(x))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_exp_of_small_strided_and_float32_arrays_is_numpys(dtype):
+    def cases():  # below the compiled kernel's size, strided (changed in place), float32
+        x = [np.random.default_rng(1).uniform(-50, 50, size=(600, 3)).astype(dtype) for _ in "abc"]
+        return [x[0][:100], x[1][:, 1]] + ([x[2]] if dtype == np.float32 else [])
+
+    for a, fresh in zip(cases(), cases()):
+        np.testing.assert_array_equal(exp_in_place(a), np.exp(fresh))
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+def test_logsumexp_equals_scipys(axis):
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(12, 3000)) * 40
+    a[:, 5] = -np.inf  # an all -inf slice along axis 0
+    a[3, 7] = np.inf
+    a[:, 9] = -800.0  # every exp below the normal range, relative to the max: still exact
+    a[4, 11] = np.nan
+    a = a if axis == 0 else a.T.copy()
+    expected = scipy_logsumexp(a, axis=axis)
+    for overwrite in (False, True):
+        got = logsumexp(a.copy(), axis=axis, overwrite=overwrite)
+        np.testing.assert_allclose(got, expected, rtol=1e-14, atol=1e-13)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
