@@ -70,7 +70,7 @@ from .refine import (
     REFINE_GAIN,
     REFINE_WARN,
     _gradient_function,
-    _has_torch,
+    _gradient_method,
     _warn_unconverged,
     check_refine_options,
     refine_path,
@@ -378,9 +378,11 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             return False
         N = self.graph_.shape[0]
         pairs = self._pairs_within()
-        how = "autograd" if self.metric_.differentiable and _has_torch() else (
-            "finite differences: 4 d model evaluations per gradient"
-        )
+        how = {
+            "closed-form": "closed-form gradients",
+            "autograd": "autograd",
+            "finite-difference": "finite differences: 4 d model evaluations per gradient",
+        }[_gradient_method(self.metric_)]
         warnings.warn(
             f"the distances measure a median {gain - 1:.1%} longer than the refined curves "
             "between the same ends, on a sample of pairs (refine_gain_): the graph's paths "

@@ -26,13 +26,16 @@ from joblib import Parallel, delayed, effective_n_jobs
 
 from ._compute import (
     chunk_rows,
+    exp_in_place,
     get_namespace,
     iter_chunks,
+    logsumexp,
     progress_bar,
     row_norms,
+    softplus,
     to_numpy,
 )
-from ._validation import check_int, check_positive
+from ._validation import check_int, check_log_density_values, check_positive
 from .densities import Density, evaluate_log_density
 
 __all__ = [
@@ -219,6 +222,26 @@ class SegmentMetric:
     def differentiable(self) -> bool:
         """Whether lengths of torch tensors can be differentiated by autograd."""
         return False
+
+    @property
+    def has_gradients(self) -> bool:
+        """Whether :meth:`log_polyline_lengths_and_gradients` is available (closed form)."""
+        return False
+
+    def log_polyline_lengths_and_gradients(self, P):
+        """Log-lengths of a batch of polylines and their gradients, in closed form.
+
+        Parameters
+        ----------
+        P : ndarray of shape (B, m, d)
+
+        Returns
+        -------
+        log_length : ndarray of shape (B,)
+        gradient : ndarray of shape (B, m, d)
+            ``d log L / d P``; zero for a polyline of zero length.
+        """
+        raise TypeError(f"{type(self).__name__} has no closed-form length gradient.")
 
     def vertex_values(self, X, progress: bool = False):
         """Values at points that segments starting or ending there reuse (None: nothing).
@@ -536,6 +559,95 @@ class ConformalMetric(SegmentMetric):
     def differentiable(self) -> bool:
         """Whether lengths can be differentiated by autograd (the density takes tensors)."""
         return bool(getattr(self.density, "differentiable", False))
+
+    @property
+    def has_gradients(self) -> bool:
+        """Whether the density has a closed-form score (Gaussian mixtures)."""
+        return bool(getattr(self.density, "has_score", False))
+
+    def log_polyline_lengths_and_gradients(self, P):
+        """Log-lengths of a batch of polylines and their gradients, from the density's score.
+
+        The same quadrature as :meth:`log_polyline_lengths`, differentiated by hand: with
+        ``pi_s`` segment s's share of the length, ``q_k`` node k's share of its segment's sum
+        and ``sigma = p / (p + lam)``, node ``z = (1 - t) A + t B`` contributes
+        ``-beta pi_s q_k sigma(z) score(z)`` to the gradient, split between A and B by
+        ``1 - t`` and ``t``, and the segment's Euclidean length ``pi_s (B - A) / |B - A|^2``.
+        One call to ``log_prob_and_score`` per point, about half the time of autograd.
+
+        Parameters
+        ----------
+        P : ndarray of shape (B, m, d)
+
+        Returns
+        -------
+        log_length : ndarray of shape (B,)
+        gradient : ndarray of shape (B, m, d)
+            ``d log L / d P``; zero for a polyline of zero length.
+        """
+        P = np.asarray(P, dtype=np.float64)
+        B, m, d = P.shape
+        if m < 2:
+            return np.full(B, -np.inf), np.zeros_like(P)
+        step = max(1, self._segments_per_chunk(d) // (m - 1))
+        log_lengths, grads = np.empty(B), np.empty_like(P)
+        for s in range(0, B, step):
+            log_lengths[s : s + step], grads[s : s + step] = self._polyline_gradients(
+                P[s : s + step]
+            )
+        return log_lengths, grads
+
+    def _polyline_gradients(self, P):
+        """:meth:`log_polyline_lengths_and_gradients` of one block of polylines."""
+        B, m, d = P.shape
+        E, T = B * (m - 1), self.n_quad
+        A, Z = P[:, :-1].reshape(E, d), P[:, 1:].reshape(E, d)
+        delta = Z - A
+        t = np.linspace(0.0, 1.0, T)[1:-1]
+        nodes = segment_nodes(A, Z, t, delta, node_major=True).reshape(-1, d)
+        log_p, score = self.density.log_prob_and_score(np.vstack([P.reshape(-1, d), nodes]))
+        log_p = check_log_density_values(
+            log_p, len(log_p), source=f"density ({type(self.density).__name__})"
+        )
+        # node-major (T, E) as _segment_log_lengths: both ends, then the interior nodes
+        vertex = log_p[: B * m].reshape(B, m)
+        log_p = np.concatenate(
+            [
+                vertex[:, :-1].reshape(1, E),
+                vertex[:, 1:].reshape(1, E),
+                log_p[B * m :].reshape(-1, E),
+            ]
+        )
+        vertex_score = score[: B * m].reshape(B, m, d)
+        z = log_p - self.log_lam
+        soft = softplus(z)
+        terms = -self.beta * soft
+        log_w = trapezoid_log_weights(T)
+        terms += np.concatenate([log_w[[0, -1]], log_w[1:-1]])[:, None]
+        log_sum = logsumexp(terms, axis=0)
+        with np.errstate(divide="ignore"):
+            log_norm = 0.5 * np.log(np.einsum("ed,ed->e", delta, delta))
+        log_seg = log_norm + log_largest_factor(self.log_lam, self.beta, self.p0) + log_sum
+        log_length = logsumexp(log_seg.reshape(B, m - 1), axis=1)
+        with np.errstate(invalid="ignore"):  # zero-length segments and polylines: no share
+            share = np.exp(log_seg.reshape(B, m - 1) - log_length[:, None]).reshape(E)
+        share[~np.isfinite(share)] = 0.0
+        # -beta pi q sigma per node, q = exp(terms - log_sum), sigma = exp(z - softplus(z))
+        weight = exp_in_place(terms - log_sum + z - soft)
+        weight *= -self.beta * share
+        node_score = score[B * m :].reshape(T - 2, E, d)
+        grad_A = weight[0, :, None] * vertex_score[:, :-1].reshape(E, d)
+        grad_Z = weight[1, :, None] * vertex_score[:, 1:].reshape(E, d)
+        grad_A += np.einsum("ke,ked->ed", weight[2:] * (1.0 - t)[:, None], node_score)
+        grad_Z += np.einsum("ke,ked->ed", weight[2:] * t[:, None], node_score)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            stretch = np.where(share > 0, share / np.exp(2.0 * log_norm), 0.0)[:, None] * delta
+        grad_A -= stretch
+        grad_Z += stretch
+        grads = np.zeros_like(P)
+        grads[:, :-1] += grad_A.reshape(B, m - 1, d)
+        grads[:, 1:] += grad_Z.reshape(B, m - 1, d)
+        return log_length, grads
 
     def with_nodes(self, n_quad: int) -> ConformalMetric:
         """The same metric with ``n_quad`` trapezoidal nodes per segment."""

@@ -351,3 +351,44 @@ def test_a_sklearn_gaussian_mixture_is_differentiable_with_the_closed_form_gradi
     bayesian = BayesianGaussianMixture(n_components=3, random_state=0).fit(X)
     assert not as_density(bayesian).differentiable
     np.testing.assert_array_equal(as_density(bayesian).log_prob(Q), bayesian.score_samples(Q))
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_mixture_score_is_the_gradient_of_sklearns_log_density(covariance_type, rng):
+    """log_prob_and_score: log p is scikit-learn's score_samples, and the score its central
+    finite differences (step 1e-5, error O(1e-10)), also far out where the components'
+    responsibilities are extreme; across row blocks (working_memory=1)."""
+    X = np.vstack([rng.normal(size=(150, 4)) + 2, rng.normal(size=(150, 4)) * 0.6 - 1])
+    gm = GaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(X)
+    Q = np.vstack([rng.normal(size=(400, 4)) * 2, rng.normal(size=(5, 4)) * 15])
+    density = as_density(gm)
+    assert density.has_score
+    with sklearn.config_context(working_memory=1):
+        log_p, score = density.log_prob_and_score(Q)
+    np.testing.assert_allclose(log_p, gm.score_samples(Q), rtol=1e-10)
+    h = 1e-5
+    expected = np.empty_like(Q)
+    for j in range(Q.shape[1]):
+        step = np.zeros(Q.shape[1])
+        step[j] = h
+        expected[:, j] = (gm.score_samples(Q + step) - gm.score_samples(Q - step)) / (2 * h)
+    scale = np.maximum(1.0, np.abs(expected).max(axis=1, keepdims=True))
+    np.testing.assert_allclose(score / scale, expected / scale, rtol=0, atol=1e-7)
+
+
+def test_a_single_gaussians_score_is_its_closed_form(rng):
+    A = rng.normal(size=(5, 5))
+    cov, mean = A @ A.T + 0.1 * np.eye(5), rng.normal(size=5)
+    Q = rng.normal(size=(50, 5)) * 3
+    _, score = GaussianMixtureDensity([1.0], mean[None], cov[None]).log_prob_and_score(Q)
+    np.testing.assert_allclose(score, -np.linalg.solve(cov, (Q - mean).T).T, rtol=1e-9)
+
+
+def test_densities_without_a_closed_form_score_say_so(rng):
+    X = rng.normal(size=(50, 2))
+    for density in (as_density(KernelDensity().fit(X)), as_density(lambda Z: -(Z**2).sum(1))):
+        assert not density.has_score
+        with pytest.raises(TypeError, match="no closed-form score"):
+            density.log_prob_and_score(X)
+    with pytest.raises(ValueError, match="expects"):
+        GaussianMixtureDensity([1.0], np.zeros((1, 2)), np.eye(2)[None]).log_prob_and_score(X.T)

@@ -4,6 +4,7 @@ The comparison with fast-marching ground truth is in test_ground_truth.py.
 """
 
 import warnings
+from functools import partial
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from gendist.refine import (
     _batched_lbfgs,
     _curve_preconditioner,
     _finite_difference_lengths,
+    _gradient_method,
     refine_path,
     refine_paths,
     resample_polyline,
@@ -75,7 +77,8 @@ def test_gradients_equal_a_central_difference_of_the_curve_length(rng):
             up[i, j] += step
             down[i, j] -= step
             reference[i, j] = (metric.curve_length(up) - metric.curve_length(down)) / (2 * step)
-    for make in (_autograd_lengths, _finite_difference_lengths):
+    closed_form = ConformalMetric.log_polyline_lengths_and_gradients
+    for make in (_autograd_lengths, _finite_difference_lengths, lambda m: partial(closed_form, m)):
         log_value, log_grad = make(metric)(P[None])  # log-length and its gradient
         value, grad = np.exp(log_value[0]), np.exp(log_value[0]) * log_grad[0]
         assert value == pytest.approx(metric.curve_length(P), rel=1e-12)
@@ -163,6 +166,8 @@ def test_bad_arguments():
     path = np.array([[0.0, 0.0], [1.0, 1.0]])
     with pytest.raises(TypeError, match="finite-difference"):
         refine_path(metric, path, method="autograd")
+    with pytest.raises(TypeError, match="no closed-form score"):
+        refine_path(metric, path, method="closed-form")
     with pytest.raises(ValueError, match="method"):
         refine_path(metric, path, method="newton")
     with pytest.raises(ValueError, match="at least 2"):
@@ -248,6 +253,32 @@ def test_batched_finite_differences_equal_autograd_on_every_path(rng):
     np.testing.assert_allclose(grad_a[:, 1:-1], grad_f[:, 1:-1], rtol=1e-5, atol=1e-8)
     for b in range(len(P)):  # each path's own value, as a batch of one
         assert np.exp(log_a[b]) == pytest.approx(metric.curve_length(P[b]), rel=1e-12)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_closed_form_gradients_equal_autograd_on_every_path(covariance_type, rng):
+    """10-D, a 4-component mixture, 40 paths of 9 points, one with a zero-length segment and
+    one of zero length: the closed form gives autograd's log-lengths and gradients."""
+    d = 10
+    cov = np.stack([np.diag(rng.uniform(0.3, 2.0, d)) for _ in range(4)])
+    if covariance_type == "full":
+        cov += 0.2 * np.ones((d, d))
+    else:
+        cov = np.stack([np.diagonal(c) for c in cov])
+    mixture = GaussianMixtureDensity(np.ones(4), rng.normal(size=(4, d)) * 2, cov, covariance_type)
+    metric = ConformalMetric(mixture, log_lam=-12.0, beta=1.3, p0=1e-4, n_quad=6)
+    P = rng.normal(size=(40, 9, d)) * 1.5
+    P[3, 4] = P[3, 5]
+    P[7] = P[7, :1]
+    assert metric.has_gradients
+    log_c, grad_c = metric.log_polyline_lengths_and_gradients(P)
+    log_a, grad_a = _autograd_lengths(metric)(P)
+    np.testing.assert_array_equal(log_c[7:8], metric.log_polyline_lengths(P[7:8]))  # -inf
+    assert not grad_c[7].any()
+    moving = np.ones(len(P), bool)
+    moving[7] = False  # autograd floors |B - A| at 1e-300: a finite log-length there
+    np.testing.assert_allclose(log_c[moving], log_a[moving], rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(grad_c[moving], grad_a[moving], rtol=1e-9, atol=1e-12)
 
 
 def test_refine_paths_bad_arguments():
@@ -580,11 +611,11 @@ def test_refine_auto_makes_every_query_accurate_on_a_small_graph_and_warns_on_a_
         GenerativeDistance(**keywords, refine={"n_pionts": 4}).fit(X)
 
 
-def test_the_default_model_is_refined_by_autograd_and_reports_lengths_of_real_curves(
+def test_the_default_model_is_refined_in_closed_form_and_reports_lengths_of_real_curves(
     monkeypatch,
 ):
     """The default density (scikit-learn's GaussianMixture, 8 components) on a 5-D cloud,
-    whose geodesics bend between its components: the adapter differentiates it, so
+    whose geodesics bend between its components: the adapter has its closed-form score, so
     refine="auto" turns on within its time budget (here made large, to not depend on this
     machine's speed). Each refined geodesic's reported length is its polyline's length under
     the metric by an independent 257-node trapezoid rule on score_samples (>= it, within 2 %:
@@ -597,7 +628,8 @@ def test_the_default_model_is_refined_by_autograd_and_reports_lengths_of_real_cu
     X = make_blobs(120, n_features=5, centers=1, random_state=0)[0]
     est = GenerativeDistance(random_state=0)
     D = est.fit_transform(X)
-    assert est.density_.differentiable and est.refine_ and est.log_distance_unit_ == 0
+    assert est.density_.has_score and est.refine_ and est.log_distance_unit_ == 0
+    assert _gradient_method(est.metric_) == "closed-form"
     plain = est.distances(refine=False)
     off = plain > 0
     assert (D <= plain * (1 + 1e-12)).all()
@@ -679,28 +711,31 @@ def test_a_path_still_gaining_is_not_stopped_for_staying_above_its_start():
     assert L[0] == pytest.approx(est.metric_.curve_length(P[0]), rel=1e-12)
 
 
-def test_without_torch_the_default_model_refines_by_finite_differences(monkeypatch):
-    """Where torch is not installed, the default mixture's refinement falls back to finite
-    differences (its adapter still says it can be differentiated): the distances are no
-    longer than the graph's and agree with autograd's to a fraction of a percent."""
+def test_without_torch_the_default_model_refines_in_closed_form_as_finite_differences(
+    monkeypatch,
+):
+    """Where torch is not installed, the default mixture still refines with its closed-form
+    score; finite differences (what a model with neither gets) find distances no longer than
+    the graph's and within a fraction of a percent of the closed form's."""
     import gendist.refine
     from gendist import GenerativeDistance
 
     X = make_blobs(30, n_features=4, centers=1, random_state=1)[0]
+    monkeypatch.setattr(gendist.refine, "_has_torch", lambda: False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         est = GenerativeDistance(random_state=0, refine=True).fit(X)
-        autograd = est.distances()
-        monkeypatch.setattr(gendist.refine, "_has_torch", lambda: False)
+        assert _gradient_method(est.metric_) == "closed-form"
+        closed = est.distances()
         calls = []
         original = gendist.refine._finite_difference_lengths
         monkeypatch.setattr(gendist.refine, "_finite_difference_lengths",
                             lambda metric: calls.append(1) or original(metric))
-        finite = est.distances()
+        finite = est.distances(refine={"method": "finite-difference"})
     plain = est.distances(refine=False)
     assert calls and (finite <= plain * (1 + 1e-12)).all()
     off = plain > 0
-    assert np.median(np.abs(finite[off] / autograd[off] - 1)) < 3e-3
+    assert np.median(np.abs(finite[off] / closed[off] - 1)) < 3e-3
     assert np.median(plain[off] / finite[off]) > 1.02
 
 

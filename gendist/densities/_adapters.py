@@ -119,12 +119,24 @@ class SklearnDensity(Density):
         """True for a fitted ``GaussianMixture``."""
         return self._exact_mixture() is not None
 
+    @property
+    def has_score(self) -> bool:
+        """True for a fitted ``GaussianMixture`` (its closed-form score)."""
+        return self._exact_mixture() is not None
+
     def log_prob_tensor(self, x):
         mixture = self._exact_mixture()
         if mixture is None:
             self._check_fitted()
             return super().log_prob_tensor(x)
         return mixture.log_prob(x)
+
+    def log_prob_and_score(self, X):
+        mixture = self._exact_mixture()
+        if mixture is None:
+            self._check_fitted()
+            return super().log_prob_and_score(X)
+        return mixture.log_prob_and_score(X)
 
     def log_prob(self, X):
         mixture = self._exact_mixture()

@@ -14,14 +14,16 @@ class Density:
     """Base class of the density adapters.
 
     Subclasses implement :meth:`log_prob`; those that can draw points implement :meth:`sample`
-    and set ``can_sample = True``; those that must be fitted on the training points first
-    report ``requires_fit`` True (an attribute or a property) and implement :meth:`fit`, which
-    returns a fitted adapter.
+    and set ``can_sample = True``; those with a closed-form gradient of ``log p`` implement
+    :meth:`log_prob_and_score` and set ``has_score = True``; those that must be fitted on the
+    training points first report ``requires_fit`` True (an attribute or a property) and
+    implement :meth:`fit`, which returns a fitted adapter.
     """
 
     can_sample: bool = False
     requires_fit: bool = False
     differentiable: bool = False
+    has_score: bool = False
 
     def log_prob_tensor(self, x):
         """Log-density of a torch tensor, differentiable with respect to ``x``.
@@ -39,6 +41,23 @@ class Density:
         log_p : torch.Tensor of shape (n,), on the device and in the dtype of ``x``
         """
         raise TypeError(f"{type(self).__name__} cannot evaluate log p on torch tensors.")
+
+    def log_prob_and_score(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Log-density and its gradient ``d log p / dx`` at each row of ``X``, in closed form.
+
+        Implemented by adapters with ``has_score = True`` (Gaussian mixtures); geodesic
+        refinement prefers it to autograd.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n, d), float64
+
+        Returns
+        -------
+        log_p : ndarray of shape (n,)
+        score : ndarray of shape (n, d)
+        """
+        raise TypeError(f"{type(self).__name__} has no closed-form score.")
 
     def log_prob(self, X: np.ndarray) -> np.ndarray:
         """Natural log-density of each row of ``X``.
