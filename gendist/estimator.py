@@ -107,8 +107,9 @@ class GenerativeDistance(DistanceFeaturesOutMixin, GraphDistanceBase):
         longer than refined curves (``refine_gain_``) and refining every pair of vertices is
         estimated, from the time the sample took, to take at most
         :data:`gendist.refine.REFINE_AUTO_SECONDS` (two minutes; ``refine_seconds_``): on two
-        CPU cores n up to about 500 with a closed-form torch density, about 250-400 with an
-        8-component mixture (autograd, also for scikit-learn's ``GaussianMixture``). A time,
+        CPU cores n up to about 500 with a closed-form torch density, about 400 in 10-D with
+        an 8-component mixture (closed-form gradients from its score, also for
+        scikit-learn's ``GaussianMixture``). A time,
         so a slower or busier machine may choose differently; pass True or False for a fixed
         choice. Otherwise ``fit`` warns with the gain where it exceeds 5 %
         (:data:`gendist.refine.REFINE_WARN`) and the estimated time; refine the pairs you
