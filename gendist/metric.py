@@ -693,8 +693,8 @@ class ConformalMetric(SegmentMetric):
         delta = B - A
         grad = xp.name == "torch" and (A.requires_grad or B.requires_grad)
         log_norm = xp.log(row_norms(delta, floor=1e-300 if grad else 0.0))
-        # node-major (T, E): both ends, then the interior nodes, so that the sum over the
-        # nodes of a segment runs along contiguous rows
+        # node-major (T - 2, E) interior nodes, so that the sum over the nodes of a segment
+        # runs along contiguous rows
         log_p = [log_p_A[None], log_p_B[None]]
         if T > 2 and E:
             t = xp.linspace(0.0, 1.0, T, like=A)[1:-1]
@@ -702,10 +702,33 @@ class ConformalMetric(SegmentMetric):
             log_p.append(self.log_prob(nodes).reshape(T - 2, E))
         # the rule relative to the largest factor h_max: sum_k w_k h_k / h_max, whose terms
         # cannot overflow (h_k <= h_max); summed in log space only where all terms underflow
-        terms = log_factor_ratio(xp.concatenate(log_p, axis=0), self.log_lam, self.beta)
-        log_w = trapezoid_log_weights(T)
-        terms += xp.asarray(np.concatenate([log_w[[0, -1]], log_w[1:-1]]), like=A)[:, None]
-        log_sum = xp.log(xp.sum(xp.exp(terms), axis=0))
+        w = np.exp(trapezoid_log_weights(T))
+        ratio = [self._factor_ratio(v) for v in log_p]
+        total = w[0] * (ratio[0][0] + ratio[1][0])
+        if len(ratio) > 2:
+            total = total + w[1] * xp.sum(ratio[2], axis=0)
+        log_sum = xp.log(total)
         if E and bool((log_sum < _LOG_UNDERFLOW).any()):
+            terms = log_factor_ratio(xp.concatenate(log_p, axis=0), self.log_lam, self.beta)
+            log_w = np.concatenate([np.log(w[[0, -1]]), np.log(w[1:-1])])
+            terms += xp.asarray(log_w, like=A)[:, None]
             log_sum = xp.logsumexp(terms, axis=0, overwrite=True)
         return log_norm + log_largest_factor(self.log_lam, self.beta, self.p0) + log_sum
+
+    def _factor_ratio(self, log_p):
+        """``h / h_max = (1 + p / lam) ** -beta`` (in (0, 1]) from ``log p``.
+
+        numpy with ``beta = 1`` (the default): ``1 / (1 + exp(log p - log lam))``, one exp
+        and no log, where :func:`log_factor_ratio` takes an exp and a log (softplus) and the
+        rule another exp: the quadrature is a third of its former cost beside the density
+        (2-D). A ratio below exp(-709) comes out 0, which only matters where every node's
+        does (then the rule is summed in log space). Otherwise, and for torch (whose autograd
+        needs the stable form), ``exp(log_factor_ratio)``.
+        """
+        xp = get_namespace(log_p)
+        if self.beta == 1.0 and xp.name == "numpy":
+            with np.errstate(over="ignore"):
+                e = exp_in_place(np.subtract(log_p, self.log_lam))
+            e += 1.0
+            return np.reciprocal(e, out=e)
+        return xp.exp(log_factor_ratio(log_p, self.log_lam, self.beta))

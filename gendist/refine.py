@@ -115,8 +115,9 @@ REFINE_GAIN = 1.02
 #: times it with an 8-component mixture in 3-10-D). On two CPU cores all pairs cost about 0.25-0.35
 #: ms each with a closed-form torch density in 5-10-D (n up to about 500 within the budget), 1.2-2.5
 #: ms with an 8-component mixture and its closed-form score (n up to about 400 in 10-D; autograd
-#: took 1.75 times as long), 1-3 ms by finite differences of a cheap numpy callable. A time, so a slower or busier machine may choose
-#: differently: pass ``refine=True`` or ``False`` for a fixed choice.
+#: took 1.75 times as long), 1-3 ms by finite differences of a cheap numpy callable. A time,
+#: so a slower or busier machine may choose differently: pass ``refine=True`` or ``False``
+#: for a fixed choice.
 REFINE_AUTO_SECONDS = 120.0
 
 #: Where ``"auto"`` leaves refinement off, ``fit`` warns when ``refine_gain_`` exceeds this
