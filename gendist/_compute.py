@@ -48,12 +48,13 @@ _COMPILED_EXP_MIN = 512
 def exp_in_place(a: np.ndarray) -> np.ndarray:
     """``a[...] = exp(a)`` for a real numpy array; returns ``a``.
 
-    Large C-contiguous float64 arrays with no value above 709 take the vectorised kernel of
-    :mod:`gendist._numba` (4-5x numpy's scalar exp on CPUs without AVX-512, within 1 ulp of
-    it), which flushes results below 2.3e-308 (subnormal) to zero; the rest take
-    :func:`numpy.exp`.
+    Large writeable C-contiguous float64 arrays with no value above 709 take the vectorised
+    kernel of :mod:`gendist._numba` (4-5x numpy's scalar exp on AVX2 CPUs, within 1 ulp of
+    it), which flushes results below exp(-708) = 3.3e-308 to zero (numpy's go on into the
+    subnormals); the rest take :func:`numpy.exp`.
     """
-    if a.dtype == np.float64 and a.size >= _COMPILED_EXP_MIN and a.flags.c_contiguous:
+    compiled = a.dtype == np.float64 and a.flags.c_contiguous and a.flags.writeable
+    if compiled and a.size >= _COMPILED_EXP_MIN:
         from ._numba import EXP_MAX
         from ._numba import exp_in_place as compiled_exp  # numba is imported where it is used
 
@@ -153,7 +154,8 @@ class _NumpyNamespace:
 
     @staticmethod
     def exp(a):
-        return exp_in_place(np.array(a, dtype=np.result_type(a, np.float32)))
+        a = np.asarray(a)
+        return exp_in_place(np.array(a, dtype=np.result_type(a.dtype, np.float32)))
 
     @staticmethod
     def concatenate(parts, axis=0):

@@ -382,7 +382,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             "closed-form": "closed-form gradients",
             "autograd": "autograd",
             "finite-difference": "finite differences: 4 d model evaluations per gradient",
-        }[_gradient_method(self.metric_)]
+        }[_gradient_method(self.metric_, "auto", self.device_)]
         warnings.warn(
             f"the distances measure a median {gain - 1:.1%} longer than the refined curves "
             "between the same ends, on a sample of pairs (refine_gain_): the graph's paths "

@@ -18,7 +18,8 @@ _LOG2E = 1.4426950408889634
 _LN2_HI = 6.93147180369123816490e-01  # ln 2 split in two: k * _LN2_HI is exact for |k| < 2^11
 _LN2_LO = 1.90821492927058770002e-10
 
-#: the kernel's domain: below EXP_MIN exp is subnormal (under 2.3e-308) and flushed to zero;
+#: the kernel's domain: below EXP_MIN (exp(-708) = 3.3e-308, just above the subnormals, which
+#: start at 2.2e-308) results are flushed to zero;
 #: above EXP_MAX (where exp approaches float64's largest value) it gives +inf, so that callers
 #: send larger values to numpy
 EXP_MIN = -708.0
@@ -41,16 +42,19 @@ def compiled(function=None, **options):
         return numba.njit(**options)(function)
 
 
-# numpy's float64 exp is a scalar libm call on CPUs without AVX-512 (8-10 ns a value here),
-# and numba has no vector exp without Intel's SVML: this loop is vectorised by LLVM (about
-# 2 ns a value, 4-5x numpy on AVX2) and within 1 ulp of numpy's exp on [EXP_MIN, EXP_MAX]
-# (tests/test_compute.py). The polynomial is exp's Taylor series to degree 13, whose
-# remainder on |r| <= ln(2) / 2 is below 4e-18; "contract" lets LLVM fuse its multiply-adds.
+# numpy's float64 exp is a scalar libm call on CPUs without AVX-512 (8-10 ns a value on the
+# AVX2 machine of the benchmarks), and numba has no vector exp without Intel's SVML: this
+# loop is vectorised by LLVM (about 2 ns a value, 4-5x numpy there) and within 1 ulp of
+# numpy's exp on [EXP_MIN, EXP_MAX] (tests/test_compute.py). It is used on every CPU; on
+# AVX-512 ones, where numpy's exp is vectorised too, the gain has not been measured. The
+# polynomial is exp's Taylor series to degree 13, whose remainder on |r| <= ln(2) / 2 is
+# below 6e-18; "contract" lets LLVM fuse its multiply-adds.
 @compiled(fastmath={"contract"})
 def exp_in_place(flat, scratch):  # pragma: no cover - compiled
     """``flat[:] = exp(flat)`` for a 1-D float64 array, using a float64 ``scratch`` of its size.
 
-    Values below :data:`EXP_MIN` give 0 (exp there is subnormal, below 2.3e-308), above
+    Values below :data:`EXP_MIN` give 0 (exp there is below 3.3e-308, near or past the
+    subnormals), above
     :data:`EXP_MAX` +inf (exact only from 709.79 on: the caller sends such arrays to numpy);
     NaN stays NaN.
     """
@@ -98,11 +102,13 @@ def log_norm_minus_squares(prod, log_norm, out):  # pragma: no cover - compiled
     out : ndarray of shape (K, n)
     """
     d, K, n = prod.shape
-    for k in range(K):
-        for i in range(n):
-            out[k, i] = log_norm[k]
+    for k in range(K):  # the squares summed from zero, then subtracted once: in float32,
+        for i in range(n):  # subtracting each from log_norm would round at its scale
+            out[k, i] = 0.0
         for j in range(d):
             for i in range(n):
                 v = prod[j, k, i]
-                out[k, i] -= v * v
+                out[k, i] += v * v
+        for i in range(n):
+            out[k, i] = log_norm[k] - out[k, i]
     return out

@@ -573,7 +573,8 @@ class ConformalMetric(SegmentMetric):
         and ``sigma = p / (p + lam)``, node ``z = (1 - t) A + t B`` contributes
         ``-beta pi_s q_k sigma(z) score(z)`` to the gradient, split between A and B by
         ``1 - t`` and ``t``, and the segment's Euclidean length ``pi_s (B - A) / |B - A|^2``.
-        One call to ``log_prob_and_score`` per point, about half the time of autograd.
+        One call to ``log_prob_and_score`` per point: a third of autograd's time (10-D,
+        8-component mixture, 2 000 polylines of 8 points).
 
         Parameters
         ----------
@@ -606,9 +607,11 @@ class ConformalMetric(SegmentMetric):
         t = np.linspace(0.0, 1.0, T)[1:-1]
         nodes = segment_nodes(A, Z, t, delta, node_major=True).reshape(-1, d)
         log_p, score = self.density.log_prob_and_score(np.vstack([P.reshape(-1, d), nodes]))
-        log_p = check_log_density_values(
-            log_p, len(log_p), source=f"density ({type(self.density).__name__})"
-        )
+        source = f"density ({type(self.density).__name__})"
+        log_p = check_log_density_values(log_p, len(log_p), source=source)
+        bad = ~np.isfinite(score).all(axis=1) & np.isfinite(log_p)
+        if bad.any():  # refused as a NaN log p is: a line search steps back
+            raise ValueError(f"{source} returned a non-finite score for {int(bad.sum())} points.")
         # node-major (T, E) as _segment_log_lengths: both ends, then the interior nodes
         vertex = log_p[: B * m].reshape(B, m)
         log_p = np.concatenate(
@@ -625,8 +628,9 @@ class ConformalMetric(SegmentMetric):
         log_w = trapezoid_log_weights(T)
         terms += np.concatenate([log_w[[0, -1]], log_w[1:-1]])[:, None]
         log_sum = logsumexp(terms, axis=0)
+        norm = row_norms(delta)  # scale-safe
         with np.errstate(divide="ignore"):
-            log_norm = 0.5 * np.log(np.einsum("ed,ed->e", delta, delta))
+            log_norm = np.log(norm)
         log_seg = log_norm + log_largest_factor(self.log_lam, self.beta, self.p0) + log_sum
         log_length = logsumexp(log_seg.reshape(B, m - 1), axis=1)
         with np.errstate(invalid="ignore"):  # zero-length segments and polylines: no share
@@ -640,8 +644,9 @@ class ConformalMetric(SegmentMetric):
         grad_Z = weight[1, :, None] * vertex_score[:, 1:].reshape(E, d)
         grad_A += np.einsum("ke,ked->ed", weight[2:] * (1.0 - t)[:, None], node_score)
         grad_Z += np.einsum("ke,ked->ed", weight[2:] * t[:, None], node_score)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            stretch = np.where(share > 0, share / np.exp(2.0 * log_norm), 0.0)[:, None] * delta
+        with np.errstate(divide="ignore", invalid="ignore"):  # (B - A) / |B - A|^2, scale-safe
+            stretch = np.where(share > 0, share / norm, 0.0)[:, None] * (delta / norm[:, None])
+        stretch[share == 0] = 0.0
         grad_A -= stretch
         grad_Z += stretch
         grads = np.zeros_like(P)

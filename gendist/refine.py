@@ -389,7 +389,7 @@ def refine_paths(
         artefact that the even re-spacing between rounds removes.
     method : {"auto", "closed-form", "autograd", "finite-difference"}, default="auto"
         Gradients in closed form from the density's score (Gaussian mixtures, scikit-learn's
-        ``GaussianMixture``; numpy, about twice as fast as autograd: see
+        ``GaussianMixture``; numpy, a third of autograd's time per gradient: see
         ``ConformalMetric.log_polyline_lengths_and_gradients``), by autograd (through the density's
         ``log_prob_tensor`` for torch models, flows and mixtures; through a torch decoder)
         or by central differences of the segment lengths (any density or decoder; ``4 d``

@@ -357,13 +357,13 @@ def test_a_sklearn_gaussian_mixture_is_differentiable_with_the_closed_form_gradi
 def test_mixture_score_is_the_gradient_of_sklearns_log_density(covariance_type, rng):
     """log_prob_and_score: log p is scikit-learn's score_samples, and the score its central
     finite differences (step 1e-5, error O(1e-10)), also far out where the components'
-    responsibilities are extreme; across row blocks (working_memory=1)."""
+    responsibilities are extreme; across row blocks (working_memory=0.05)."""
     X = np.vstack([rng.normal(size=(150, 4)) + 2, rng.normal(size=(150, 4)) * 0.6 - 1])
     gm = GaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(X)
     Q = np.vstack([rng.normal(size=(400, 4)) * 2, rng.normal(size=(5, 4)) * 15])
     density = as_density(gm)
     assert density.has_score
-    with sklearn.config_context(working_memory=1):
+    with sklearn.config_context(working_memory=0.05):  # blocks of about 80 rows
         log_p, score = density.log_prob_and_score(Q)
     np.testing.assert_allclose(log_p, gm.score_samples(Q), rtol=1e-10)
     h = 1e-5
@@ -382,6 +382,21 @@ def test_a_single_gaussians_score_is_its_closed_form(rng):
     Q = rng.normal(size=(50, 5)) * 3
     _, score = GaussianMixtureDensity([1.0], mean[None], cov[None]).log_prob_and_score(Q)
     np.testing.assert_allclose(score, -np.linalg.solve(cov, (Q - mean).T).T, rtol=1e-9)
+
+
+def test_a_subclass_that_changes_log_prob_has_no_closed_form_score(rng):
+    """The closed form is the base mixture's gradient: a subclass with its own log_prob is
+    refined by autograd through that log_prob instead."""
+    from gendist.metric import ConformalMetric
+    from gendist.refine import _gradient_method
+
+    class Tempered(GaussianMixtureDensity):
+        def log_prob(self, X):
+            return 0.5 * super().log_prob(X)
+
+    args = ([1.0, 2.0], [[0.0, 0.0], [2.0, 1.0]], np.stack([np.eye(2)] * 2))
+    assert GaussianMixtureDensity(*args).has_score and not Tempered(*args).has_score
+    assert _gradient_method(ConformalMetric(Tempered(*args), 0.0)) == "autograd"
 
 
 def test_densities_without_a_closed_form_score_say_so(rng):

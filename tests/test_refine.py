@@ -281,6 +281,27 @@ def test_closed_form_gradients_equal_autograd_on_every_path(covariance_type, rng
     np.testing.assert_allclose(grad_c[moving], grad_a[moving], rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("scale", [1e155, 1e-150])
+def test_closed_form_gradients_at_extreme_scales_are_finite_and_right(scale, rng):
+    """Polylines whose squared lengths over- or underflow float64: the closed form's
+    log-lengths are log_polyline_lengths' (scale-safe norms) and its gradients finite; at
+    1e155 every point is far from the mixture (log p = -inf: h = h_max), so the length is
+    Euclidean and the gradient that of log |P| alone, which central differences give."""
+    mixture = GaussianMixtureDensity([1.0], np.zeros((1, 3)), np.eye(3)[None])
+    metric = ConformalMetric(mixture, log_lam=0.0)
+    P = rng.normal(size=(4, 5, 3)) * scale
+    log_c, grad_c = metric.log_polyline_lengths_and_gradients(P)
+    np.testing.assert_allclose(log_c, metric.log_polyline_lengths(P), rtol=1e-13)
+    assert np.isfinite(grad_c).all()
+    step = 1e-6 * scale
+    for b, i, j in [(0, 2, 1), (3, 1, 0)]:
+        up, down = P[b : b + 1].copy(), P[b : b + 1].copy()
+        up[0, i, j] += step
+        down[0, i, j] -= step
+        slope = (metric.log_polyline_lengths(up) - metric.log_polyline_lengths(down)) / (2 * step)
+        assert grad_c[b, i, j] * scale == pytest.approx(slope[0] * scale, rel=1e-5, abs=1e-7)
+
+
 def test_refine_paths_bad_arguments():
     metric = _metric(CallableDensity(lambda X: np.zeros(len(X))))
     path = np.array([[0.0, 0.0], [1.0, 1.0]])
