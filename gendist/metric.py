@@ -574,17 +574,8 @@ class ConformalMetric(SegmentMetric):
         ``-beta pi_s q_k sigma(z) score(z)`` to the gradient, split between A and B by
         ``1 - t`` and ``t``, and the segment's Euclidean length ``pi_s (B - A) / |B - A|^2``.
         One call to ``log_prob_and_score`` per point: a third of autograd's time (10-D,
-        8-component mixture, 2 000 polylines of 8 points).
-
-        Parameters
-        ----------
-        P : ndarray of shape (B, m, d)
-
-        Returns
-        -------
-        log_length : ndarray of shape (B,)
-        gradient : ndarray of shape (B, m, d)
-            ``d log L / d P``; zero for a polyline of zero length.
+        8-component mixture, 2 000 polylines of 8 points). Parameters and returns as
+        :meth:`SegmentMetric.log_polyline_lengths_and_gradients`.
         """
         P = np.asarray(P, dtype=np.float64)
         B, m, d = P.shape
