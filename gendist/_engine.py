@@ -68,6 +68,7 @@ from .refine import (
     REFINE_CHECK_PAIRS,
     REFINE_CHECK_SECONDS,
     REFINE_GAIN,
+    REFINE_LATE_FALLBACK,
     REFINE_WARN,
     _gradient_function,
     _gradient_method,
@@ -359,8 +360,9 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         """``refine_``: the ``refine`` parameter, or for ``"auto"`` the measured gain
         (``refine_gain_``) and the estimated time of all pairs (``refine_seconds_``, at most
         :data:`gendist.refine.REFINE_AUTO_SECONDS`; where the ``late_points`` round of
-        :data:`gendist.refine.ALL_PAIRS_REFINE` alone puts them over, the queries refine
-        without it); warns where auto leaves a measured gain unused."""
+        :data:`gendist.refine.ALL_PAIRS_REFINE` puts them over, the queries refine with it at
+        :data:`gendist.refine.REFINE_LATE_FALLBACK` points, or without it); warns where auto
+        leaves a measured gain unused."""
         if not isinstance(setting, str):  # True, False or a dict
             return setting is not False
         gain = self.refine_gain_
@@ -368,12 +370,17 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             return False
         if self.refine_seconds_ <= REFINE_AUTO_SECONDS:
             return True
-        if self._seconds_without_late <= REFINE_AUTO_SECONDS:
-            # the late_points round alone puts all pairs over the budget: refine without it
-            # (late_points at n_points runs no late round)
-            self.refine_seconds_ = self._seconds_without_late
-            self._auto_options = {"late_points": ALL_PAIRS_REFINE["n_points"]}
-            return True
+        # the late_points round puts all pairs over the budget: at fewer points (its time
+        # scaled by the points), else without it (late_points at n_points runs none)
+        late = self.refine_seconds_ - self._seconds_without_late
+        for points, seconds in (
+            (REFINE_LATE_FALLBACK, late * REFINE_LATE_FALLBACK / ALL_PAIRS_REFINE["late_points"]),
+            (ALL_PAIRS_REFINE["n_points"], 0.0),
+        ):
+            if self._seconds_without_late + seconds <= REFINE_AUTO_SECONDS:
+                self.refine_seconds_ = self._seconds_without_late + seconds
+                self._auto_options = {"late_points": points}
+                return True
         if not gain > REFINE_WARN:  # the few percent of a zig-zag in 2-D or 3-D: recorded
             return False
         N = self.graph_.shape[0]

@@ -45,6 +45,7 @@ __all__ = [
     "REFINE_CHECK_PAIRS",
     "REFINE_CHECK_SECONDS",
     "REFINE_GAIN",
+    "REFINE_LATE_FALLBACK",
     "REFINE_WARN",
     "REFINE_OPTIONS",
     "check_refine_options",
@@ -69,11 +70,18 @@ REFINE_OPTIONS = (
 #: rounds of 8 iterations give the same lengths to 4 digits
 #: (``benchmarks/bench_refined_pairs.py``). Under a mixture most paths are still moving
 #: after 4 rounds, and 8 points are too few for their bends: ``late_points`` continues them
-#: at 16 points (see :func:`refine_paths`; ``{"late_points": 8}`` in a ``refine`` dict
+#: at 24 points (see :func:`refine_paths`; ``{"late_points": 8}`` in a ``refine`` dict
 #: leaves that round out). The default model's ``fit_transform`` at n = 200 went from a
 #: median 0.6 % / 1.6 % / 4.3 % above a heavy refinement (3-, 5-, 10-D) to 0.2 % / 0.4 % /
-#: 1.2 %, in 18-83 s instead of 15-45 s (``benchmarks/bench_default_model.py``).
-ALL_PAIRS_REFINE = {"n_points": 8, "n_rounds": 4, "max_iter": 3, "tol": 1e-4, "late_points": 16}
+#: 1.2 % with a late round at 16 points (``benchmarks/bench_default_model.py``). On 300 of
+#: its 10-D pairs (5-D), the late round at 24 points took the median / 95th percentile from
+#: 1.4 % / 7.4 % (0.4 % / 1.8 %) to 0.5 % / 2.5 % (0.1 % / 0.9 %), for 1.3 times the time.
+ALL_PAIRS_REFINE = {"n_points": 8, "n_rounds": 4, "max_iter": 3, "tol": 1e-4, "late_points": 24}
+
+#: Where the late round of :data:`ALL_PAIRS_REFINE` puts all pairs over the budget,
+#: ``refine="auto"`` tries it at this many points (its time scaled by the points), before
+#: leaving it out.
+REFINE_LATE_FALLBACK = 16
 
 #: With shortcuts on, ``fit`` refines this many pairs (sources, targets per source: random,
 #: seeded) with :data:`ALL_PAIRS_REFINE` and records the median of their
@@ -410,7 +418,7 @@ def refine_paths(
         Show a progress bar over rounds (None: only once they have run a few seconds).
     late_points : int, optional
         Paths still gaining more than ``tol`` when the rounds run out are resampled to this many
-        points and given one more round of ``2 * max_iter`` iterations (nothing where it is not
+        points and given one more round of ``3 * max_iter`` iterations (nothing where it is not
         above ``n_points``): a path that is still moving after its rounds is usually too coarse for
         its bends (a mixture's geodesics), and converged paths cost nothing more. With the all-pairs
         settings (:data:`ALL_PAIRS_REFINE`, 8 points) and ``late_points=16``, on 300 pairs of the
@@ -419,7 +427,8 @@ def refine_paths(
         / 1.4 % (95th percentile 7.0 % / 28 % to 1.8 % / 6.6 %), for 1.5 times the time of those
         pairs (1.2-1.8 times for all pairs at n = 200; it is in :data:`ALL_PAIRS_REFINE`); 8 points
         for 12 rounds reached 4.6 % / 15 % (10-D) in 2.7 times the time, 16 points for 8 rounds
-        1.4 % / 8.6 % in 2.9.
+        1.4 % / 8.6 % in 2.9. (Those figures are for a late round of ``2 * max_iter``; with
+        ``3 * max_iter`` at 24 points, see :data:`ALL_PAIRS_REFINE`.)
     return_info : bool, default=False
         Also return a dict of arrays of shape (B,): ``refined`` (whether the path was
         replaced, by the refinement or by the straight line), ``converged``, ``n_rounds``
@@ -559,7 +568,7 @@ def _refine_all(
             block = late[s : s + per_path]
             _refine_batch(
                 metric, [best[b] for b in block], block, scale[block], gradients,
-                int(late_points), 1, 2 * max_iter, tol, progress, best, info,
+                int(late_points), 1, 3 * max_iter, tol, progress, best, info,
             )
         info["refined"] |= refined
         info["n_rounds"][late] += rounds[late]
