@@ -179,6 +179,13 @@ def trapezoid_log_weights(n_quad: int) -> np.ndarray:
     return np.log(w)
 
 
+def _ends_first_log_weights(n_quad: int) -> np.ndarray:
+    """:func:`trapezoid_log_weights` in the node order of the segment quadrature: both ends,
+    then the interior nodes."""
+    log_w = trapezoid_log_weights(n_quad)
+    return np.concatenate([log_w[[0, -1]], log_w[1:-1]])
+
+
 def segment_nodes(A, B, t, delta=None, node_major: bool = False):
     """Points ``A + t_k (B - A)`` along every segment: shape (E, len(t), d), or (len(t), E, d).
 
@@ -616,8 +623,7 @@ class ConformalMetric(SegmentMetric):
         z = log_p - self.log_lam
         soft = softplus(z)
         terms = -self.beta * soft
-        log_w = trapezoid_log_weights(T)
-        terms += np.concatenate([log_w[[0, -1]], log_w[1:-1]])[:, None]
+        terms += _ends_first_log_weights(T)[:, None]
         log_sum = logsumexp(terms, axis=0)
         norm = row_norms(delta)  # scale-safe
         with np.errstate(divide="ignore"):
@@ -706,8 +712,7 @@ class ConformalMetric(SegmentMetric):
         log_sum = xp.log(total)
         if E and bool((log_sum < _LOG_UNDERFLOW).any()):
             terms = log_factor_ratio(xp.concatenate(log_p, axis=0), self.log_lam, self.beta)
-            log_w = np.concatenate([np.log(w[[0, -1]]), np.log(w[1:-1])])
-            terms += xp.asarray(log_w, like=A)[:, None]
+            terms += xp.asarray(_ends_first_log_weights(T), like=A)[:, None]
             log_sum = xp.logsumexp(terms, axis=0, overwrite=True)
         return log_norm + log_largest_factor(self.log_lam, self.beta, self.p0) + log_sum
 
