@@ -19,6 +19,7 @@ import warnings
 from numbers import Integral, Real
 
 import numpy as np
+from joblib import effective_n_jobs
 from scipy.sparse.csgraph import connected_components
 from sklearn import get_config
 from sklearn.base import BaseEstimator, TransformerMixin
@@ -62,6 +63,7 @@ from .paths import (
 )
 from .refine import (
     ALL_PAIRS_REFINE,
+    PATHS_PER_WORKER,
     REFINE_AUTO_SECONDS,
     REFINE_CHECK_FIRST,
     REFINE_CHECK_MORE,
@@ -390,13 +392,16 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             "autograd": "autograd",
             "finite-difference": "finite differences: 4 d model evaluations per gradient",
         }[_gradient_method(self.metric_, "auto", self.device_)]
+        workers = self._refine_workers({})
+        where = f"in {workers} workers" if workers > 1 else "(n_jobs shares them among workers)"
         warnings.warn(
             f"the distances measure a median {gain - 1:.1%} longer than the refined curves "
             "between the same ends, on a sample of pairs (refine_gain_): the graph's paths "
             "zig-zag between the vertices, or the metric's geodesics bend between them. "
             f"refine='auto' leaves refinement off: the {pairs:,} pairs of the {N:,} vertices "
             f"(within components) would take about {self.refine_seconds_ / 60:.1f} min here "
-            f"(refine_seconds_, {how}; the budget is {REFINE_AUTO_SECONDS:g} s). Refine what "
+            f"{where} (refine_seconds_, {how}; the budget is {REFINE_AUTO_SECONDS:g} s). "
+            "Refine what "
             "you need: kneighbors(..., refine=True), geodesics(a, b, refine=True), "
             "distances(rows, refine=True), or pass refine=True for every query.",
             UserWarning,
@@ -447,8 +452,10 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
                 break  # an expensive model: the first pairs measure it
             timed_batch(a[lo:hi], b[lo:hi], graph_paths[lo:hi])
         pairs = self._pairs_within()
-        self.refine_seconds_ = _all_pairs_seconds(seconds, sizes) * pairs
-        self._seconds_without_late = _all_pairs_seconds(without_late, sizes) * pairs
+        # each worker's share: all pairs go in batches of PAIRS_PER_BATCH per worker
+        share = pairs / max(1, min(self._refine_workers({}), pairs // PATHS_PER_WORKER))
+        self.refine_seconds_ = _all_pairs_seconds(seconds, sizes) * share
+        self._seconds_without_late = _all_pairs_seconds(without_late, sizes) * share
         if (self.refine_seconds_ > REFINE_AUTO_SECONDS and self._refine_setting() == "auto"
                 and len(seconds) == 2 and sum(seconds) < REFINE_CHECK_SECONDS
                 and pairs > 4 * REFINE_CHECK_MORE):
@@ -456,8 +463,8 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
                                       REFINE_CHECK_MORE // per_source, per_source)
             if more[0].size >= 2 * sizes[-1]:  # few pairs (small components): no better rate
                 timed_batch(*more, self._graph_geodesics(*more))
-                self.refine_seconds_ = seconds[-1] / sizes[-1] * pairs
-                self._seconds_without_late = without_late[-1] / sizes[-1] * pairs
+                self.refine_seconds_ = seconds[-1] / sizes[-1] * share
+                self._seconds_without_late = without_late[-1] / sizes[-1] * share
         # the first sample's pairs only (an expensive model: its first batch): the third
         # batch runs or not by a time
         k = min(len(refined), a.size)
@@ -806,6 +813,13 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         _gradient_function(self.metric_, options.get("method", "auto"), options.get("device"))
         return options
 
+    def _refine_workers(self, options: dict) -> int:
+        """The joblib workers among which :func:`gendist.refine.refine_paths` shares a large
+        batch of paths (``n_jobs``): one where the paths are refined on a device."""
+        if options.get("device", self.device_) is not None:
+            return 1
+        return effective_n_jobs(self.n_jobs)
+
     def _refine_rows(
         self, D, sources: np.ndarray, options: dict, square: bool, columns=None, joined=None
     ) -> None:
@@ -817,7 +831,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         (the sources are new points)."""
         columns = np.arange(self.graph_.shape[0]) if columns is None else columns
         N = len(columns)
-        step = max(1, PAIRS_PER_BATCH // N)
+        step = max(1, PAIRS_PER_BATCH * self._refine_workers(options) // N)
         # paths not converged, paths refined, largest last gain of those, late-round seconds
         late = np.zeros(4)
         for r0 in progress_bar(range(0, len(sources), step), desc="refining pairs",
@@ -1209,6 +1223,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
                     [graph_paths[i].points for i in moving],
                     progress=progress,
                     return_info=True,
+                    n_jobs=self.n_jobs,
                     **options,
                 )
             if late is not None:

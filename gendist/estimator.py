@@ -109,7 +109,7 @@ class GenerativeDistance(DistanceFeaturesOutMixin, GraphDistanceBase):
         :data:`gendist.refine.REFINE_AUTO_SECONDS` (two minutes; ``refine_seconds_``): on two
         CPU cores n up to about 500 with a closed-form torch density, about 400 in 10-D with
         an 8-component mixture (closed-form gradients from its score, also for
-        scikit-learn's ``GaussianMixture``). A time,
+        scikit-learn's ``GaussianMixture``), 560 with ``n_jobs=-1``. A time,
         so a slower or busier machine may choose differently; pass True or False for a fixed
         choice. Otherwise ``fit`` warns with the gain where it exceeds 5 %
         (:data:`gendist.refine.REFINE_WARN`) and the estimated time; refine the pairs you
@@ -130,10 +130,10 @@ class GenerativeDistance(DistanceFeaturesOutMixin, GraphDistanceBase):
         scipy unless ``device`` is a CUDA device. Single pairs always use the bidirectional
         search.
     n_jobs : int, default=None
-        Workers for many-source shortest paths and for the edge-weight chunks (joblib
-        semantics: processes by default, a dask or Ray cluster under
-        ``joblib.parallel_config``); threads of the neighbour search and of the triangle
-        closure (None: all cores, as BLAS).
+        Workers for many-source shortest paths, the edge-weight chunks and the refinement
+        of large batches of pairs (joblib semantics: processes by default, a dask or Ray
+        cluster under ``joblib.parallel_config``; ``refine_seconds_`` counts them); threads
+        of the neighbour search and of the triangle closure (None: all cores, as BLAS).
     dtype : {"float64", "float32"}, default="float64"
         Dtype of returned distance matrices; float32 halves their memory.
     memory_limit : int, default=None
@@ -223,10 +223,11 @@ class GenerativeDistance(DistanceFeaturesOutMixin, GraphDistanceBase):
         machine, the sampled pairs' time per pair (the slope between two batches of 16 and
         112 pairs, as a batch carries fixed costs; over the budget, the average of a third
         batch of 512, since the per-pair cost keeps falling with the batch) times the number
-        of vertex pairs within components; the whole fit_transform took 0.3-1.7 times it. It
-        includes the ``late_points`` round of :data:`gendist.refine.ALL_PAIRS_REFINE`, timed
-        apart on the sample, unless that round alone puts all pairs over the budget of
-        ``refine="auto"``, which then refines without it. nan where not measured.
+        of vertex pairs within components, divided among the ``n_jobs`` workers; the whole
+        fit_transform took 0.3-1.7 times it. It includes the ``late_points`` round of
+        :data:`gendist.refine.ALL_PAIRS_REFINE`, timed apart on the sample, unless that round
+        alone puts all pairs over the budget of ``refine="auto"``, which then refines without
+        it. nan where not measured.
     refine_ : bool
         Whether queries refine by default (see ``refine``).
     device_ : None or torch.device

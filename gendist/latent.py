@@ -630,7 +630,8 @@ class LatentDistance(DistanceFeaturesOutMixin, GraphDistanceBase):
     backend : {"auto", "scipy", "torch", "cugraph"}, default="auto"
         Shortest-path backend (see :mod:`gendist.paths`).
     n_jobs : int, default=None
-        Workers for many-source shortest paths and the edge-weight chunks (joblib semantics).
+        Workers for many-source shortest paths, the edge-weight chunks and the refinement of
+        large batches of pairs (joblib semantics).
     dtype : {"float64", "float32"}, default="float64"
         Dtype of returned distance matrices.
     memory_limit : int, default=None
