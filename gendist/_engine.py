@@ -71,6 +71,7 @@ from .refine import (
     REFINE_CHECK_SECONDS,
     REFINE_GAIN,
     REFINE_LATE_FALLBACK,
+    REFINE_LATE_FALLBACK_COST,
     REFINE_WARN,
     _gradient_function,
     _gradient_method,
@@ -372,11 +373,11 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             return False
         if self.refine_seconds_ <= REFINE_AUTO_SECONDS:
             return True
-        # the late_points round puts all pairs over the budget: at fewer points (its time
-        # scaled by the points), else without it (late_points at n_points runs none)
+        # the late_points round puts all pairs over the budget: at fewer points (a measured
+        # share of its time), else without it (late_points at n_points runs none)
         late = self.refine_seconds_ - self._seconds_without_late
         for points, seconds in (
-            (REFINE_LATE_FALLBACK, late * REFINE_LATE_FALLBACK / ALL_PAIRS_REFINE["late_points"]),
+            (REFINE_LATE_FALLBACK, late * REFINE_LATE_FALLBACK_COST),
             (ALL_PAIRS_REFINE["n_points"], 0.0),
         ):
             if self._seconds_without_late + seconds <= REFINE_AUTO_SECONDS:

@@ -47,6 +47,7 @@ __all__ = [
     "REFINE_CHECK_SECONDS",
     "REFINE_GAIN",
     "REFINE_LATE_FALLBACK",
+    "REFINE_LATE_FALLBACK_COST",
     "REFINE_WARN",
     "REFINE_OPTIONS",
     "PATHS_PER_WORKER",
@@ -72,18 +73,27 @@ REFINE_OPTIONS = (
 #: rounds of 8 iterations give the same lengths to 4 digits
 #: (``benchmarks/bench_refined_pairs.py``). Under a mixture most paths are still moving
 #: after 4 rounds, and 8 points are too few for their bends: ``late_points`` continues them
-#: at 24 points (see :func:`refine_paths`; ``{"late_points": 8}`` in a ``refine`` dict
-#: leaves that round out). The default model's ``fit_transform`` at n = 200 went from a
-#: median 0.6 % / 1.6 % / 4.3 % above a heavy refinement (3-, 5-, 10-D) to 0.2 % / 0.4 % /
-#: 1.2 % with a late round at 16 points (``benchmarks/bench_default_model.py``). On 300 of
-#: its 10-D pairs (5-D), the late round at 24 points took the median / 95th percentile from
-#: 1.4 % / 7.4 % (0.4 % / 1.8 %) to 0.5 % / 2.5 % (0.1 % / 0.9 %), for 1.3 times the time.
-ALL_PAIRS_REFINE = {"n_points": 8, "n_rounds": 4, "max_iter": 3, "tol": 1e-4, "late_points": 24}
+#: at 32 points (see :func:`refine_paths`; ``{"late_points": 8}`` in a ``refine`` dict
+#: leaves that round out), minimising a quadrature with as many nodes along the path as the
+#: rounds before (:func:`_late_round_metric`: 3 per segment at ``n_quad = 8``). The default
+#: model's ``fit_transform`` at n = 200 went from a median 0.6 % / 1.6 % / 4.3 % above a
+#: heavy refinement (3-, 5-, 10-D) to 0.2 % / 0.4 % / 1.2 % with a late round at 16 points
+#: (``benchmarks/bench_default_model.py``). On 1 800 of its 10-D pairs (n = 300, 450 checked
+#: against 32 points and 600 iterations) the late round at 24 points and 8 nodes reached a
+#: median / 95th percentile of 0.30 % / 1.67 % in 6.8-7.7 s, at 32 points and 3 nodes 0.23 %
+#: / 1.54 % in 5.2-5.9 s (5-D: 0.15 % / 0.95 % in 2.2-2.3 s, 0.11 % / 0.95 % in 1.8-2.2 s).
+ALL_PAIRS_REFINE = {"n_points": 8, "n_rounds": 4, "max_iter": 3, "tol": 1e-4, "late_points": 32}
 
 #: Where the late round of :data:`ALL_PAIRS_REFINE` puts all pairs over the budget,
-#: ``refine="auto"`` tries it at this many points (its time scaled by the points), before
-#: leaving it out.
+#: ``refine="auto"`` tries it at this many points (its time estimated as
+#: :data:`REFINE_LATE_FALLBACK_COST` of the measured one), before leaving it out: on the
+#: 1 800 pairs above, 16 points reached 0.70 % / 2.5 % (10-D), none 3.6 % / 9.9 %.
 REFINE_LATE_FALLBACK = 16
+
+#: The time of the late round at :data:`REFINE_LATE_FALLBACK` points over its time at
+#: ``ALL_PAIRS_REFINE["late_points"]``: 0.63 on the 10-D pairs above (the nodes per path
+#: stay about the same, 61 and 63; the points, which L-BFGS moves, halve).
+REFINE_LATE_FALLBACK_COST = 0.65
 
 #: With shortcuts on, ``fit`` refines this many pairs (sources, targets per source: random,
 #: seeded) with :data:`ALL_PAIRS_REFINE` and records the median of their
@@ -436,7 +446,10 @@ def refine_paths(
         pairs (1.2-1.8 times for all pairs at n = 200; it is in :data:`ALL_PAIRS_REFINE`); 8 points
         for 12 rounds reached 4.6 % / 15 % (10-D) in 2.7 times the time, 16 points for 8 rounds
         1.4 % / 8.6 % in 2.9. (Those figures are for a late round of ``2 * max_iter``; with
-        ``3 * max_iter`` at 24 points, see :data:`ALL_PAIRS_REFINE`.)
+        ``3 * max_iter`` at 32 points, see :data:`ALL_PAIRS_REFINE`.) The round minimises the
+        lengths of a quadrature with fewer nodes per segment, as many along the path as the
+        rounds before had (:func:`_late_round_metric`); the lengths it keeps and returns are
+        the metric's own.
     n_jobs : int, optional
         Workers (joblib semantics: None is one, or ``joblib.parallel_config``'s; -1 all
         cores), each refining an interleaved share of at least :data:`PATHS_PER_WORKER`
@@ -585,6 +598,9 @@ def _refine_all(
     late = todo[~info["converged"][todo]]
     if late_points is not None and late_points > n_points and late.size:  # still moving
         start = time.perf_counter()
+        coarse = _late_round_metric(metric, n_points, int(late_points))
+        if coarse is not metric:
+            gradients = _gradient_function(coarse, method, device)
         refined, rounds = info["refined"].copy(), info["n_rounds"].copy()
         info["n_rounds"][late] = 0  # a path that resampling takes off the domain is skipped
         per_path = chunk_rows(24 * late_points * d * 8, max_rows=len(late))
@@ -599,6 +615,28 @@ def _refine_all(
         info["late_seconds"][late] = (time.perf_counter() - start) / late.size
     info["refined"] |= straight
     return best, info, n_rounds
+
+
+def _late_round_metric(metric, n_points: int, late_points: int):
+    """The metric whose lengths the ``late_points`` round minimises: ``metric`` with the
+    fewest nodes per segment that keep the nodes along a path at least as dense as in the
+    rounds at ``n_points`` (8 points at ``n_quad = 8``, 49 intervals: 32 points at 3 nodes,
+    62). Only the minimisation uses it; the lengths it keeps and reports are ``metric``'s
+    own, so a coarser objective can cost accuracy, never a length below the curve's. On
+    the default model's 10-D paths (:data:`ALL_PAIRS_REFINE`), 24 points at 4 nodes took
+    the late round from 4.6-5.2 s to 2.3-2.9 s (1 800 paths), with a median / 95th
+    percentile of 0.33 % / 1.77 % above a heavy refinement instead of 0.30 % / 1.67 %.
+    """
+    n_quad = getattr(metric, "n_quad", None)
+    if n_quad is None:
+        return metric
+    nodes = max(2, 1 + -(-(n_points - 1) * (n_quad - 1) // (late_points - 1)))
+    if nodes >= n_quad:
+        return metric
+    try:
+        return metric.with_nodes(nodes)
+    except NotImplementedError:  # a metric that cannot change its nodes
+        return metric
 
 
 def _refine_in_workers(metric, paths: list, workers: int, n_jobs, options: tuple, progress):

@@ -4,6 +4,7 @@ The comparison with fast-marching ground truth is in test_ground_truth.py.
 """
 
 import warnings
+from dataclasses import fields
 from functools import partial
 
 import numpy as np
@@ -17,11 +18,13 @@ from gendist import CallableDensity, GaussianMixtureDensity, GenerativeDistance,
 from gendist.metric import ConformalMetric
 from gendist.refine import (
     ALL_PAIRS_REFINE,
+    REFINE_LATE_FALLBACK_COST,
     _autograd_lengths,
     _batched_lbfgs,
     _curve_preconditioner,
     _finite_difference_lengths,
     _gradient_method,
+    _late_round_metric,
     refine_path,
     refine_paths,
     resample_polyline,
@@ -854,6 +857,45 @@ def test_paths_still_moving_continue_at_more_points(curved_pairs):
     np.testing.assert_array_equal(same[1], L0)
 
 
+def test_the_late_round_minimises_fewer_nodes_and_reports_the_metrics_own_lengths(
+    curved_pairs,
+):
+    """The late round minimises a quadrature with the fewest nodes per segment that keep
+    at least as many intervals along a path as the rounds before (none fewer than 2, never
+    more than the metric's own); a metric that cannot change its nodes keeps them. The
+    lengths returned are the metric's own (n_quad) lengths of the returned polylines."""
+    est, truth = curved_pairs
+    metric = est.metric_
+    n_quad = metric.n_quad
+    for n_points, late in [(5, 12), (8, 32), (8, 16), (4, 40), (8, 9)]:
+        nodes = _late_round_metric(metric, n_points, late).n_quad
+        needed = (n_points - 1) * (n_quad - 1)
+        assert (late - 1) * (nodes - 1) >= needed or nodes == n_quad
+        assert nodes == 2 or (late - 1) * (nodes - 2) < needed
+    assert _late_round_metric(metric, 8, 9) is metric
+    two = metric.with_nodes(2)
+    assert _late_round_metric(two, 8, 32) is two
+
+    class FixedNodes(type(metric)):
+        def with_nodes(self, n_quad):
+            raise NotImplementedError
+
+    fixed = FixedNodes(**{f.name: getattr(metric, f.name) for f in fields(metric)})
+    assert _late_round_metric(fixed, 8, 32) is fixed
+
+    rng = np.random.default_rng(4)
+    a = rng.integers(0, 110, 30)
+    b = (a + rng.integers(1, 110, 30)) % 110
+    paths = [g.points for g in est.geodesics(a, b, refine=False)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        P, L, info = refine_paths(metric, paths, n_points=5, n_rounds=1, max_iter=2,
+                                  tol=1e-4, late_points=12, return_info=True)
+    assert (info["late_seconds"] > 0).any()
+    own = np.exp([metric.log_polyline_lengths(p[None])[0] for p in P])
+    np.testing.assert_allclose(L, own, rtol=1e-12)
+
+
 def test_all_pairs_refinement_takes_late_points(curved_pairs):
     """distances(refine={..., "late_points": ...}): after rounds too few to converge, the
     row's paths still moving continue at more points: no longer than without them, not
@@ -913,9 +955,10 @@ def test_the_time_estimate_refines_more_pairs_only_over_the_budget(monkeypatch):
 
 
 def test_auto_drops_the_late_round_only_where_it_alone_is_over_the_budget(monkeypatch):
-    """The all-pairs settings continue the paths still moving at 24 points (late_points).
+    """The all-pairs settings continue the paths still moving at 32 points (late_points).
     fit times that round apart on its sample: where it puts all pairs over the budget,
-    "auto" refines with it at 16 points if that (its time scaled by the points) fits, else
+    "auto" refines with it at 16 points if that (REFINE_LATE_FALLBACK_COST of its time) fits,
+    else
     without it (late_points at n_points); the late round only ever shortens the refined
     distances of the default model (a mixture, whose paths bend)."""
     import gendist._engine as engine
@@ -943,7 +986,7 @@ def test_auto_drops_the_late_round_only_where_it_alone_is_over_the_budget(monkey
             assert any("leaves refinement off" in str(w.message) for w in caught)
     late, fewer, budget_cut, off = outcomes.values()
     assert late[:2] == (True, pytest.approx(0.1))
-    assert fewer[:2] == (True, pytest.approx(0.2 + 0.5 * 16 / 24))  # the round at 16 points
+    assert fewer[:2] == (True, pytest.approx(0.2 + 0.5 * REFINE_LATE_FALLBACK_COST))
     assert budget_cut[:2] == (True, pytest.approx(0.1))  # the estimate without the round
     assert off[:2] == (False, pytest.approx(1.0))
     with warnings.catch_warnings():
