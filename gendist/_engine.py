@@ -67,6 +67,8 @@ from .refine import (
     REFINE_AUTO_SECONDS,
     REFINE_CHECK_FIRST,
     REFINE_CHECK_MORE,
+    REFINE_CHECK_MORE_SECONDS,
+    REFINE_CHECK_OVER,
     REFINE_CHECK_PAIRS,
     REFINE_CHECK_SECONDS,
     REFINE_GAIN,
@@ -457,8 +459,10 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         share = pairs / max(1, min(self._refine_workers({}), pairs // PATHS_PER_WORKER))
         self.refine_seconds_ = _all_pairs_seconds(seconds, sizes) * share
         self._seconds_without_late = _all_pairs_seconds(without_late, sizes) * share
-        if (self.refine_seconds_ > REFINE_AUTO_SECONDS and self._refine_setting() == "auto"
-                and len(seconds) == 2 and sum(seconds) < REFINE_CHECK_SECONDS
+        # over the budget by no more than the slope errs long, and a third batch affordable
+        if (REFINE_AUTO_SECONDS < self.refine_seconds_ <= REFINE_CHECK_OVER * REFINE_AUTO_SECONDS
+                and self._refine_setting() == "auto" and len(seconds) == 2
+                and self.refine_seconds_ / share * REFINE_CHECK_MORE <= REFINE_CHECK_MORE_SECONDS
                 and pairs > 4 * REFINE_CHECK_MORE):
             more = self._sample_pairs(np.random.default_rng(1),
                                       REFINE_CHECK_MORE // per_source, per_source)

@@ -221,8 +221,9 @@ class GenerativeDistance(DistanceFeaturesOutMixin, GraphDistanceBase):
     refine_seconds_ : float
         With ``refine_gain_``: the estimated seconds to refine every pair of vertices on this
         machine, the sampled pairs' time per pair (the slope between two batches of 16 and
-        112 pairs, as a batch carries fixed costs; over the budget, the average of a third
-        batch of 512, since the per-pair cost keeps falling with the batch) times the number
+        112 pairs, as a batch carries fixed costs; over the budget by at most 6 times, which
+        the slope errs long by, the average of a third batch of 512, since the per-pair cost
+        keeps falling with the batch) times the number
         of vertex pairs within components, divided among the ``n_jobs`` workers; the whole
         fit_transform took 0.3-1.7 times it. It includes the ``late_points`` round of
         :data:`gendist.refine.ALL_PAIRS_REFINE`, timed apart on the sample, unless that round

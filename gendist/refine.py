@@ -43,6 +43,8 @@ __all__ = [
     "REFINE_AUTO_SECONDS",
     "REFINE_CHECK_FIRST",
     "REFINE_CHECK_MORE",
+    "REFINE_CHECK_MORE_SECONDS",
+    "REFINE_CHECK_OVER",
     "REFINE_CHECK_PAIRS",
     "REFINE_CHECK_SECONDS",
     "REFINE_GAIN",
@@ -113,17 +115,29 @@ REFINE_CHECK_FIRST = 16
 #: See :data:`REFINE_CHECK_FIRST`.
 REFINE_CHECK_SECONDS = 2.0
 
-#: Where the two batches put all pairs over :data:`REFINE_AUTO_SECONDS` yet took under
-#: :data:`REFINE_CHECK_SECONDS` together, a third batch of this many more pairs (sources drawn anew,
-#: :data:`REFINE_CHECK_PAIRS`' targets per source; only under ``refine="auto"``, with over 4 times
-#: this many pairs within components, and where the sample finds at least twice the second batch) is
-#: refined, and its own time per pair is the estimate (``refine_gain_`` stays the first 128 pairs').
+#: Where the two batches put all pairs over :data:`REFINE_AUTO_SECONDS`, but at most
+#: :data:`REFINE_CHECK_OVER` times over, and this batch would take at most
+#: :data:`REFINE_CHECK_MORE_SECONDS` at their rate, a third batch of this many more pairs
+#: (sources drawn anew, :data:`REFINE_CHECK_PAIRS`' targets per source; only under
+#: ``refine="auto"``, with over 4 times this many pairs within components, and where the
+#: sample finds at least twice the second batch) is refined, and its own time per pair is
+#: the estimate (``refine_gain_`` stays the first 128 pairs').
 #: The per-pair cost falls with the batch (8-component mixture at n = 200, ms per pair at 16 / 112 /
 #: 512 / 8 192 pairs: 13.6 / 6.0 / 2.4 / 1.0 in 5-D, 29 / 7.7 / 3.6 / 2.2 in 10-D), so the slope
 #: between 16 and 112 pairs put all pairs at 2-5 times their time; the slope between 112 and 512
 #: pairs put them at 0.55 times (10-D, n = 400: 94 s estimated, 171 s taken), while 512 pairs' own
 #: average errs long.
 REFINE_CHECK_MORE = 512
+
+#: See :data:`REFINE_CHECK_MORE`: the slope between the first two batches errs long by 2-5
+#: times, so an estimate up to this many times the budget may still fit it. (The third batch
+#: once ran only where the first two took under :data:`REFINE_CHECK_SECONDS`: the 10-D
+#: default model at n = 420 took about that, and ``refine="auto"`` turned refinement on or
+#: off from one run to the next, 112 s or 375 s estimated.)
+REFINE_CHECK_OVER = 6.0
+
+#: See :data:`REFINE_CHECK_MORE`.
+REFINE_CHECK_MORE_SECONDS = 15.0
 
 #: ... and ``refine="auto"`` refines when it exceeds this (the accuracy that
 #: ``benchmarks/bench_accuracy.py`` asks of the distances: median within 2 % of the truth)

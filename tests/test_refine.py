@@ -921,10 +921,11 @@ def test_all_pairs_refinement_takes_late_points(curved_pairs):
 
 
 def test_the_time_estimate_refines_more_pairs_only_over_the_budget(monkeypatch):
-    """fit's sample: 16 then 112 pairs; only where those put all pairs over the budget, 512
-    more (a larger batch, whose own time per pair is the estimate, since the per-pair cost
-    falls with the batch); an expensive model's first 16 pairs alone. refine_gain_ is the
-    first sample's."""
+    """fit's sample: 16 then 112 pairs; only where those put all pairs over the budget, but
+    by no more than REFINE_CHECK_OVER, and 512 pairs would take at most
+    REFINE_CHECK_MORE_SECONDS, 512 more (a larger batch, whose own time per pair is the
+    estimate, since the per-pair cost falls with the batch); an expensive model's first 16
+    pairs alone. refine_gain_ is the first sample's."""
     import gendist._engine as engine
 
     model = Inversion(5).double()
@@ -943,10 +944,19 @@ def test_the_time_estimate_refines_more_pairs_only_over_the_budget(monkeypatch):
     assert sizes == [16, 112] and est.refine_
     sizes.clear()
     monkeypatch.setattr(engine, "REFINE_AUTO_SECONDS", 1e-6)
+    monkeypatch.setattr(engine, "REFINE_CHECK_OVER", np.inf)
     with pytest.warns(UserWarning, match="leaves refinement off"):
         est = GenerativeDistance(**keywords).fit(X)
     assert sizes == [16, 112, 512] and not est.refine_
     assert 1.0 < est.refine_gain_ and est.refine_seconds_ > 0
+    # far over the budget (more than the slope errs long), or a third batch too long itself
+    for over, more_seconds in [(1.0, np.inf), (np.inf, 0.0)]:
+        sizes.clear()
+        monkeypatch.setattr(engine, "REFINE_CHECK_OVER", over)
+        monkeypatch.setattr(engine, "REFINE_CHECK_MORE_SECONDS", more_seconds)
+        with pytest.warns(UserWarning, match="leaves refinement off"):
+            est = GenerativeDistance(**keywords).fit(X)
+        assert sizes == [16, 112] and not est.refine_
     sizes.clear()  # an expensive model: its first 16 pairs alone measure it
     monkeypatch.setattr(engine, "REFINE_CHECK_SECONDS", 0.0)
     with pytest.warns(UserWarning, match="leaves refinement off"):
