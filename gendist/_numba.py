@@ -112,3 +112,65 @@ def log_norm_minus_squares(prod, log_norm, out):  # pragma: no cover - compiled
         for i in range(n):
             out[k, i] = log_norm[k] - out[k, i]
     return out
+
+
+@compiled(fastmath={"contract"})
+def mixture_log_prob(prod, bias, log_norm, log_p, weighted):  # pragma: no cover - compiled
+    """A Gaussian mixture's log-density from its whitened coordinates, one block in one pass.
+
+    Row ``i`` of ``prod`` holds ``(x_i - c)^T P_k[:, j] / sqrt(2)`` at column ``j * K + k``
+    (``P_k = L_k^{-T}``, without the mean's term, which is ``bias``); the squared norm of
+    ``prod[i, j * K + k] + bias[j * K + k]`` over ``j`` is half the Mahalanobis term of
+    component ``k``, so ``log_p[i] = logsumexp_k(log_norm[k] - that)``: the squares, the
+    logsumexp and its exp (:func:`exp_in_place`) without numpy's passes over (K, n)
+    temporaries. ``log_p`` is ``-inf`` where every term is, NaN where any is.
+
+    Parameters
+    ----------
+    prod : ndarray of shape (n, d * K), float64
+    bias : ndarray of shape (d * K,)
+    log_norm : ndarray of shape (K,)
+        ``log w_k - log((2 pi)^(d/2) |Sigma_k|^(1/2))``.
+    log_p : ndarray of shape (n,)
+        Output.
+    weighted : bool
+        Also overwrite ``prod[i, j * K + k]`` by ``(prod + bias) * g_k(x_i)``, with the
+        responsibilities ``g_k = exp(term_k - log_p)`` (0 where ``log_p`` is not finite):
+        ``-2 (prod @ coefficients.T)`` is then the score.
+    """
+    n, width = prod.shape
+    K = log_norm.size
+    d = width // K
+    terms = np.empty((n, K))
+    shift = np.empty(n)
+    for i in range(n):
+        for k in range(K):
+            terms[i, k] = 0.0
+        for j in range(d):
+            for k in range(K):
+                v = prod[i, j * K + k] + bias[j * K + k]
+                terms[i, k] += v * v
+        top = -np.inf
+        for k in range(K):  # squares summed from zero, then subtracted once (see above)
+            t = log_norm[k] - terms[i, k]
+            terms[i, k] = t
+            top = t if t > top else top  # NaN terms leave it: the sum below is NaN
+        shift[i] = top if top > -np.inf else 0.0  # all -inf: exp gives 0, log -inf
+        for k in range(K):
+            terms[i, k] -= shift[i]
+    exp_in_place(terms.reshape(n * K), np.empty(n * K))
+    for i in range(n):
+        total = 0.0
+        for k in range(K):
+            total += terms[i, k]
+        log_p[i] = (np.log(total) if total > 0.0 else -np.inf) + shift[i]
+        if total != total:  # NaN
+            log_p[i] = total
+        if weighted:
+            finite = log_p[i] > -np.inf and log_p[i] < np.inf
+            for k in range(K):
+                terms[i, k] = terms[i, k] / total if finite else 0.0
+            for j in range(d):
+                for k in range(K):
+                    prod[i, j * K + k] = (prod[i, j * K + k] + bias[j * K + k]) * terms[i, k]
+    return log_p

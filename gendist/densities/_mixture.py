@@ -300,8 +300,32 @@ class GaussianMixtureDensity(Density):
             comp = xp.clip_max(prod, log_norm)  # the expanded form can exceed it by rounding
         return Xc, prod, comp
 
+    def _compiled_block(self, X, p, weighted: bool):
+        """``log p`` of one numpy float64 block of rows ``X`` of a full or tied mixture, and
+        the whitened coordinates ``(rows, d * K)``, weighted by the responsibilities with
+        ``weighted``: one product, then one compiled pass
+        (:func:`gendist._numba.mixture_log_prob`) instead of numpy's squares, sums and
+        logsumexp over (K, rows) temporaries: the default model's all-pairs refinement (10-D,
+        closed-form score) in 0.85 of its time; ``log_prob`` of 400 000 points (10
+        components, one thread) 0.136 -> 0.130 s in 10-D, about the same in 2-D, where the
+        exp of every term bounds it."""
+        from .._numba import mixture_log_prob  # numba is imported where it is used
+
+        d, coef = self.n_features, p["_coef"]
+        prod = (X - p["_center"]) @ coef[:d]
+        log_p = np.empty(len(X))
+        mixture_log_prob(prod, coef[d], p["_log_norm"], log_p, weighted)
+        return log_p, prod
+
+    def _compiles(self, xp, p) -> bool:
+        """Whether a block takes :meth:`_compiled_block` (numpy, float64, full or tied)."""
+        return (xp.name == "numpy" and self.covariance_type in ("full", "tied")
+                and p["_coef"].dtype == np.float64)
+
     def _block_log_prob(self, X, xp, p):
         """``log p`` of one block of rows ``X`` (numpy or torch, in the dtype of ``p``)."""
+        if self._compiles(xp, p):
+            return self._compiled_block(X, p, weighted=False)[0]
         return xp.logsumexp(self._block_components(X, xp, p)[2], axis=0, overwrite=True)
 
     def _block_log_prob_and_score(self, X, p):
@@ -314,17 +338,18 @@ class GaussianMixtureDensity(Density):
         derivative of the expanded quadratic form, ``2 s_k (x - c) + l_k``.
         """
         d = self.n_features
-        Xc, prod, comp = self._block_components(X, _NUMPY, p)
+        coef = p["_coef"]
+        if self.covariance_type in ("full", "tied"):  # the compiled pass weights w_k by g_k
+            log_p, weighted = self._compiled_block(X, p, weighted=True)
+            score = weighted @ coef[:d].T
+            score *= -2.0
+            return log_p, score
+        Xc, _, comp = self._block_components(X, _NUMPY, p)
         log_p = logsumexp(comp.copy(), axis=0, overwrite=True)
         with np.errstate(invalid="ignore"):  # log p = -inf: no component, no gradient
             gamma = exp_in_place(np.subtract(comp, log_p, out=comp))
         gamma[:, ~np.isfinite(log_p)] = 0.0
-        coef = p["_coef"]
-        if self.covariance_type in ("full", "tied"):
-            prod *= gamma[None]
-            score = (coef[:d] @ prod.reshape(-1, len(X))).T
-            score *= -2.0
-        elif self.covariance_type == "diag":  # coefficient rows: squares, linear, constant
+        if self.covariance_type == "diag":  # coefficient rows: squares, linear, constant
             score = 2.0 * Xc * (gamma.T @ coef[:d].T) + gamma.T @ coef[d : 2 * d].T
         else:  # coefficient rows: |x - c|^2, linear, constant
             score = 2.0 * Xc * (gamma.T @ coef[0])[:, None] + gamma.T @ coef[1 : d + 1].T
