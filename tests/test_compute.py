@@ -60,3 +60,33 @@ def test_logsumexp_equals_scipys(axis):
         got = logsumexp(a.copy(), axis=axis, overwrite=overwrite)
         np.testing.assert_allclose(got, expected, rtol=1e-14, atol=1e-13)
         np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+
+
+def test_the_compiled_mixture_pass_is_scipys_logsumexp_of_the_squares():
+    """gendist._numba.mixture_log_prob against scipy's logsumexp of ``log_norm - |w|^2``
+    (w = prod + bias, per component) and the responsibilities from it: random blocks, a
+    row whose squares overflow (every term -inf: log p = -inf, no weight) and a NaN row."""
+    from gendist._numba import mixture_log_prob
+
+    rng = np.random.default_rng(0)
+    n, d, K = 300, 4, 7
+    prod = rng.normal(scale=3.0, size=(n, d * K))
+    prod[1] = 1e200
+    prod[2, 5] = np.nan
+    bias, log_norm = rng.normal(size=d * K), rng.normal(size=K)
+    w = (prod + bias).reshape(n, d, K)
+    with np.errstate(over="ignore", invalid="ignore"):
+        terms = log_norm[None] - (w**2).sum(axis=1)
+        expected = scipy_logsumexp(terms, axis=1)
+        gamma = np.exp(terms - expected[:, None])
+    out = np.empty(n)
+    mixture_log_prob(prod.copy(), bias, log_norm, out, False)
+    np.testing.assert_allclose(out, expected, rtol=1e-14, atol=1e-14)
+    assert out[1] == -np.inf and np.isnan(out[2])
+    weighted = prod.copy()
+    mixture_log_prob(weighted, bias, log_norm, out, True)
+    np.testing.assert_allclose(out, expected, rtol=1e-14, atol=1e-14)
+    good = np.isfinite(expected)
+    np.testing.assert_allclose(weighted[good], (w * gamma[:, None, :]).reshape(n, -1)[good],
+                               rtol=1e-13, atol=1e-300)
+    assert np.all(weighted[1] == 0.0)  # -inf: no component, no gradient
