@@ -469,8 +469,8 @@ def refine_paths(
         cores), each refining an interleaved share of at least :data:`PATHS_PER_WORKER`
         paths; ignored with ``device``. Every share carries the metric (with its model), so
         any joblib backend runs them (processes by default). The paths are independent, so
-        the results are those of one batch up to rounding, which the iterations carry: the
-        same lengths to about 1e-8 relative (below ``tol``), at least as short as the input.
+        the results are those of one batch up to rounding, which the iterations carry (it
+        may stop a path a round apart): the same lengths within ``tol``.
         On two cores, two workers took 0.57 of one process's time with the 10-D default
         model (an 8-component mixture, closed-form gradients) and 0.96 with a torch density,
         whose own threads already use both cores (``benchmarks/bench_refine_workers.py``).
