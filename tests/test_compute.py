@@ -62,6 +62,29 @@ def test_logsumexp_equals_scipys(axis):
         np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
 
 
+def _mixture_case(rng, d, n=300, K=7):
+    """Centred points (d, n), upper-triangular whitening P (d, d * K) at [l, j * K + k], bias,
+    log-norms; row 1 overflows (every term -inf) and row 2 holds a NaN. Returns them with the
+    whitened coordinates w (n, d, K) computed by numpy."""
+    XT = rng.normal(scale=3.0, size=(d, n))
+    XT[:, 1] = 1e200
+    XT[0, 2] = np.nan
+    P = np.triu(rng.normal(size=(K, d, d))).transpose(1, 2, 0).reshape(d, d * K)
+    bias, log_norm = rng.normal(size=d * K), rng.normal(size=K)
+    with np.errstate(over="ignore", invalid="ignore"):
+        w = (XT.T @ P + bias).reshape(n, d, K)
+    return XT, P, bias, log_norm, w
+
+
+def _mixture_reference(w, log_norm):
+    """log p (scipy's logsumexp of ``log_norm - |w_k|^2``) and the responsibilities (K, n)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        terms = log_norm[None] - (w**2).sum(axis=1)
+        expected = scipy_logsumexp(terms, axis=1)
+        gamma = np.exp(terms - expected[:, None])
+    return expected, gamma.T
+
+
 def test_the_compiled_mixture_pass_is_scipys_logsumexp_of_the_squares():
     """gendist._numba.mixture_log_prob against scipy's logsumexp of ``log_norm - |w|^2``
     (w = prod + bias, per component) and the responsibilities from it: random blocks, a
@@ -90,3 +113,59 @@ def test_the_compiled_mixture_pass_is_scipys_logsumexp_of_the_squares():
     np.testing.assert_allclose(weighted[good], (w * gamma[:, None, :]).reshape(n, -1)[good],
                                rtol=1e-13, atol=1e-300)
     assert np.all(weighted[1] == 0.0)  # -inf: no component, no gradient
+
+
+@pytest.mark.parametrize("d", [1, 4, 12])
+def test_the_unrolled_mixture_kernels_are_scipys_logsumexp_of_the_squares(d):
+    """gendist._numba.mixture_kernels and mixture_logsumexp against scipy's logsumexp of
+    ``log_norm - |w_k|^2`` per component, ``w = x^T P_k + b_k`` by numpy, with the
+    responsibilities; the score kernel against numpy's ``sum_k g_k P_k w_k``. A row whose
+    squares overflow gives log p = -inf and no weight, a NaN row NaN."""
+    from gendist._numba import mixture_kernels, mixture_logsumexp
+
+    rng = np.random.default_rng(d)
+    XT, P, bias, log_norm, w = _mixture_case(rng, d)
+    n, K = XT.shape[1], log_norm.size
+    expected, gamma = _mixture_reference(w, log_norm)
+    good = np.isfinite(expected)
+    terms_kernel, score_kernel = mixture_kernels(d)
+    for responsibilities in (False, True):
+        terms, top, out = np.empty((K, n)), np.empty(n), np.empty(n)
+        terms_kernel(XT, P, bias, log_norm, terms, top)
+        mixture_logsumexp(terms, top, out, responsibilities)
+        np.testing.assert_allclose(out, expected, rtol=1e-13, atol=1e-13)
+        assert out[1] == -np.inf and np.isnan(out[2])
+    np.testing.assert_allclose(terms[:, good], gamma[:, good], rtol=1e-12, atol=1e-300)
+    assert np.all(terms[:, 1] == 0.0) and np.all(terms[:, 2] == 0.0)
+    score = np.zeros((d, good.sum()))
+    score_kernel(XT[:, good].copy(), P, bias, terms[:, good].copy(), score)
+    weighted = w[good] * gamma.T[good][:, None, :]  # (m, d, K)
+    reference = np.einsum("ljk,mjk->lm", P.reshape(d, d, K), weighted)
+    np.testing.assert_allclose(score, reference, rtol=1e-11, atol=1e-12)
+
+
+def test_mixture_kernels_compile_where_nothing_can_be_written(monkeypatch, tmp_path):
+    """With no writable place for the generated module, the kernels are compiled in the process
+    and agree with the cached ones; widths outside [1, 12] are refused."""
+    import gendist._numba as compiled_kernels
+
+    rng = np.random.default_rng(3)
+    XT, P, bias, log_norm, _ = _mixture_case(rng, 3, n=50, K=4)
+    XT = XT[:, 3:].copy()
+    results = []
+    for where in (None, tmp_path / "a-file" / "kernels"):
+        compiled_kernels.mixture_kernels.cache_clear()
+        if where is not None:
+            (tmp_path / "a-file").write_text("")  # a file where a directory would go
+            monkeypatch.setattr(compiled_kernels, "_generated_dir", lambda w=where: str(w))
+        terms, top = np.empty((4, XT.shape[1])), np.empty(XT.shape[1])
+        kernel = compiled_kernels.mixture_kernels(3)[0]
+        kernel(XT, P, bias, log_norm, terms, top)
+        results.append(terms)
+        source = kernel.py_func.__code__.co_filename
+        assert source.endswith(".py") if where is None else source.startswith("<gendist")
+    compiled_kernels.mixture_kernels.cache_clear()
+    np.testing.assert_array_equal(results[0], results[1])
+    for bad in (0, 13):
+        with pytest.raises(ValueError, match="n_features must be in"):
+            compiled_kernels.mixture_kernels(bad)

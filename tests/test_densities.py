@@ -353,14 +353,16 @@ def test_a_sklearn_gaussian_mixture_is_differentiable_with_the_closed_form_gradi
     np.testing.assert_array_equal(as_density(bayesian).log_prob(Q), bayesian.score_samples(Q))
 
 
+@pytest.mark.parametrize("d", [4, 14])
 @pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
-def test_mixture_score_is_the_gradient_of_sklearns_log_density(covariance_type, rng):
+def test_mixture_score_is_the_gradient_of_sklearns_log_density(covariance_type, d, rng):
     """log_prob_and_score: log p is scikit-learn's score_samples, and the score its central
     finite differences (step 1e-5, error O(1e-10)), also far out where the components'
-    responsibilities are extreme; across row blocks (working_memory=0.05)."""
-    X = np.vstack([rng.normal(size=(150, 4)) + 2, rng.normal(size=(150, 4)) * 0.6 - 1])
+    responsibilities are extreme; across row blocks (working_memory=0.05); in 4-D and 14-D
+    (full and tied: the unrolled kernels, and a product)."""
+    X = np.vstack([rng.normal(size=(150, d)) + 2, rng.normal(size=(150, d)) * 0.6 - 1])
     gm = GaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(X)
-    Q = np.vstack([rng.normal(size=(400, 4)) * 2, rng.normal(size=(5, 4)) * 15])
+    Q = np.vstack([rng.normal(size=(400, d)) * 2, rng.normal(size=(5, d)) * 15])
     density = as_density(gm)
     assert density.has_score
     with sklearn.config_context(working_memory=0.05):  # blocks of about 80 rows
