@@ -223,6 +223,17 @@ def mixture_logsumexp(terms, top, log_p, responsibilities):  # pragma: no cover 
             log_p[i] = total
 
 
+@compiled
+def centred_transpose(X, center, out):  # pragma: no cover - compiled
+    """``out[l, i] = X[i, l] - center[l]``: points (n, d) centred and laid out coordinate-major
+    (d, n) for :func:`mixture_kernels`, in one pass (numpy's subtraction and transposed copy:
+    3.3x the time in 10-D)."""
+    n, d = X.shape
+    for i in range(n):
+        for l in range(d):
+            out[l, i] = X[i, l] - center[l]
+
+
 #: the widest full or tied mixture (in features) whose kernels :func:`mixture_kernels`
 #: compiles unrolled: compiling takes 1 s in 2-D, 5 s in 10-D, 8 s in 12-D, 15 s in 14-D;
 #: wider mixtures take :func:`mixture_log_prob`, where BLAS is efficient
