@@ -723,30 +723,30 @@ def _take_shorter_straight_lines(metric, paths: list, log_lengths: np.ndarray, n
     return taken
 
 
-def _two_loop(g, S, Y, rho, count, precondition=None, initial=None):
-    """L-BFGS's two-loop recursion, row by row: ``H g`` from each row's curvature pairs
-    (``S[:, 0]``, ``Y[:, 0]`` the newest; the first ``count`` valid).
+def _two_loop(g, S, Y, rho, head, count, rows, precondition=None, initial=None):
+    """L-BFGS's two-loop recursion, row by row: ``H g`` for the rows ``g`` (b, n) of the
+    functions ``rows``, each from its own curvature pairs in the rings ``S``, ``Y`` (B, H, n),
+    ``rho`` (B, H) (``count[r]`` valid, the newest in slot ``head[r]``), read in place by
+    compiled loops (:func:`gendist._numba.lbfgs_first_loop`).
 
     ``precondition`` (``(b, n) -> (b, n)``, symmetric positive definite, default the identity)
     is the shape of the initial inverse Hessian ``H0 = gamma M``; ``gamma`` is the usual
     ``s.y / y.M y`` of the newest pair, else ``initial`` (shape (b,), default 1)."""
+    from ._numba import lbfgs_first_loop, lbfgs_second_loop  # numba where it is used
+
     precondition = precondition or (lambda v: v)
-    q, history = g.copy(), int(count.max(initial=0))
-    alpha = np.zeros((len(g), history))
-    for i in range(history):
-        valid = i < count
-        alpha[:, i] = np.where(valid, rho[:, i] * np.einsum("bn,bn->b", S[:, i], q), 0.0)
-        q -= alpha[:, i, None] * Y[:, i]
+    q, alpha = g.copy(), np.empty((len(g), S.shape[1]))
+    lbfgs_first_loop(q, S, Y, rho, head, count, rows, alpha)
     gamma = np.ones(len(g)) if initial is None else initial
-    if history:
-        yy = np.einsum("bn,bn->b", Y[:, 0], precondition(Y[:, 0]))
-        sy = np.einsum("bn,bn->b", S[:, 0], Y[:, 0])
-        gamma = np.where(count > 0, sy / np.where(yy > 0, yy, 1.0), gamma)
-    r = gamma[:, None] * precondition(q)
-    for i in reversed(range(history)):
-        beta = rho[:, i] * np.einsum("bn,bn->b", Y[:, i], r)
-        r += np.where(i < count, alpha[:, i] - beta, 0.0)[:, None] * S[:, i]
-    return r
+    held = count[rows] > 0
+    if held.any():
+        y, s = Y[rows, head[rows]], S[rows, head[rows]]
+        yy = np.einsum("bn,bn->b", y, precondition(y))
+        sy = np.einsum("bn,bn->b", s, y)
+        gamma = np.where(held, sy / np.where(yy > 0, yy, 1.0), gamma)
+    z = gamma[:, None] * precondition(q)
+    lbfgs_second_loop(z, S, Y, rho, head, count, rows, alpha)
+    return z
 
 
 def _batched_lbfgs(fun, x0, max_iter: int, history: int = 8, gtol: float = 1e-5,
@@ -779,17 +779,13 @@ def _batched_lbfgs(fun, x0, max_iter: int, history: int = 8, gtol: float = 1e-5,
     S, Y = np.zeros((B, history, n)), np.zeros((B, history, n))
     rho, count = np.zeros((B, history)), np.zeros(B, dtype=np.int64)
     head = np.zeros(B, dtype=np.int64)
-    lags = np.arange(history)
     active = np.flatnonzero(np.abs(g).max(axis=1) > gtol)
     for _ in range(max_iter):
         if not active.size:
             break
         ga = g[active]
-        used = int(count[active].max())  # slots newest first, only as many as any row holds
-        slots = (head[active, None] - lags[None, :used]) % history
-        ring = active[:, None], slots
         start = None if initial is None else np.full(len(active), initial)
-        d = -_two_loop(ga, S[ring], Y[ring], rho[ring], count[active], precondition, start)
+        d = -_two_loop(ga, S, Y, rho, head, count, active, precondition, start)
         slope = np.einsum("bn,bn->b", ga, d)
         uphill = ~(slope < 0)  # lost curvature information: steepest descent, history reset
         if uphill.any():  # the initial inverse Hessian alone: H0 g

@@ -25,6 +25,7 @@ from gendist.refine import (
     _finite_difference_lengths,
     _gradient_method,
     _late_round_metric,
+    _two_loop,
     refine_path,
     refine_paths,
     resample_polyline,
@@ -219,6 +220,38 @@ def test_the_curve_preconditioner_solves_the_second_difference_system(rng):
             [solve_banded((1, 1), bands, row.reshape(n_inner, d)) for row in v]
         ).reshape(v.shape)
         np.testing.assert_allclose(_curve_preconditioner(n_inner, d)(v), expected, rtol=1e-12)
+
+
+def test_two_loop_is_the_dense_bfgs_inverse_hessian_of_each_rows_own_pairs(rng):
+    """_two_loop against the dense BFGS update H <- (I - rho s y') H (I - rho y s') + rho s s'
+    from H0 = gamma M (M the curve preconditioner, gamma = s.y / y.M y of the newest pair, or
+    ``initial`` without pairs): rows of a ring of 5 slots holding 0, 2, 5 pairs with the newest
+    at different slots, queried in a shuffled order."""
+    n_inner, d, H, B = 4, 3, 5, 4
+    n = n_inner * d
+    M = np.linalg.inv(np.kron(2 * np.eye(n_inner) - np.eye(n_inner, k=1)
+                              - np.eye(n_inner, k=-1), np.eye(d)))
+    precondition = _curve_preconditioner(n_inner, d)
+    S, Y = rng.normal(size=(B, H, n)), rng.normal(size=(B, H, n))
+    Y += 3.0 * S  # s.y > 0
+    rho = 1.0 / np.einsum("bhn,bhn->bh", S, Y)
+    count, head = np.array([0, 2, 5, 5]), np.array([3, 0, 4, 1])
+    rows = np.array([2, 0, 3, 1])
+    g = rng.normal(size=(len(rows), n))
+    initial = np.full(len(rows), 0.7)
+    got = _two_loop(g, S, Y, rho, head, count, rows, precondition, initial)
+    for a, r in enumerate(rows):
+        slots = [(head[r] - i) % H for i in range(count[r])][::-1]  # oldest first
+        if slots:
+            s, y = S[r, slots[-1]], Y[r, slots[-1]]
+            Hk = (s @ y) / (y @ M @ y) * M
+        else:
+            Hk = initial[a] * M
+        for k in slots:
+            s, y, p = S[r, k], Y[r, k], rho[r, k]
+            V = np.eye(n) - p * np.outer(y, s)
+            Hk = V.T @ Hk @ V + p * np.outer(s, s)
+        np.testing.assert_allclose(got[a], Hk @ g[a], rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("preconditioned", [False, True])
