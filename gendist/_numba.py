@@ -351,6 +351,15 @@ def _generated_dir() -> str:
     return os.path.join(root, "gendist", "kernels")
 
 
+def _read(path: str) -> str | None:
+    """The text of a file, or None where it cannot be read."""
+    try:
+        with open(path) as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 @functools.cache
 def mixture_kernels(n_features: int):
     """The compiled ``(mixture_terms, mixture_score)`` kernels of a full or tied Gaussian
@@ -385,7 +394,7 @@ def mixture_kernels(n_features: int):
     name = f"mixture_{n_features}_{digest}"
     path = os.path.join(_generated_dir(), name + ".py")
     try:
-        if not os.path.exists(path):
+        if _read(path) != source:  # missing, or not what this version generates
             os.makedirs(os.path.dirname(path), exist_ok=True)
             partial = f"{path}.{os.getpid()}"
             with open(partial, "w") as f:

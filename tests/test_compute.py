@@ -169,3 +169,25 @@ def test_mixture_kernels_compile_where_nothing_can_be_written(monkeypatch, tmp_p
     for bad in (0, 13):
         with pytest.raises(ValueError, match="n_features must be in"):
             compiled_kernels.mixture_kernels(bad)
+
+
+def test_a_generated_kernel_module_that_was_changed_is_written_again(monkeypatch, tmp_path):
+    """The module file is compared with the source this version generates: one overwritten
+    by anything else is replaced before it is imported."""
+    import gendist._numba as compiled_kernels
+
+    monkeypatch.setattr(compiled_kernels, "_generated_dir", lambda: str(tmp_path))
+    compiled_kernels.mixture_kernels.cache_clear()
+    compiled_kernels.mixture_kernels(2)
+    (written,) = tmp_path.glob("mixture_2_*.py")
+    source = written.read_text()
+    written.write_text("raise RuntimeError('not the generated kernels')\n")
+    compiled_kernels.mixture_kernels.cache_clear()
+    try:
+        terms_kernel, _ = compiled_kernels.mixture_kernels(2)
+    finally:
+        compiled_kernels.mixture_kernels.cache_clear()
+    assert written.read_text() == source
+    terms, top = np.empty((1, 1)), np.empty(1)
+    terms_kernel(np.zeros((2, 1)), np.eye(2), np.zeros(2), np.zeros(1), terms, top)
+    assert terms[0, 0] == 0.0 and top[0] == 0.0
