@@ -151,6 +151,67 @@ def log_in_place(flat, scratch, exponent):  # pragma: no cover - compiled
         flat[i] = r
 
 
+@compiled(fastmath={"contract"}, error_model="numpy")  # vectorised divisions
+def log_trapezoid_of_factors(ends_a, ends_b, inner, log_lam, w_end, w_inner, log_underflow,
+                             out):  # pragma: no cover - compiled
+    """The trapezoidal rule of the conformal factor relative to its largest value, ``beta = 1``:
+    ``out[e] = log(w_end (r(ends_a[e]) + r(ends_b[e])) + w_inner sum_k r(inner[k, e]))`` with
+    ``r(v) = (1 + exp(v - log_lam))^-1 = h / h_max``, from the log-densities ``v`` at the ends
+    and interior nodes of every segment, in one compiled pass (one exp a node, a log a
+    segment), where numpy made a pass over the nodes for each operation.
+
+    Where the sum is below ``exp(log_underflow)`` (where terms flushed to zero by
+    :func:`exp_in_place` may matter) it is recomputed in log space,
+    ``logsumexp_k(log w_k - softplus(v_k - log_lam))``, so it is right down to the smallest
+    float64. NaN log-densities give NaN.
+
+    Parameters
+    ----------
+    ends_a, ends_b : ndarray of shape (E,)
+        ``log p`` at the segments' ends.
+    inner : ndarray of shape (T - 2, E)
+        ``log p`` at the interior nodes, node-major.
+    log_lam : float
+    w_end, w_inner : float
+        The rule's weights of an end node and of an interior node.
+    log_underflow : float
+    out : ndarray of shape (E,)
+        Output.
+    """
+    T2, E = inner.shape
+    e_a, e_b, e_in = np.empty(E), np.empty(E), np.empty(T2 * E)
+    for e in range(E):
+        e_a[e] = ends_a[e] - log_lam
+        e_b[e] = ends_b[e] - log_lam
+    for k in range(T2):
+        for e in range(E):
+            e_in[k * E + e] = inner[k, e] - log_lam
+    scratch, logs = np.empty(max(E, T2 * E)), np.empty(T2 + 2)
+    exp_in_place(e_a, scratch)  # above EXP_MAX: +inf, r = 0 (exact below 1e-308 of the sum)
+    exp_in_place(e_b, scratch)
+    exp_in_place(e_in, scratch)
+    for e in range(E):
+        out[e] = w_end * (1.0 / (1.0 + e_a[e]) + 1.0 / (1.0 + e_b[e]))
+    for k in range(T2):
+        for e in range(E):
+            out[e] += w_inner * (1.0 / (1.0 + e_in[k * E + e]))
+    log_in_place(out, e_a, e_b)
+    for e in range(E):
+        if out[e] < log_underflow:  # every term tiny: logsumexp of the log-terms
+            top = -np.inf
+            for k in range(T2 + 2):
+                v = ends_a[e] if k == 0 else (ends_b[e] if k == 1 else inner[k - 2, e])
+                x = v - log_lam
+                softplus = x + np.log1p(np.exp(-x)) if x > 0 else np.log1p(np.exp(x))
+                term = np.log(w_end if k < 2 else w_inner) - softplus
+                logs[k] = term
+                top = term if term > top else top
+            total = 0.0
+            for k in range(T2 + 2):
+                total += np.exp(logs[k] - top)
+            out[e] = top + np.log(total) if top > -np.inf else -np.inf  # every factor 0
+
+
 @compiled(fastmath={"contract"})
 def log_norm_minus_squares(prod, log_norm, out):  # pragma: no cover - compiled
     """``out[k, i] = log_norm[k] - sum_j prod[j, k, i]^2``: a Gaussian mixture's

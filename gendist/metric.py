@@ -705,7 +705,15 @@ class ConformalMetric(SegmentMetric):
         # the rule relative to the largest factor h_max: sum_k w_k h_k / h_max, whose terms
         # cannot overflow (h_k <= h_max); summed in log space only where all terms underflow
         w = np.exp(trapezoid_log_weights(T))
-        ratio = [self._factor_ratio(v) for v in log_p]
+        if xp.name == "numpy" and self.beta == 1.0:  # the default: one compiled pass
+            from ._numba import log_trapezoid_of_factors  # numba is imported where it is used
+
+            log_sum = np.empty(E)
+            inner = log_p[2] if len(log_p) > 2 else np.empty((0, E))
+            log_trapezoid_of_factors(log_p_A, log_p_B, inner, self.log_lam, w[0],
+                                     w[1] if T > 2 else 0.0, _LOG_UNDERFLOW, log_sum)
+            return log_norm + log_largest_factor(self.log_lam, self.beta, self.p0) + log_sum
+        ratio = [xp.exp(log_factor_ratio(v, self.log_lam, self.beta)) for v in log_p]
         total = w[0] * (ratio[0][0] + ratio[1][0])
         if len(ratio) > 2:
             total = total + w[1] * xp.sum(ratio[2], axis=0)
@@ -715,21 +723,3 @@ class ConformalMetric(SegmentMetric):
             terms += xp.asarray(_ends_first_log_weights(T), like=A)[:, None]
             log_sum = xp.logsumexp(terms, axis=0, overwrite=True)
         return log_norm + log_largest_factor(self.log_lam, self.beta, self.p0) + log_sum
-
-    def _factor_ratio(self, log_p):
-        """``h / h_max = (1 + p / lam) ** -beta`` (in (0, 1]) from ``log p``.
-
-        numpy with ``beta = 1`` (the default): ``1 / (1 + exp(log p - log lam))``, one exp
-        and no log, where :func:`log_factor_ratio` takes an exp and a log (softplus) and the
-        rule another exp: the quadrature is a third of its former cost beside the density
-        (2-D). A ratio below exp(-709) comes out 0, which only matters where every node's
-        does (then the rule is summed in log space). Otherwise, and for torch (whose autograd
-        needs the stable form), ``exp(log_factor_ratio)``.
-        """
-        xp = get_namespace(log_p)
-        if self.beta == 1.0 and xp.name == "numpy":
-            with np.errstate(over="ignore"):
-                e = exp_in_place(np.subtract(log_p, self.log_lam))
-            e += 1.0
-            return np.reciprocal(e, out=e)
-        return xp.exp(log_factor_ratio(log_p, self.log_lam, self.beta))

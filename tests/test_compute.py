@@ -216,3 +216,36 @@ def test_a_generated_kernel_module_that_was_changed_is_written_again(monkeypatch
     terms, top = np.empty((1, 1)), np.empty(1)
     terms_kernel(np.zeros((2, 1)), np.eye(2), np.zeros(2), np.zeros(1), terms, top)
     assert terms[0, 0] == 0.0 and top[0] == 0.0
+
+
+def test_the_compiled_trapezoid_of_factors_is_scipys_logsumexp_of_the_log_terms():
+    """gendist._numba.log_trapezoid_of_factors (beta = 1) against scipy's logsumexp of
+    ``log w_k - softplus(log p_k - log lam)`` over the nodes: ordinary segments, segments whose
+    factors all underflow (log p - log lam from 700 to 1e4: summed in log space), a zero
+    density (-inf: factor 1), an infinite one (+inf: factor 0, and -inf where every node has
+    it), NaN; with interior nodes (n_quad = 8) and without (n_quad = 2)."""
+    from gendist._numba import log_trapezoid_of_factors
+
+    rng = np.random.default_rng(5)
+    log_lam = -3.0
+    for n_quad in (2, 8):
+        E = 400
+        log_p = rng.normal(scale=30.0, size=(n_quad, E))  # ends first, then interior nodes
+        log_p[:, :50] = rng.uniform(700.0, 1e4, size=(n_quad, 50)) + log_lam
+        log_p[0, 60] = -np.inf
+        log_p[:, 61] = np.inf
+        log_p[-1, 62] = np.inf
+        log_p[-1, 63] = np.nan
+        w = np.full(n_quad, 1.0 / (n_quad - 1))
+        w[[0, 1]] *= 0.5  # the ends
+        x = log_p - log_lam
+        with np.errstate(invalid="ignore"):
+            softplus = np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))
+        expected = scipy_logsumexp(np.log(w)[:, None] - softplus, axis=0)
+        out = np.empty(E)
+        w_inner = w[2] if n_quad > 2 else 0.0
+        log_trapezoid_of_factors(log_p[0], log_p[1], log_p[2:], log_lam, w[0], w_inner,
+                                 -668.0, out)
+        np.testing.assert_allclose(out, expected, rtol=1e-13, atol=1e-13)
+        assert np.all(out[:50] < -668.0) and out[61] == -np.inf and np.isnan(out[63])
+        assert np.array_equal(np.isnan(out), np.isnan(expected))
