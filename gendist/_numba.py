@@ -212,6 +212,167 @@ def log_trapezoid_of_factors(ends_a, ends_b, inner, log_lam, w_end, w_inner, log
             out[e] = top + np.log(total) if top > -np.inf else -np.inf  # every factor 0
 
 
+@compiled
+def polyline_nodes(P, t, out):  # pragma: no cover - compiled
+    """The interior quadrature nodes of every segment of a batch of polylines, node-major:
+    ``out[k * E + b * (m - 1) + s] = P[b, s] + t[k] (P[b, s + 1] - P[b, s])``.
+
+    Parameters
+    ----------
+    P : ndarray of shape (B, m, d)
+    t : ndarray of shape (T - 2,)
+    out : ndarray of shape ((T - 2) * B * (m - 1), d)
+        Output.
+    """
+    B, m, d = P.shape
+    E = B * (m - 1)
+    for k in range(t.size):
+        for b in range(B):
+            for s in range(m - 1):
+                row = k * E + b * (m - 1) + s
+                for l in range(d):
+                    start = P[b, s, l]
+                    out[row, l] = start + t[k] * (P[b, s + 1, l] - start)
+
+
+@compiled(inline="always")
+def _polyline_node(b, s, k, B, m, E):  # pragma: no cover - compiled
+    """Index in :func:`polyline_length_gradients`' ``log_p`` of node ``k`` of segment ``s``
+    of polyline ``b``: its two ends (k = 0, 1), then its interior nodes."""
+    if k < 2:
+        return b * m + s + k
+    return B * m + (k - 2) * E + b * (m - 1) + s
+
+
+@compiled(error_model="numpy")
+def polyline_length_gradients(P, log_p, score, t, w, log_lam, beta, log_h_max, safe, tiny,
+                              log_length, grads):  # pragma: no cover - compiled
+    """Log-lengths of a batch of polylines under the conformal metric and their gradients
+    with respect to the points, from ``log p`` and its score at the points and at the
+    segments' interior nodes (see ``ConformalMetric.log_polyline_lengths_and_gradients``),
+    in one compiled pass over each polyline (numpy's passes over the (T, E) temporaries
+    took as long as the mixture's score itself).
+
+    Segment ``s`` of polyline ``b`` has the log-length ``log |delta| + log_h_max + log_sum``,
+    ``log_sum = logsumexp_k(log w_k - beta softplus(log p_k - log_lam))`` over its T nodes;
+    with ``pi_s`` its share of the polyline's length and ``q_k`` node k's share of its sum,
+    node ``z = (1 - t) A + t B`` adds ``-beta pi_s q_k sigma(z) score(z)`` (``sigma = p / (p +
+    lam)``) to the gradient of A and B in proportions ``1 - t`` and ``t``, and the segment's
+    own length ``pi_s delta / |delta|^2``. Zero-length segments have no share.
+
+    Parameters
+    ----------
+    P : ndarray of shape (B, m, d)
+    log_p : ndarray of shape (B * m + (T - 2) * B * (m - 1),)
+        ``log p`` at the points (row-major) and then at the interior nodes (node-major,
+        :func:`polyline_nodes`); finite or -inf.
+    score : ndarray of shape (len(log_p), d)
+        Its gradient at the same points.
+    t : ndarray of shape (T - 2,)
+        Positions of the interior nodes.
+    w : ndarray of shape (T,)
+        Weights of the rule: both ends, then the interior nodes.
+    log_lam, beta, log_h_max : float
+        The metric's ``log lambda``, exponent and log of its largest factor.
+    safe : float
+        Squared lengths outside ``[safe, 1 / safe]`` are computed scaled (see ``row_norms``).
+    tiny : float
+        With ``beta = 1`` the rule is summed in linear space, and again in log space where
+        the sum is below ``tiny`` (where terms may have underflowed).
+    log_length : ndarray of shape (B,)
+        Output.
+    grads : ndarray of shape (B, m, d)
+        Output.
+    """
+    B, m, d = P.shape
+    S, T = m - 1, t.size + 2
+    E = B * S
+    coef, terms, log_sigma = np.empty((S, T)), np.empty(T), np.empty(T)
+    log_sum, log_seg, norms = np.empty(S), np.empty(S), np.empty(S)
+    for b in range(B):
+        for s in range(S):
+            squares = 0.0
+            for l in range(d):
+                v = P[b, s + 1, l] - P[b, s, l]
+                squares += v * v
+            if squares >= safe and squares <= 1.0 / safe:
+                norms[s] = np.sqrt(squares)
+            else:  # under- or overflowing squares (or 0, inf, NaN): scaled
+                scale = 0.0
+                for l in range(d):
+                    scale = max(scale, abs(P[b, s + 1, l] - P[b, s, l]))
+                total = 0.0
+                if scale > 0.0 and scale < np.inf:
+                    for l in range(d):
+                        v = (P[b, s + 1, l] - P[b, s, l]) / scale
+                        total += v * v
+                norms[s] = scale * np.sqrt(total) if total > 0.0 else scale
+            log_sum[s] = -np.inf
+            if beta == 1.0:  # the default: the factors' ratios r = h / h_max in linear
+                total = 0.0  # space, one exp a node (numpy's passes made four)
+                for k in range(T):
+                    ratio = np.exp(log_p[_polyline_node(b, s, k, B, m, E)] - log_lam)  # p/lam
+                    r = 1.0 / (1.0 + ratio)
+                    sigma = ratio * r if ratio < 1.0 else 1.0 - r
+                    coef[s, k] = w[k] * r * sigma
+                    total += w[k] * r
+                if total > tiny:  # else terms may have underflowed: in log space below
+                    log_sum[s] = np.log(total)
+                    for k in range(T):
+                        coef[s, k] /= total
+            if log_sum[s] == -np.inf:
+                top = -np.inf
+                for k in range(T):
+                    z = log_p[_polyline_node(b, s, k, B, m, E)] - log_lam
+                    soft = z + np.log1p(np.exp(-z)) if z > 0.0 else np.log1p(np.exp(z))
+                    term = np.log(w[k]) - beta * soft
+                    terms[k] = term
+                    log_sigma[k] = z - soft
+                    top = term if term > top else top
+                total = 0.0
+                for k in range(T):
+                    total += np.exp(terms[k] - top)
+                log_sum[s] = top + np.log(total)
+                for k in range(T):  # q sigma, q = exp(term - log_sum) a node's share
+                    coef[s, k] = np.exp(terms[k] - log_sum[s] + log_sigma[k])
+            log_seg[s] = np.log(norms[s]) + log_h_max + log_sum[s]
+        top = -np.inf
+        for s in range(S):
+            top = log_seg[s] if log_seg[s] > top else top
+        total = 0.0
+        if top > -np.inf:
+            for s in range(S):
+                total += np.exp(log_seg[s] - top)
+        log_length[b] = top + np.log(total) if top > -np.inf else -np.inf
+        for j in range(m):
+            for l in range(d):
+                grads[b, j, l] = 0.0
+        for s in range(S):
+            share = np.exp(log_seg[s] - log_length[b])
+            if not (share > 0.0 and share < np.inf):  # zero length: no share
+                continue
+            for k in range(T):
+                weight = -beta * share * coef[s, k]
+                if k == 0:
+                    for l in range(d):
+                        grads[b, s, l] += weight * score[b * m + s, l]
+                elif k == 1:
+                    for l in range(d):
+                        grads[b, s + 1, l] += weight * score[b * m + s + 1, l]
+                else:
+                    row = _polyline_node(b, s, k, B, m, E)
+                    tk = t[k - 2]
+                    for l in range(d):
+                        g = weight * score[row, l]
+                        grads[b, s, l] += g - tk * g
+                        grads[b, s + 1, l] += tk * g
+            unit = share / norms[s]
+            for l in range(d):
+                v = unit * ((P[b, s + 1, l] - P[b, s, l]) / norms[s])
+                grads[b, s, l] -= v
+                grads[b, s + 1, l] += v
+
+
 @compiled(fastmath={"contract"})
 def log_norm_minus_squares(prod, log_norm, out):  # pragma: no cover - compiled
     """``out[k, i] = log_norm[k] - sum_j prod[j, k, i]^2``: a Gaussian mixture's

@@ -291,10 +291,17 @@ def test_batched_finite_differences_equal_autograd_on_every_path(rng):
         assert np.exp(log_a[b]) == pytest.approx(metric.curve_length(P[b]), rel=1e-12)
 
 
-@pytest.mark.parametrize("covariance_type", ["full", "diag"])
-def test_closed_form_gradients_equal_autograd_on_every_path(covariance_type, rng):
+@pytest.mark.parametrize(
+    "covariance_type, beta, log_lam",
+    [("full", 1.3, -12.0), ("diag", 1.3, -12.0), ("full", 1.0, -12.0), ("full", 1.0, -730.0)],
+)
+def test_closed_form_gradients_equal_autograd_on_every_path(covariance_type, beta, log_lam,
+                                                            rng):
     """10-D, a 4-component mixture, 40 paths of 9 points, one with a zero-length segment and
-    one of zero length: the closed form gives autograd's log-lengths and gradients."""
+    one of zero length: the closed form gives autograd's log-lengths and gradients. With
+    beta = 1 the rule is summed in linear space unless lambda is so small that the factors'
+    ratios underflow (log lambda = -730: exp(log p - log lambda) overflows near the data,
+    and only the sum in log space is right)."""
     d = 10
     cov = np.stack([np.diag(rng.uniform(0.3, 2.0, d)) for _ in range(4)])
     if covariance_type == "full":
@@ -302,7 +309,7 @@ def test_closed_form_gradients_equal_autograd_on_every_path(covariance_type, rng
     else:
         cov = np.stack([np.diagonal(c) for c in cov])
     mixture = GaussianMixtureDensity(np.ones(4), rng.normal(size=(4, d)) * 2, cov, covariance_type)
-    metric = ConformalMetric(mixture, log_lam=-12.0, beta=1.3, p0=1e-4, n_quad=6)
+    metric = ConformalMetric(mixture, log_lam=log_lam, beta=beta, p0=1e-4, n_quad=6)
     P = rng.normal(size=(40, 9, d)) * 1.5
     P[3, 4] = P[3, 5]
     P[7] = P[7, :1]
@@ -315,6 +322,27 @@ def test_closed_form_gradients_equal_autograd_on_every_path(covariance_type, rng
     moving[7] = False  # autograd floors |B - A| at 1e-300: a finite log-length there
     np.testing.assert_allclose(log_c[moving], log_a[moving], rtol=1e-13, atol=1e-13)
     np.testing.assert_allclose(grad_c[moving], grad_a[moving], rtol=1e-9, atol=1e-12)
+
+
+def test_closed_form_gradients_refuse_a_non_finite_score_and_count_its_points(rng):
+    """NaN or +-inf in the score where log p is finite is an error that counts the points (a
+    line search steps back from it); finite scores whose sum overflows are no error."""
+
+    class Edited(GaussianMixtureDensity):
+        def log_prob_and_score(self, X):
+            log_p, score = super().log_prob_and_score(X)
+            score[: len(self.rows), 1] = self.rows
+            return log_p, score
+
+    mixture = Edited([1.0], np.zeros((1, 3)), np.eye(3)[None])
+    metric = ConformalMetric(mixture, log_lam=0.0)
+    P = rng.normal(size=(2, 5, 3))
+    mixture.rows = [np.nan, np.inf, -np.inf]
+    with pytest.raises(ValueError, match="non-finite score for 3 points"):
+        metric.log_polyline_lengths_and_gradients(P)
+    mixture.rows = [1e308, 1e308]
+    log_c, grad_c = metric.log_polyline_lengths_and_gradients(P)
+    np.testing.assert_allclose(log_c, metric.log_polyline_lengths(P), rtol=1e-13)
 
 
 @pytest.mark.parametrize("scale", [1e155, 1e-150])
