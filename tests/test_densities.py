@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 import sklearn
 import torch
+from scipy.spatial.distance import cdist
+from scipy.special import logsumexp
 from sklearn.base import clone
 from sklearn.mixture import BayesianGaussianMixture, GaussianMixture
 from sklearn.neighbors import KernelDensity
@@ -145,8 +147,12 @@ def test_mixture_samples_have_the_mixture_moments(gap_mixture):
 
 def test_sklearn_adapters(rng):
     X = rng.normal(size=(100, 2))
-    kde = KernelDensity(bandwidth=0.3).fit(X)
+    kde = KernelDensity(bandwidth=0.3, kernel="tophat").fit(X)
     np.testing.assert_array_equal(as_density(kde).log_prob(X), kde.score_samples(X))
+    cosine = as_density(KernelDensity(kernel="cosine").fit(X))  # scikit-learn cannot sample
+    assert not cosine.can_sample
+    with pytest.raises(TypeError, match="cannot draw samples"):
+        cosine.sample(3)
 
     unfitted = BayesianGaussianMixture(n_components=2, random_state=0)
     adapter = as_density(unfitted)
@@ -403,9 +409,53 @@ def test_a_subclass_that_changes_log_prob_has_no_closed_form_score(rng):
 
 def test_densities_without_a_closed_form_score_say_so(rng):
     X = rng.normal(size=(50, 2))
-    for density in (as_density(KernelDensity().fit(X)), as_density(lambda Z: -(Z**2).sum(1))):
+    kde = KernelDensity(kernel="tophat").fit(X)
+    for density in (as_density(kde), as_density(lambda Z: -(Z**2).sum(1))):
         assert not density.has_score
         with pytest.raises(TypeError, match="no closed-form score"):
             density.log_prob_and_score(X)
     with pytest.raises(ValueError, match="expects"):
         GaussianMixtureDensity([1.0], np.zeros((1, 2)), np.eye(2)[None]).log_prob_and_score(X.T)
+
+
+@pytest.mark.parametrize("d", [1, 3, 10, 50])
+def test_a_gaussian_kernel_density_is_its_exact_kernel_sum_with_its_score(d, rng):
+    """A Gaussian KernelDensity (sample weights, one of them zero; Scott's bandwidth) is
+    evaluated as the mixture of its training points: log p is the kernel sum by scipy's
+    logsumexp over scipy's pairwise distances, its score the central differences of that
+    sum; score_samples' tree traversal agrees in few dimensions (it strays in 50-D)."""
+    X = rng.normal(size=(300, d))
+    w = rng.uniform(0.1, 1.0, 300)
+    w[5] = 0.0
+    kde = KernelDensity(bandwidth="scott").fit(X, sample_weight=w)
+    h = kde.bandwidth_
+
+    def reference(Z):
+        squares = cdist(Z, X, "sqeuclidean") / (2 * h * h)
+        return logsumexp(-squares, b=w / w.sum(), axis=1) - 0.5 * d * np.log(2 * np.pi * h * h)
+
+    density = as_density(kde)
+    assert density.differentiable and density.has_score
+    Q = rng.normal(size=(40, d)) * 1.5
+    log_p, score = density.log_prob_and_score(Q)
+    np.testing.assert_allclose(log_p, reference(Q), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(density.log_prob(Q), reference(Q), rtol=1e-12, atol=1e-12)
+    if d <= 10:
+        np.testing.assert_allclose(log_p, kde.score_samples(Q), rtol=1e-6)
+    for j in range(min(d, 3)):
+        step = np.zeros(d)
+        step[j] = 1e-6
+        slope = (reference(Q + step) - reference(Q - step)) / 2e-6
+        np.testing.assert_allclose(score[:, j], slope, rtol=1e-5, atol=1e-6)
+
+
+def test_kernel_densities_that_are_no_gaussian_mixture_are_refused_by_from_sklearn(rng):
+    X = rng.normal(size=(30, 2))
+    for kde in (KernelDensity(kernel="epanechnikov").fit(X),
+                KernelDensity(metric="manhattan").fit(X)):
+        assert not as_density(kde).has_score
+        with pytest.raises(ValueError, match="no Gaussian mixture"):
+            GaussianMixtureDensity.from_sklearn(kde)
+    minkowski = KernelDensity(metric="minkowski", metric_params={"p": 2}).fit(X)
+    np.testing.assert_allclose(GaussianMixtureDensity.from_sklearn(minkowski).log_prob(X),
+                               minkowski.score_samples(X), rtol=1e-10)

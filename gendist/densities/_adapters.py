@@ -12,12 +12,13 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.mixture import GaussianMixture
+from sklearn.neighbors import KernelDensity
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from .._compute import to_numpy
 from ._base import Density
-from ._mixture import GaussianMixtureDensity
+from ._mixture import GaussianMixtureDensity, is_gaussian_kernel_density
 
 __all__ = ["CallableDensity", "SklearnDensity", "TorchDensity", "as_density"]
 
@@ -70,13 +71,22 @@ class SklearnDensity(Density):
     faster, and differentiable by torch, so that geodesic refinement gets exact gradients
     instead of finite differences. (``BayesianGaussianMixture.score_samples`` is a
     variational expectation, not the density of its point estimates: it stays as it is.)
+    So is a fitted ``KernelDensity`` (that class exactly) with the Gaussian kernel and the
+    Euclidean metric, as the mixture of its training points: its kernel sum evaluated
+    exactly, where ``score_samples`` approximates it by a tree traversal (see
+    :meth:`GaussianMixtureDensity.from_sklearn`); other kernels stay on ``score_samples``
+    (and refinement on finite differences).
     """
 
     def __init__(self, estimator):
         if not hasattr(estimator, "score_samples"):
             raise TypeError(f"{type(estimator).__name__} has no score_samples method.")
         self.estimator = estimator
-        self.can_sample = hasattr(estimator, "sample")
+        # KernelDensity samples with the Gaussian and tophat kernels only (else it raises
+        # NotImplementedError): the other kernels get this package's clear TypeError
+        samples = not isinstance(estimator, KernelDensity) or estimator.kernel in (
+            "gaussian", "tophat")
+        self.can_sample = hasattr(estimator, "sample") and samples
         self._mixture_of = self._mixture = None  # see _exact_mixture
 
     @property
@@ -99,13 +109,17 @@ class SklearnDensity(Density):
     def _exact_mixture(self):
         """The estimator's :class:`GaussianMixtureDensity` copy, or None for other models.
 
-        Cached while the estimator holds the same parameter arrays (``fit`` assigns new
+        Cached while the estimator holds the same fitted attributes (``fit`` assigns new
         ones); an array changed in place is not seen: refit, or wrap the estimator anew.
-        Called on every model call, so it reads the three arrays, not ``check_is_fitted``."""
+        Called on every model call, so it reads those attributes, not ``check_is_fitted``."""
         est = self.estimator
-        if type(est) is not GaussianMixture:
+        if type(est) is GaussianMixture:
+            names = ("weights_", "means_", "covariances_")
+        elif type(est) is KernelDensity and is_gaussian_kernel_density(est):
+            names = ("tree_", "bandwidth_")  # fit makes a new tree
+        else:
             return None
-        arrays = tuple(getattr(est, a, None) for a in ("weights_", "means_", "covariances_"))
+        arrays = tuple(getattr(est, a, None) for a in names)
         if any(x is None for x in arrays):  # not fitted
             return None
         cached = getattr(self, "_mixture_of", None)  # absent from adapters pickled before
@@ -116,12 +130,13 @@ class SklearnDensity(Density):
 
     @property
     def differentiable(self) -> bool:
-        """True for a fitted ``GaussianMixture``."""
+        """True for a fitted ``GaussianMixture`` or Gaussian ``KernelDensity``."""
         return self._exact_mixture() is not None
 
     @property
     def has_score(self) -> bool:
-        """True for a fitted ``GaussianMixture`` (its closed-form score)."""
+        """True for a fitted ``GaussianMixture`` or Gaussian ``KernelDensity`` (their
+        closed-form score)."""
         return self._exact_mixture() is not None
 
     def log_prob_tensor(self, x):
@@ -146,6 +161,8 @@ class SklearnDensity(Density):
         return self.estimator.score_samples(X)
 
     def sample(self, n_samples, random_state=None):
+        if not self.can_sample:
+            return super().sample(n_samples, random_state)
         est = self.estimator
         if "random_state" in inspect.signature(est.sample).parameters:  # KernelDensity
             out = est.sample(n_samples, random_state=random_state)

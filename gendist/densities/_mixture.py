@@ -30,6 +30,15 @@ def _has_cholesky(matrix: np.ndarray) -> bool:
     return True
 
 
+def is_gaussian_kernel_density(estimator) -> bool:
+    """Whether a scikit-learn ``KernelDensity`` (fitted or not) is a Gaussian mixture: the
+    Gaussian kernel under the Euclidean metric."""
+    metric, params = estimator.metric, estimator.metric_params or {}
+    euclidean = metric in ("euclidean", "l2") or (metric == "minkowski"
+                                                  and params.get("p", 2) == 2)
+    return estimator.kernel == "gaussian" and euclidean and set(params) <= {"p"}
+
+
 class GaussianMixtureDensity(Density):
     """A mixture of Gaussians evaluated by matrix products, in numpy or torch.
 
@@ -130,20 +139,49 @@ class GaussianMixtureDensity(Density):
 
     @classmethod
     def from_sklearn(cls, mixture, dtype="float64") -> GaussianMixtureDensity:
-        """Copy a fitted scikit-learn ``GaussianMixture`` or ``BayesianGaussianMixture``.
+        """Copy a fitted scikit-learn ``GaussianMixture``, ``BayesianGaussianMixture`` or
+        Gaussian ``KernelDensity``.
 
         A ``GaussianMixture``'s copy has its ``score_samples`` to 1e-10 relative. A
         ``BayesianGaussianMixture``'s is the mixture of its point estimates (``weights_``,
         ``means_``, ``covariances_``), whereas its ``score_samples`` is an expectation under
         the variational posterior, a different function.
 
+        A ``KernelDensity`` with ``kernel="gaussian"`` and the Euclidean metric is the
+        mixture of one isotropic component per training point (variance ``bandwidth_**2``,
+        weight its ``sample_weight``; points of weight zero are left out). Its copy is that
+        sum evaluated exactly, whereas ``score_samples`` approximates it by a tree
+        traversal: within 1e-8 of the exact sum in 10-D, but 18 nats off in 50-D
+        (2 000 points, ``bandwidth="scott"``, the default zero tolerances; scikit-learn
+        issues 7492 and 27186), and 10 to 45 times slower (2-D to 50-D).
+
         Parameters
         ----------
-        mixture : GaussianMixture or BayesianGaussianMixture
+        mixture : GaussianMixture, BayesianGaussianMixture or KernelDensity
         dtype : {"float64", "float32"}
             Precision of the evaluation of numpy arrays (see the class).
+
+        Raises
+        ------
+        ValueError
+            For a ``KernelDensity`` with another kernel or metric (it is no Gaussian
+            mixture).
         """
         check_is_fitted(mixture)
+        if hasattr(mixture, "tree_") and hasattr(mixture, "bandwidth_"):  # KernelDensity
+            if not is_gaussian_kernel_density(mixture):
+                raise ValueError(
+                    f"a KernelDensity with kernel={mixture.kernel!r} and metric="
+                    f"{mixture.metric!r} is no Gaussian mixture; only kernel='gaussian' "
+                    "with the Euclidean metric is. Wrap it with as_density instead."
+                )
+            means = np.asarray(mixture.tree_.data, dtype=np.float64)
+            weights = mixture.tree_.sample_weight
+            weights = np.ones(len(means)) if weights is None else np.asarray(weights)
+            keep = weights > 0  # scikit-learn refuses weights that are all zero
+            variance = float(mixture.bandwidth_) ** 2
+            return cls(weights[keep], means[keep], np.full(int(keep.sum()), variance),
+                       "spherical", dtype)
         cov = np.asarray(mixture.covariances_, dtype=np.float64)
         if mixture.covariance_type in ("full", "tied"):
             # scikit-learn's estimates are symmetric only to rounding (far from the origin,
