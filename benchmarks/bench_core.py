@@ -435,6 +435,24 @@ def markdown(results, quick):
         "50, n = 2 000 and 8 000): [benchmarks/refined_pairs.md](benchmarks/refined_pairs.md) "
         "(`python benchmarks/bench_refined_pairs.py`).",
         "",
+        "The whole default all-pairs job (`fit_transform` with shortcuts and the triangle "
+        "closure) against graph only in the Euclidean limit and under a curved metric, and the "
+        "compiled closure against scipy's Floyd-Warshall: "
+        "[benchmarks/closure.md](benchmarks/closure.md) (`python benchmarks/bench_closure.py`).",
+        "",
+        "The default model (scikit-learn's `GaussianMixture`) refined by default, all pairs "
+        "against a heavier refinement, with what `refine=\"auto\"` chose and its time "
+        "estimate: [benchmarks/default_model.md](benchmarks/default_model.md) "
+        "(`python benchmarks/bench_default_model.py`). A Gaussian `KernelDensity` evaluated "
+        "as the exact mixture of its training points (against `score_samples` and the kernel "
+        "sum) and refined in closed form (against finite differences), with the same "
+        "default: [benchmarks/kernel_density.md](benchmarks/kernel_density.md) "
+        "(`python benchmarks/bench_kernel_density.py`).",
+        "",
+        "All-pairs refinement shared among `n_jobs` workers: "
+        "[benchmarks/refine_workers.md](benchmarks/refine_workers.md) "
+        "(`python benchmarks/bench_refine_workers.py`).",
+        "",
         "Single-pair queries (`distance(a, b)`, `geodesic(a, b)`) have their own benchmark: "
         "[benchmarks/queries.md](benchmarks/queries.md) (`python benchmarks/bench_queries.py`).",
         "",

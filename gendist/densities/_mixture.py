@@ -164,9 +164,10 @@ class GaussianMixtureDensity(Density):
         mixture of one isotropic component per training point (variance ``bandwidth_**2``,
         weight its ``sample_weight``; points of weight zero are left out). Its copy is that
         sum evaluated exactly, whereas ``score_samples`` approximates it by a tree
-        traversal: within 1e-8 of the exact sum in 10-D, but 18 nats off in 50-D
+        traversal: within 1e-7 of the exact sum in 10-D, but 16 nats off in 50-D
         (2 000 points, ``bandwidth="scott"``, the default zero tolerances; scikit-learn
-        issues 7492 and 27186), and 10 to 45 times slower (2-D to 50-D).
+        issues 7492 and 27186), and 3 to 16 times slower (2-D to 50-D,
+        ``benchmarks/bench_kernel_density.py``).
 
         Parameters
         ----------
