@@ -459,3 +459,22 @@ def test_kernel_densities_that_are_no_gaussian_mixture_are_refused_by_from_sklea
     minkowski = KernelDensity(metric="minkowski", metric_params={"p": 2}).fit(X)
     np.testing.assert_allclose(GaussianMixtureDensity.from_sklearn(minkowski).log_prob(X),
                                minkowski.score_samples(X), rtol=1e-10)
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+def test_a_variance_whose_inverse_overflows_is_refused_before_any_nan(covariance_type):
+    """Variances near the smallest float64 (a KernelDensity of bandwidth 1e-160 has 1e-320)
+    overflow the expanded quadratic form's coefficients: a ValueError naming the component,
+    where the log-densities were NaN everywhere. (Full covariances whiten by 1 / sqrt of the
+    variance, which stays finite.) A bandwidth of 1e-140 is still exact."""
+    variance = 1e-320
+    cov = {"diag": np.full((1, 2), variance), "spherical": np.full(1, variance)}[covariance_type]
+    with pytest.raises(ValueError, match=r"covariances\[0\].*too small for float64"):
+        GaussianMixtureDensity([1.0], np.zeros((1, 2)), cov, covariance_type)
+    kde = KernelDensity(bandwidth=1e-160).fit(np.random.default_rng(0).normal(size=(20, 2)))
+    with pytest.raises(ValueError, match="too small for float64"):
+        as_density(kde).log_prob(np.zeros((1, 2)))
+    h, x = 1e-140, np.full((1, 2), 1e-130)
+    tiny = KernelDensity(bandwidth=h).fit(np.zeros((1, 2)))
+    expected = -(x**2).sum() / (2 * h * h) - np.log(2 * np.pi * h * h)
+    np.testing.assert_allclose(as_density(tiny).log_prob(x), [expected], rtol=1e-12)

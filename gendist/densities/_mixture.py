@@ -253,6 +253,20 @@ class GaussianMixtureDensity(Density):
           ``[|x - c|^2, x - c, 1] @ C`` (spherical) is ``log w_k + log N(x; mu_k, Sigma_k)``
           directly (K columns), clipped at its value at ``x = mu_k`` against rounding.
         """
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            self._coefficients()
+        coef = self._coef.reshape(self._coef.shape[0], -1, self.n_components)  # (F, d or 1, K)
+        overflow = np.flatnonzero(~(np.isfinite(coef).all(axis=(0, 1))
+                                    & np.isfinite(self._log_norm)))
+        if overflow.size:  # they would give NaN log-densities everywhere
+            raise ValueError(
+                f"{self._component_name(overflow[0])} is too small for float64 relative to "
+                "the spread of the means: its inverse (or the quadratic form's coefficients) "
+                "overflows. Rescale the data, or use larger variances (a larger bandwidth)."
+            )
+
+    def _coefficients(self):
+        """:meth:`_precompute`'s coefficients, log-norms and centre, unchecked."""
         d, K, ct, cov = self.n_features, self.n_components, self.covariance_type, self.covariances
         center = self._center = self.weights @ self.means
         rel = self.means - center
@@ -275,7 +289,7 @@ class GaussianMixtureDensity(Density):
                     f"{self._component_name(nonpositive[0])} has a variance <= 0; variances "
                     "must be positive."
                 )
-            inv_var = 1.0 / cov
+            inv_var = 1.0 / cov  # overflowing coefficients are refused below
             if ct == "diag":
                 log_det_prec = 0.5 * np.log(inv_var).sum(-1)
                 square = -0.5 * inv_var.T  # (d, K)
