@@ -373,6 +373,52 @@ def polyline_length_gradients(P, log_p, score, t, w, log_lam, beta, log_h_max, s
                 grads[b, s + 1, l] += v
 
 
+#: the widest diagonal or spherical mixture whose terms :func:`diagonal_mixture_terms`
+#: computes in the direct form; beyond, the expanded form's product (inner dimension d + 2)
+#: is faster (300 components, score included: direct over expanded 0.7-0.8 in 2-10-D, 0.9
+#: in 50-D, 1.1 in 100-D, 1.8 in 784-D)
+DIAGONAL_DIRECT_MAX_FEATURES = 50
+
+
+@compiled(fastmath={"contract"})
+def diagonal_mixture_terms(XT, means, half_precision, log_norm, terms, top):
+    # pragma: no cover - compiled
+    """``terms[k, i] = log_norm[k] - sum_l half_precision[k, l] (XT[l, i] - means[k, l])^2``
+    and ``top[i] = max_k terms[k, i]``: the per-component log-densities of a diagonal or
+    spherical mixture in the direct form, one pass per component over coordinate-major
+    points (the expanded quadratic form's product has an inner dimension of only d + 2, and
+    loses digits to cancellation where the variances are small). NaN terms leave ``top``.
+
+    Parameters
+    ----------
+    XT : ndarray of shape (d, n)
+        Points, centred as ``means``.
+    means : ndarray of shape (K, d)
+    half_precision : ndarray of shape (K, d)
+        ``1 / (2 variance)``.
+    log_norm : ndarray of shape (K,)
+    terms : ndarray of shape (K, n)
+        Output.
+    top : ndarray of shape (n,)
+        Output.
+    """
+    d, n = XT.shape
+    for i in range(n):
+        top[i] = -np.inf
+    for k in range(means.shape[0]):
+        for i in range(n):
+            terms[k, i] = 0.0
+        for l in range(d):
+            centre, weight = means[k, l], half_precision[k, l]
+            for i in range(n):
+                v = XT[l, i] - centre
+                terms[k, i] += weight * (v * v)
+        for i in range(n):
+            t = log_norm[k] - terms[k, i]
+            terms[k, i] = t
+            top[i] = t if t > top[i] else top[i]
+
+
 @compiled(fastmath={"contract"})
 def log_norm_minus_squares(prod, log_norm, out):  # pragma: no cover - compiled
     """``out[k, i] = log_norm[k] - sum_j prod[j, k, i]^2``: a Gaussian mixture's

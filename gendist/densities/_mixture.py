@@ -39,19 +39,6 @@ def is_gaussian_kernel_density(estimator) -> bool:
     return estimator.kernel == "gaussian" and euclidean and set(params) <= {"p"}
 
 
-def _logsumexp_components(comp: np.ndarray, responsibilities: bool) -> np.ndarray:
-    """``log p`` from the per-component terms ``comp`` (K, rows), float64, C-contiguous, by
-    one compiled pass (:func:`gendist._numba.mixture_logsumexp`; numpy's passes took 4-6
-    times as long with 300-2 000 components, a kernel density's); with
-    ``responsibilities``, ``comp`` is overwritten by them (0 where ``log p`` is not finite),
-    else left holding scratch values."""
-    from .._numba import mixture_logsumexp  # numba is imported where it is used
-
-    log_p = np.empty(comp.shape[1])
-    mixture_logsumexp(comp, comp.max(axis=0), log_p, responsibilities)
-    return log_p
-
-
 class GaussianMixtureDensity(Density):
     """A mixture of Gaussians evaluated by matrix products, in numpy or torch.
 
@@ -299,6 +286,11 @@ class GaussianMixtureDensity(Density):
                 square = -0.5 * inv_var[None, :]  # (1, K)
                 sq_mean = (rel * rel).sum(1) * inv_var
             linear = (rel * (inv_var[:, None] if ct == "spherical" else inv_var)).T  # (d, K)
+            # the direct form of the compiled kernel (diagonal_mixture_terms)
+            self._relative_means = np.ascontiguousarray(rel)
+            self._half_precision = np.ascontiguousarray(
+                np.broadcast_to(0.5 * (inv_var[:, None] if ct == "spherical" else inv_var),
+                                (K, d)))
         self._log_norm = np.log(self.weights) + log_det_prec - 0.5 * d * math.log(2 * math.pi)
         if ct in ("diag", "spherical"):
             self._coef = np.vstack([square, linear, (self._log_norm - 0.5 * sq_mean)[None]])
@@ -345,15 +337,16 @@ class GaussianMixtureDensity(Density):
         ct, K = self.covariance_type, self.n_components
         Xc = X - p["_center"]
         one = Xc[:, :1] * 0.0 + 1.0
-        if ct in ("full", "tied"):
-            features = [Xc, one]
-        elif ct == "diag":
-            features = [Xc * Xc, Xc, one]
-        else:
-            features = [xp.sum(Xc * Xc, axis=1)[:, None], Xc, one]
-        features = xp.asarray(xp.concatenate(features, axis=1), dtype=p["_coef"].dtype)
-        # (K', rows), component-major: every reduction over components runs along rows
-        prod = p["_coef"].T @ features.T
+        with np.errstate(over="ignore"):  # squares beyond float64: -inf terms, zero density
+            if ct in ("full", "tied"):
+                features = [Xc, one]
+            elif ct == "diag":
+                features = [Xc * Xc, Xc, one]
+            else:
+                features = [xp.sum(Xc * Xc, axis=1)[:, None], Xc, one]
+            features = xp.asarray(xp.concatenate(features, axis=1), dtype=p["_coef"].dtype)
+            # (K', rows), component-major: every reduction over components runs along rows
+            prod = p["_coef"].T @ features.T
         log_norm = p["_log_norm"][:, None]
         if ct in ("full", "tied") and xp.name == "numpy":
             # one compiled pass instead of numpy's square, sum and subtraction (10-D: 3x)
@@ -370,38 +363,62 @@ class GaussianMixtureDensity(Density):
         return Xc, prod, comp
 
     def _compiled_block(self, X, p, score: bool):
-        """``log p`` of one numpy float64 block of rows ``X`` of a full or tied mixture, and
-        with ``score`` its gradient (rows, d) (else None), in compiled passes instead of
-        numpy's squares, sums and logsumexp over (K, rows) temporaries.
+        """``log p`` of one numpy float64 block of rows ``X``, and with ``score`` its gradient
+        (rows, d) (else None), in compiled passes instead of numpy's squares, sums and
+        logsumexp over (K, rows) temporaries.
 
-        In few dimensions the whitening is computed in the kernels
+        Full and tied: in few dimensions the whitening is computed in the kernels
         (:func:`gendist._numba.mixture_kernels`), beyond by one product and
         :func:`gendist._numba.mixture_log_prob`. The responsibilities
         ``g_k = exp(term_k - log p)`` give the score,
         ``sum_k g_k d term_k / dx = -2 sum_k g_k P_k w_k`` in the whitened coordinates ``w_k``.
         400 000 points, 10 components, one thread: log p 0.051 -> 0.030 s in 2-D,
-        0.134 -> 0.087 s in 10-D; with the score 0.075 -> 0.041 s and 0.249 -> 0.166 s."""
+        0.134 -> 0.087 s in 10-D; with the score 0.075 -> 0.041 s and 0.249 -> 0.166 s.
+
+        Diagonal and spherical: the terms in the direct form
+        (:func:`gendist._numba.diagonal_mixture_terms`) in up to
+        :data:`gendist._numba.DIAGONAL_DIRECT_MAX_FEATURES` dimensions, beyond by the
+        product of the expanded form (BLAS is efficient there), then one compiled
+        logsumexp; the score
+        ``sum_k g_k (mu_k - x) / sigma_k^2`` by two products with the coefficients of the
+        expanded form, ``2 s_k (x - c) + l_k``. A 300-component kernel density in 5-D:
+        log p and score in 0.4 of the time of the expanded form's product, clip and max."""
         from .._numba import (  # numba is imported where it is used
+            DIAGONAL_DIRECT_MAX_FEATURES,
             UNROLLED_MAX_FEATURES,
             centred_transpose,
+            diagonal_mixture_terms,
             mixture_kernels,
             mixture_log_prob,
             mixture_logsumexp,
         )
 
         d, coef, log_p = self.n_features, p["_coef"], np.empty(len(X))
-        if d > UNROLLED_MAX_FEATURES:
+        diagonal = self.covariance_type in ("diag", "spherical")
+        if d > UNROLLED_MAX_FEATURES and not diagonal:
             prod = (X - p["_center"]) @ coef[:d]
             mixture_log_prob(prod, coef[d], p["_log_norm"], log_p, score)
             return log_p, (-2.0 * (prod @ coef[:d].T) if score else None)
-        terms_kernel, score_kernel = mixture_kernels(d)
-        XT = np.empty((d, len(X)))
-        centred_transpose(X, p["_center"], XT)
-        terms, top = np.empty((self.n_components, len(X))), np.empty(len(X))
-        terms_kernel(XT, coef[:d], coef[d], p["_log_norm"], terms, top)
-        mixture_logsumexp(terms, top, log_p, score)
+        if diagonal and d > DIAGONAL_DIRECT_MAX_FEATURES:  # the expanded form's product
+            Xc, _, terms = self._block_components(X, _NUMPY, p)
+            XT, top = Xc.T, terms.max(axis=0)
+        else:
+            XT = np.empty((d, len(X)))
+            centred_transpose(X, p["_center"], XT)
+            terms, top = np.empty((self.n_components, len(X))), np.empty(len(X))
+        if diagonal and d <= DIAGONAL_DIRECT_MAX_FEATURES:
+            diagonal_mixture_terms(XT, self._relative_means, self._half_precision,
+                                   p["_log_norm"], terms, top)
+        elif not diagonal:
+            terms_kernel, score_kernel = mixture_kernels(d)
+            terms_kernel(XT, coef[:d], coef[d], p["_log_norm"], terms, top)
+        mixture_logsumexp(terms, top, log_p, score)  # terms: the responsibilities g (K, rows)
         if not score:
             return log_p, None
+        if self.covariance_type == "diag":  # coefficient rows: squares, linear, constant
+            return log_p, 2.0 * XT.T * (terms.T @ coef[:d].T) + terms.T @ coef[d : 2 * d].T
+        if diagonal:  # coefficient rows: |x - c|^2, linear, constant
+            return log_p, 2.0 * XT.T * (terms.T @ coef[0])[:, None] + terms.T @ coef[1 : d + 1].T
         gradient = np.zeros((d, len(X)))
         score_kernel(XT, coef[:d], coef[d], terms, gradient)
         return log_p, -2.0 * gradient.T
@@ -416,38 +433,14 @@ class GaussianMixtureDensity(Density):
         return self.n_features <= UNROLLED_MAX_FEATURES
 
     def _compiles(self, xp, p) -> bool:
-        """Whether a block takes :meth:`_compiled_block` (numpy, float64, full or tied)."""
-        return (xp.name == "numpy" and self.covariance_type in ("full", "tied")
-                and p["_coef"].dtype == np.float64)
+        """Whether a block takes :meth:`_compiled_block` (numpy, float64)."""
+        return xp.name == "numpy" and p["_coef"].dtype == np.float64
 
     def _block_log_prob(self, X, xp, p):
         """``log p`` of one block of rows ``X`` (numpy or torch, in the dtype of ``p``)."""
         if self._compiles(xp, p):
             return self._compiled_block(X, p, score=False)[0]
-        comp = self._block_components(X, xp, p)[2]
-        if xp.name == "numpy" and comp.dtype == np.float64:
-            return _logsumexp_components(comp, responsibilities=False)
-        return xp.logsumexp(comp, axis=0, overwrite=True)
-
-    def _block_log_prob_and_score(self, X, p):
-        """``log p`` and its gradient ``score`` (rows, d) of one numpy block, float64.
-
-        With the responsibilities ``g_k = exp(comp_k - log p)``, the score is
-        ``sum_k g_k d comp_k / dx``: for full and tied covariances
-        ``-Sigma_k^-1 (x - mu_k) = -2 (P_k / sqrt(2)) w_k`` in the whitened coordinates
-        ``w_k`` (:meth:`_compiled_block`); for diagonal and spherical ones the derivative of the
-        expanded quadratic form, ``2 s_k (x - c) + l_k``.
-        """
-        if self.covariance_type in ("full", "tied"):
-            return self._compiled_block(X, p, score=True)
-        d, coef = self.n_features, p["_coef"]
-        Xc, _, gamma = self._block_components(X, _NUMPY, p)
-        log_p = _logsumexp_components(gamma, responsibilities=True)
-        if self.covariance_type == "diag":  # coefficient rows: squares, linear, constant
-            score = 2.0 * Xc * (gamma.T @ coef[:d].T) + gamma.T @ coef[d : 2 * d].T
-        else:  # coefficient rows: |x - c|^2, linear, constant
-            score = 2.0 * Xc * (gamma.T @ coef[0])[:, None] + gamma.T @ coef[1 : d + 1].T
-        return log_p, score
+        return xp.logsumexp(self._block_components(X, xp, p)[2], axis=0, overwrite=True)
 
     def log_prob(self, X):
         """Natural log-density of each row of ``X``, computed in the kind of ``X``.
@@ -504,7 +497,7 @@ class GaussianMixtureDensity(Density):
     def log_prob_and_score(self, X):
         """Natural log-density and its gradient (the score) at each row of ``X``, in float64.
 
-        The closed-form gradient of the mixture (see :meth:`_block_log_prob_and_score`), in
+        The closed-form gradient of the mixture (see :meth:`_compiled_block`), in
         row blocks as :meth:`log_prob`: one more product of the size of ``log p``'s (geodesic
         refinement uses it; its gradients cost a third of autograd's).
 
@@ -526,7 +519,7 @@ class GaussianMixtureDensity(Density):
         p = self._params(_NUMPY, X, np.dtype(np.float64))
         log_p, score = np.empty(len(X)), np.empty(X.shape)
         blocks = iter_chunks(
-            lambda start, stop: self._block_log_prob_and_score(X[start:stop], p),
+            lambda start, stop: self._compiled_block(X[start:stop], p, score=True),
             X.shape[0],
             self._row_bytes() + 8 * 3 * self.n_features,  # and the score, its two terms
             max_rows=self._block_rows(),
