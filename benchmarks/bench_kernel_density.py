@@ -84,6 +84,7 @@ def refinement_row(d: int, n: int, n_pairs: int) -> dict:
                                  random_state=0, verbose=False).fit(X)
         lengths = {}
         for method in ("finite-difference", "closed-form"):
+            est.geodesics(a[:1], b[:1], refine={"method": method})  # compiled kernels loaded
             start = time.perf_counter()
             paths = est.geodesics(a, b, refine={"method": method})
             row[method] = time.perf_counter() - start

@@ -153,7 +153,7 @@ class GaussianMixtureDensity(Density):
         sum evaluated exactly, whereas ``score_samples`` approximates it by a tree
         traversal: within 1e-7 of the exact sum in 10-D, but 16 nats off in 50-D
         (2 000 points, ``bandwidth="scott"``, the default zero tolerances; scikit-learn
-        issues 7492 and 27186), and 3 to 14 times slower (2-D to 50-D,
+        issues 7492 and 27186), and 7 to 13 times slower (2-D to 50-D,
         ``benchmarks/bench_kernel_density.py``).
 
         Parameters
