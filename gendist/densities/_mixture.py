@@ -407,12 +407,12 @@ class GaussianMixtureDensity(Density):
             XT = np.empty((d, len(X)))
             centred_transpose(X, p["_center"], XT)
             terms, top = np.empty((self.n_components, len(X))), np.empty(len(X))
-        if diagonal and d <= DIAGONAL_DIRECT_MAX_FEATURES:
-            diagonal_mixture_terms(XT, self._relative_means, self._half_precision,
-                                   p["_log_norm"], terms, top)
-        elif not diagonal:
-            terms_kernel, score_kernel = mixture_kernels(d)
-            terms_kernel(XT, coef[:d], coef[d], p["_log_norm"], terms, top)
+            if diagonal:
+                diagonal_mixture_terms(XT, self._relative_means, self._half_precision,
+                                       p["_log_norm"], terms, top)
+            else:
+                terms_kernel, score_kernel = mixture_kernels(d)
+                terms_kernel(XT, coef[:d], coef[d], p["_log_norm"], terms, top)
         mixture_logsumexp(terms, top, log_p, score)  # terms: the responsibilities g (K, rows)
         if not score:
             return log_p, None
