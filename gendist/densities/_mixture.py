@@ -286,14 +286,22 @@ class GaussianMixtureDensity(Density):
                 square = -0.5 * inv_var[None, :]  # (1, K)
                 sq_mean = (rel * rel).sum(1) * inv_var
             linear = (rel * (inv_var[:, None] if ct == "spherical" else inv_var)).T  # (d, K)
-            # the direct form of the compiled kernel (diagonal_mixture_terms)
-            self._relative_means = np.ascontiguousarray(rel)
-            self._half_precision = np.ascontiguousarray(
-                np.broadcast_to(0.5 * (inv_var[:, None] if ct == "spherical" else inv_var),
-                                (K, d)))
         self._log_norm = np.log(self.weights) + log_det_prec - 0.5 * d * math.log(2 * math.pi)
         if ct in ("diag", "spherical"):
             self._coef = np.vstack([square, linear, (self._log_norm - 0.5 * sq_mean)[None]])
+
+    def _direct_form(self):
+        """The centred means (K, d) and ``1 / (2 variance)`` (K, d, a view for spherical
+        mixtures) of a diagonal or spherical mixture, for
+        :func:`gendist._numba.diagonal_mixture_terms` (cached; made on first use, so that
+        mixtures evaluated otherwise, such as a kernel density in 784-D, hold no copy)."""
+        if "direct" not in self._cache:
+            variance = self.covariances
+            if self.covariance_type == "spherical":
+                variance = variance[:, None]
+            self._cache["direct"] = (self.means - self._center,
+                                     np.broadcast_to(0.5 / variance, self.means.shape))
+        return self._cache["direct"]
 
     def _params(self, xp, like, dtype):
         """Coefficients, log-norms and centre in ``dtype``, of ``like``'s kind and device
@@ -408,8 +416,7 @@ class GaussianMixtureDensity(Density):
             centred_transpose(X, p["_center"], XT)
             terms, top = np.empty((self.n_components, len(X))), np.empty(len(X))
             if diagonal:
-                diagonal_mixture_terms(XT, self._relative_means, self._half_precision,
-                                       p["_log_norm"], terms, top)
+                diagonal_mixture_terms(XT, *self._direct_form(), p["_log_norm"], terms, top)
             else:
                 terms_kernel, score_kernel = mixture_kernels(d)
                 terms_kernel(XT, coef[:d], coef[d], p["_log_norm"], terms, top)
