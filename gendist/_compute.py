@@ -37,6 +37,8 @@ __all__ = [
     "iter_chunks",
     "default_memory_limit",
     "row_norms",
+    "log_segment_norms",
+    "segment_nodes",
 ]
 
 
@@ -302,6 +304,51 @@ def row_norms(delta, floor: float = 0.0):
     scale = torch.where(risky, delta.abs().amax(dim=1), torch.ones_like(squares))
     scaled = delta / scale[:, None]
     return torch.where(risky, scale * torch.sqrt((scaled * scaled).sum(1)), norms)
+
+
+def log_segment_norms(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """``log |B[e] - A[e]|`` of numpy float64 segment ends (E, d), -inf for zero length.
+
+    One compiled pass for the squares and a vectorised log (numpy's difference, squares,
+    square root and log: 3x the time in 2-D, 2.4x in 10-D); rows whose squares leave the
+    safe range take :func:`row_norms`' scaled formula, so any scale float64 holds is right.
+    """
+    from ._numba import log_in_place, squared_distances  # numba is imported where it is used
+
+    squares = np.empty(len(A))
+    squared_distances(A, B, squares)
+    with np.errstate(invalid="ignore"):  # NaN, and 0, which may be an underflow: risky
+        risky = np.flatnonzero(~((squares >= _SAFE_SQUARES) & (squares <= 1 / _SAFE_SQUARES)))
+    log_in_place(squares, np.empty(len(A)), np.empty(len(A)))
+    squares *= 0.5
+    if risky.size:
+        with np.errstate(divide="ignore"):
+            squares[risky] = np.log(row_norms(B[risky] - A[risky]))
+    return squares
+
+
+def segment_nodes(A, B, t, delta=None, node_major: bool = False):
+    """Points ``A + t_k (B - A)`` along every segment: shape (E, len(t), d), or (len(t), E, d).
+
+    Parameters
+    ----------
+    A, B : array of shape (E, d)
+        Segment ends (numpy arrays or torch tensors).
+    t : array of shape (k,)
+        Positions along the segments, in [0, 1].
+    delta : array of shape (E, d), optional
+        ``B - A`` when it is known already.
+    node_major : bool
+        Give shape (k, E, d): the k-th nodes of all segments together, so that sums over the
+        nodes of a segment run along contiguous rows.
+    """
+    delta = B - A if delta is None else delta
+    if node_major:  # as (k, E * d): long inner loops, where broadcasting over d is slow
+        E, d = A.shape
+        flat = t[:, None] * delta.reshape(1, E * d)
+        flat += A.reshape(1, E * d)  # in place: a fresh array, which autograd does not keep
+        return flat.reshape(len(t), E, d)
+    return A[:, None, :] + t[None, :, None] * delta[:, None, :]
 
 
 def to_numpy(a, dtype=None) -> np.ndarray:

@@ -550,6 +550,73 @@ def mixture_logsumexp(terms, top, log_p, responsibilities):  # pragma: no cover 
         log_p[i] += top[i]
 
 
+#: a bound on the rounding of ``(1 - t) a + t b + t (1 - t) q`` relative to ``|a| + |b| + q``
+#: (three products and two sums, each rounded once, and rounding in t (1 - t))
+SEGMENT_ROUNDING = 8.0 * 2.0**-52
+
+
+@compiled(fastmath={"contract"}, error_model="numpy")  # vectorised division (log_in_place)
+def mixture_log_prob_on_segments(term_a, term_b, half_square, t, log_p, error):
+    # pragma: no cover - compiled
+    """A Gaussian mixture's ``log p`` at the points ``(1 - t_j) a_e + t_j b_e`` of segments,
+    from the per-component log-terms at their ends: each term is a concave quadratic
+    ``c_k - q_k(x) / 2`` in ``x``, so along a segment, exactly,
+    ``term_k(node) = (1 - t) term_k(a) + t term_k(b) + t (1 - t) q_k(b - a) / 2``, with
+    ``q_k`` the component's Mahalanobis form without its mean; the logsumexp over the
+    components follows, one component at a time as in :func:`mixture_logsumexp`.
+
+    ``error`` bounds the rounding of the identity at each node (what the direct evaluation
+    does not have): :data:`SEGMENT_ROUNDING` times ``|term(a)| + |term(b)| + q / 2`` averaged
+    with the components' responsibilities there; NaN or +inf where an input is not finite
+    (points beyond float64's squares), so that callers evaluate such nodes directly.
+
+    Parameters
+    ----------
+    term_a, term_b : ndarray of shape (K, E)
+        ``log w_k + log N(x; mu_k, Sigma_k)`` at the segments' ends.
+    half_square : ndarray of shape (K, E)
+        ``(b - a)^T Sigma_k^-1 (b - a) / 2``.
+    t : ndarray of shape (T,)
+        Positions along the segments.
+    log_p, error : ndarray of shape (T, E)
+        Outputs (``log_p`` may be a column block of a wider array).
+    """
+    K, E = term_a.shape
+    T = t.size
+    top = np.full((T, E), -np.inf)
+    for k in range(K):  # the largest term at every node
+        for j in range(T):
+            u, v, w = 1.0 - t[j], t[j], t[j] * (1.0 - t[j])
+            for e in range(E):
+                x = u * term_a[k, e] + v * term_b[k, e] + w * half_square[k, e]
+                top[j, e] = x if x > top[j, e] else top[j, e]
+    total = np.zeros((T, E))
+    for j in range(T):
+        for e in range(E):
+            top[j, e] = top[j, e] if top[j, e] > -np.inf else 0.0  # all -inf: log gives -inf
+            error[j, e] = 0.0
+    row, scratch, scale = np.empty(E), np.empty(E), np.empty(E)
+    for k in range(K):  # one component at a time, as mixture_logsumexp
+        for e in range(E):
+            scale[e] = abs(term_a[k, e]) + abs(term_b[k, e]) + half_square[k, e]
+        for j in range(T):
+            u, v, w = 1.0 - t[j], t[j], t[j] * (1.0 - t[j])
+            for e in range(E):
+                row[e] = u * term_a[k, e] + v * term_b[k, e] + w * half_square[k, e] - top[j, e]
+            exp_in_place(row, scratch)
+            for e in range(E):
+                total[j, e] += row[e]
+                error[j, e] += row[e] * scale[e]
+    for j in range(T):
+        for e in range(E):
+            s = total[j, e]
+            error[j, e] = SEGMENT_ROUNDING * error[j, e] / s if s > 0.0 else np.inf
+    log_in_place(total.reshape(T * E), np.empty(T * E), np.empty(T * E))
+    for j in range(T):
+        for e in range(E):
+            log_p[j, e] = total[j, e] + top[j, e]
+
+
 @compiled
 def centred_transpose(X, center, out):  # pragma: no cover - compiled
     """``out[l, i] = X[i, l] - center[l]``: points (n, d) centred and laid out coordinate-major
@@ -559,6 +626,32 @@ def centred_transpose(X, center, out):  # pragma: no cover - compiled
     for i in range(n):
         for l in range(d):
             out[l, i] = X[i, l] - center[l]
+
+
+@compiled(fastmath={"contract"})
+def squared_distances(A, B, out):  # pragma: no cover - compiled
+    """``out[e] = |B[e] - A[e]|^2`` for (E, d) arrays, without the (E, d) difference."""
+    E, d = A.shape
+    for e in range(E):
+        s = 0.0
+        for l in range(d):
+            v = B[e, l] - A[e, l]
+            s += v * v
+        out[e] = s
+
+
+@compiled(fastmath={"contract"})
+def centred_segment_nodes(A, B, center, t, out):  # pragma: no cover - compiled
+    """``out[l, j * E + e] = A[e, l] - center[l] + t[j] (B[e, l] - A[e, l])``: the nodes of
+    segments, centred and laid out coordinate-major (d, T * E) for :func:`mixture_kernels`,
+    node-major within (the nodes of one ``t`` together), without the (T * E, d) array of
+    nodes and its transposed copy."""
+    E, d = A.shape
+    for j in range(t.size):
+        for l in range(d):
+            for e in range(E):
+                a = A[e, l]
+                out[l, j * E + e] = (a - center[l]) + t[j] * (B[e, l] - a)
 
 
 @compiled(fastmath={"contract", "reassoc"})

@@ -41,12 +41,12 @@ import copy
 
 import numpy as np
 
-from ._compute import chunk_rows, get_namespace, row_norms, to_numpy
+from ._compute import chunk_rows, get_namespace, row_norms, segment_nodes, to_numpy
 from ._engine import GraphDistanceBase
 from ._optional import import_optional
 from ._validation import check_int, check_points, check_positive
 from .interop import NEIGHBORS_CONSTRAINT, DistanceFeaturesOutMixin, check_neighbors
-from .metric import SegmentMetric, segment_nodes, trapezoid_log_weights
+from .metric import SegmentMetric, trapezoid_log_weights
 
 __all__ = [
     "PullbackMetric",

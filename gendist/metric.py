@@ -29,8 +29,10 @@ from ._compute import (
     chunk_rows,
     get_namespace,
     iter_chunks,
+    log_segment_norms,
     progress_bar,
     row_norms,
+    segment_nodes,
     to_numpy,
 )
 from ._validation import check_int, check_log_density_values, check_positive
@@ -182,30 +184,6 @@ def _ends_first_log_weights(n_quad: int) -> np.ndarray:
     then the interior nodes."""
     log_w = trapezoid_log_weights(n_quad)
     return np.concatenate([log_w[[0, -1]], log_w[1:-1]])
-
-
-def segment_nodes(A, B, t, delta=None, node_major: bool = False):
-    """Points ``A + t_k (B - A)`` along every segment: shape (E, len(t), d), or (len(t), E, d).
-
-    Parameters
-    ----------
-    A, B : array of shape (E, d)
-        Segment ends (numpy arrays or torch tensors).
-    t : array of shape (k,)
-        Positions along the segments, in [0, 1].
-    delta : array of shape (E, d), optional
-        ``B - A`` when it is known already.
-    node_major : bool
-        Give shape (k, E, d): the k-th nodes of all segments together, so that sums over the
-        nodes of a segment run along contiguous rows.
-    """
-    delta = B - A if delta is None else delta
-    if node_major:  # as (k, E * d): long inner loops, where broadcasting over d is slow
-        E, d = A.shape
-        flat = t[:, None] * delta.reshape(1, E * d)
-        flat += A.reshape(1, E * d)  # in place: a fresh array, which autograd does not keep
-        return flat.reshape(len(t), E, d)
-    return A[:, None, :] + t[None, :, None] * delta[:, None, :]
 
 
 class SegmentMetric:
@@ -665,16 +643,25 @@ class ConformalMetric(SegmentMetric):
         if log_p_B is None:
             log_p_B = self.log_prob(B)
         T = self.n_quad
-        delta = B - A
-        grad = xp.name == "torch" and (A.requires_grad or B.requires_grad)
-        log_norm = xp.log(row_norms(delta, floor=1e-300 if grad else 0.0))
+        if xp.name == "numpy":
+            delta, log_norm = None, log_segment_norms(A, B)
+        else:
+            delta = B - A
+            grad = A.requires_grad or B.requires_grad
+            log_norm = xp.log(row_norms(delta, floor=1e-300 if grad else 0.0))
         # node-major (T - 2, E) interior nodes, so that the sum over the nodes of a segment
         # runs along contiguous rows
         log_p = [log_p_A[None], log_p_B[None]]
         if T > 2 and E:
             t = xp.linspace(0.0, 1.0, T, like=A)[1:-1]
-            nodes = segment_nodes(A, B, t, delta, node_major=True).reshape(-1, d)
-            log_p.append(self.log_prob(nodes).reshape(T - 2, E))
+            if xp.name == "numpy":  # a Gaussian mixture's nodes follow from the ends' terms
+                inner = self.density.log_prob_on_segments(A, B, t)
+                source = f"density ({type(self.density).__name__})"
+                check_log_density_values(inner.reshape(-1), inner.size, source)
+                log_p.append(inner)
+            else:
+                nodes = segment_nodes(A, B, t, delta, node_major=True).reshape(-1, d)
+                log_p.append(self.log_prob(nodes).reshape(T - 2, E))
         # the rule relative to the largest factor h_max: sum_k w_k h_k / h_max, whose terms
         # cannot overflow (h_k <= h_max); summed in log space only where all terms underflow
         w = np.exp(trapezoid_log_weights(T))

@@ -249,3 +249,25 @@ def test_the_compiled_trapezoid_of_factors_is_scipys_logsumexp_of_the_log_terms(
         np.testing.assert_allclose(out, expected, rtol=1e-13, atol=1e-13)
         assert np.all(out[:50] < -668.0) and out[61] == -np.inf and np.isnan(out[63])
         assert np.array_equal(np.isnan(out), np.isnan(expected))
+
+
+def test_log_segment_norms_are_scale_safe_euclidean_lengths(rng):
+    """log |B - A| against Python's math.hypot (scale-safe by construction), from lengths whose
+    squares underflow to ones whose squares overflow; zero rows give -inf, NaN rows NaN."""
+    import math
+
+    from gendist._compute import log_segment_norms
+
+    for d in (1, 2, 7):
+        A = rng.normal(size=(64, d))
+        B = A + rng.normal(size=(64, d))
+        B[3] = A[3]  # zero length
+        for scale in (1e-200, 1e-155, 1.0, 1e155, 1e200):
+            a, b = A * scale, B * scale
+            got = log_segment_norms(a, b)
+            with np.errstate(divide="ignore"):
+                expected = [math.log(math.hypot(*(y - x))) if (y != x).any() else -np.inf
+                            for x, y in zip(a, b)]
+            np.testing.assert_allclose(got, expected, rtol=1e-14, atol=1e-12)
+    A[5, 0] = np.nan
+    assert np.isnan(log_segment_norms(A, B)[5]) and not np.isnan(log_segment_norms(A, B)[6])

@@ -502,3 +502,98 @@ def test_mixture_rows_out_of_range_give_nan_or_zero_density(covariance_type, d, 
     reference = mixture_log_prob_reference(Q[ok], mixture.weights, mixture.means, full)
     np.testing.assert_allclose(log_p[ok], reference, rtol=1e-10)
     np.testing.assert_array_equal(mixture.log_prob(Q)[ok], log_p[ok])
+
+
+def _random_mixture(covariance_type, d, K, rng):
+    """A mixture with random weights, means and covariances, and its (K, d, d) covariances."""
+    means = rng.normal(size=(K, d)) * 2.0
+    if covariance_type in ("full", "tied"):
+        L = rng.normal(size=(K, d, d)) * 0.4 + np.eye(d)
+        full = L @ L.transpose(0, 2, 1)
+        if covariance_type == "tied":
+            full = np.stack([full[0]] * K)
+        cov = full if covariance_type == "full" else full[0]
+    elif covariance_type == "diag":
+        cov = rng.uniform(0.2, 2.0, (K, d))
+        full = np.stack([np.diag(c) for c in cov])
+    else:
+        cov = rng.uniform(0.2, 2.0, K)
+        full = np.stack([np.eye(d) * c for c in cov])
+    weights = rng.uniform(0.5, 1.5, K)
+    density = GaussianMixtureDensity(weights, means, cov, covariance_type)
+    return density, full
+
+
+def _segment_nodes_reference(A, B, t):
+    """(T, E, d) nodes A + t_j (B - A), written out in numpy."""
+    return A[None] + t[:, None, None] * (B - A)[None]
+
+
+@pytest.mark.parametrize("d", [1, 2, 3, 4, 10, 14, 52])
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_log_density_along_segments_is_scipys_at_every_node(covariance_type, d, rng):
+    """log_prob_on_segments (the identity from the ends from 4-D on, the nodes built in place
+    below) against scipy's densities at the nodes written out: short and long segments,
+    some far out in the tails, in every compiled path (unrolled and BLAS, direct and
+    expanded diagonal forms)."""
+    density, full = _random_mixture(covariance_type, d, 4, rng)
+    E = 300
+    A = rng.normal(size=(E, d)) * 2.0
+    B = A + rng.normal(size=(E, d)) * rng.choice([0.1, 1.0, 6.0], size=(E, 1))
+    A[:20] *= 15.0  # tails: log p of hundreds to thousands of nats below the modes
+    t = np.array([0.1, 1 / 3, 0.5, 0.9])
+    got = density.log_prob_on_segments(A, B, t)
+    nodes = _segment_nodes_reference(A, B, t).reshape(-1, d)
+    reference = mixture_log_prob_reference(nodes, density.weights, density.means, full)
+    assert got.shape == (len(t), E)
+    np.testing.assert_allclose(got.ravel(), reference, rtol=1e-10, atol=1e-9)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
+def test_segments_far_beyond_the_components_are_evaluated_at_their_nodes(covariance_type, rng):
+    """Ends 1e5 and 1e200 standard deviations out on either side of a component: the
+    identity would round at the ends' scale (1e10 nats and more, or overflow), so those
+    segments' nodes are evaluated directly and the node at the component keeps scipy's
+    value; segments beside them keep the identity."""
+    d = 5
+    density, full = _random_mixture(covariance_type, d, 3, rng)
+    centre, direction = density.means[0], np.eye(d)[0]
+    A = rng.normal(size=(8, d))
+    B = A + rng.normal(size=(8, d))
+    A[0], B[0] = centre - 1e5 * direction, centre + 1e5 * direction
+    A[1], B[1] = centre - 1e200 * direction, centre + 1e200 * direction
+    t = np.array([0.25, 0.5, 0.75])
+    got = density.log_prob_on_segments(A, B, t)
+    nodes = _segment_nodes_reference(A, B, t).reshape(-1, d)
+    reference = mixture_log_prob_reference(nodes, density.weights, density.means, full)
+    reference = reference.reshape(len(t), -1)
+    finite = np.isfinite(reference)
+    assert np.isfinite(reference[1, :2]).all()  # the middle nodes sit on the component
+    np.testing.assert_allclose(got[finite], reference[finite], rtol=1e-12, atol=1e-9)
+    assert (got[~finite] == -np.inf).all()
+
+
+def test_log_density_along_segments_follows_the_model_that_is_evaluated(rng):
+    """A subclass's own log_prob, a scikit-learn estimator's score_samples and a callable are
+    what the nodes get, node-major (row j: every segment's node at t[j])."""
+    d = 4
+    density, _ = _random_mixture("full", d, 3, rng)
+
+    class Tempered(GaussianMixtureDensity):
+        def log_prob(self, X):
+            return 0.5 * super().log_prob(X)
+
+    tempered = Tempered(density.weights, density.means, density.covariances)
+    A, B = rng.normal(size=(50, d)), rng.normal(size=(50, d))
+    t = np.array([0.2, 0.7])
+    nodes = _segment_nodes_reference(A, B, t).reshape(-1, d)
+    np.testing.assert_allclose(tempered.log_prob_on_segments(A, B, t).ravel(),
+                               0.5 * density.log_prob(nodes), rtol=1e-12)
+    X = rng.normal(size=(500, d))
+    for estimator in (GaussianMixture(3, random_state=0).fit(X),
+                      KernelDensity(bandwidth=0.7).fit(X)):
+        got = as_density(estimator).log_prob_on_segments(A, B, t).ravel()
+        np.testing.assert_allclose(got, estimator.score_samples(nodes), rtol=1e-9)
+    callable_density = as_density(lambda P: -np.sum(P**2, axis=1))
+    np.testing.assert_allclose(callable_density.log_prob_on_segments(A, B, t),
+                               -np.sum(_segment_nodes_reference(A, B, t) ** 2, axis=2))

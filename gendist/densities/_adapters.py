@@ -153,6 +153,12 @@ class SklearnDensity(Density):
             return super().log_prob_and_score(X)
         return mixture.log_prob_and_score(X)
 
+    def log_prob_on_segments(self, A, B, t):
+        mixture = self._exact_mixture()
+        if mixture is None:
+            return super().log_prob_on_segments(A, B, t)
+        return mixture.log_prob_on_segments(A, B, t)
+
     def log_prob(self, X):
         mixture = self._exact_mixture()
         if mixture is not None:

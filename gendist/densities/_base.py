@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._compute import progress_bar
+from .._compute import progress_bar, segment_nodes
 from .._validation import check_log_density_values
 
 __all__ = ["Density", "evaluate_log_density"]
@@ -72,6 +72,29 @@ class Density:
             ``log p(x)`` in nats; ``-inf`` where the density is zero.
         """
         raise NotImplementedError
+
+    def log_prob_on_segments(self, A: np.ndarray, B: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Natural log-density at the points ``A[e] + t[j] (B[e] - A[e])`` of straight segments.
+
+        The metric's quadrature asks for these nodes. This default evaluates them with
+        :meth:`log_prob`; Gaussian mixtures compute them from the segments' ends instead.
+
+        Parameters
+        ----------
+        A, B : ndarray of shape (E, d), float64
+            Segment ends.
+        t : ndarray of shape (T,)
+            Positions along every segment (0 at ``A``, 1 at ``B``).
+
+        Returns
+        -------
+        log_p : ndarray of shape (T, E)
+            Node-major: row ``j`` holds the ``t[j]`` node of every segment.
+        """
+        E, T = len(A), len(t)
+        nodes = segment_nodes(A, B, t, node_major=True).reshape(T * E, -1)
+        source = f"density ({type(self).__name__})"
+        return check_log_density_values(self.log_prob(nodes), T * E, source).reshape(T, E)
 
     def sample(self, n_samples: int, random_state=None) -> np.ndarray:
         """Draw ``n_samples`` points, shape (n_samples, d)."""

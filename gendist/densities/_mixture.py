@@ -19,6 +19,13 @@ __all__ = ["GaussianMixtureDensity"]
 _COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 _NUMPY = get_namespace(np.empty(0))
 _SYMMETRY_RTOL = 1e-10  # largest |C - C^T| allowed, relative to the largest |C|
+#: largest rounding (nats) of :meth:`GaussianMixtureDensity.log_prob_on_segments`' identity
+#: at a node; nodes beyond it are evaluated directly
+_SEGMENT_TOLERANCE = 1e-9
+#: fewest features where that identity is faster than evaluating the nodes (one thread, 10
+#: full, diagonal or spherical components: 0.99 / 0.90 / 0.90 of the time in 4-5-D, 0.7 in
+#: 10-D, 0.3-0.45 in 50-D; 1.05-1.1 in 2-3-D)
+_SEGMENT_IDENTITY_MIN_FEATURES = 4
 
 
 def _has_cholesky(matrix: np.ndarray) -> bool:
@@ -393,10 +400,7 @@ class GaussianMixtureDensity(Density):
         density's) in 2-10-D: log p and score in 0.7-0.8 of the time of the expanded form's
         product, clip and maximum, which took 0.4-0.5 of the time of numpy's logsumexp."""
         from .._numba import (  # numba is imported where it is used
-            DIAGONAL_DIRECT_MAX_FEATURES,
             UNROLLED_MAX_FEATURES,
-            centred_transpose,
-            diagonal_mixture_terms,
             mixture_kernels,
             mixture_log_prob,
             mixture_logsumexp,
@@ -408,18 +412,7 @@ class GaussianMixtureDensity(Density):
             prod = (X - p["_center"]) @ coef[:d]
             mixture_log_prob(prod, coef[d], p["_log_norm"], log_p, score)
             return log_p, (-2.0 * (prod @ coef[:d].T) if score else None)
-        if diagonal and d > DIAGONAL_DIRECT_MAX_FEATURES:  # the expanded form's product
-            Xc, _, terms = self._block_components(X, _NUMPY, p)
-            XT, top = Xc.T, terms.max(axis=0)
-        else:
-            XT = np.empty((d, len(X)))
-            centred_transpose(X, p["_center"], XT)
-            terms, top = np.empty((self.n_components, len(X))), np.empty(len(X))
-            if diagonal:
-                diagonal_mixture_terms(XT, *self._direct_form(), p["_log_norm"], terms, top)
-            else:
-                terms_kernel, score_kernel = mixture_kernels(d)
-                terms_kernel(XT, coef[:d], coef[d], p["_log_norm"], terms, top)
+        XT, terms, top = self._component_terms(X, p)
         mixture_logsumexp(terms, top, log_p, score)  # terms: the responsibilities g (K, rows)
         if not score:
             return log_p, None
@@ -428,8 +421,135 @@ class GaussianMixtureDensity(Density):
         if diagonal:  # coefficient rows: |x - c|^2, linear, constant
             return log_p, 2.0 * XT.T * (terms.T @ coef[0])[:, None] + terms.T @ coef[1 : d + 1].T
         gradient = np.zeros((d, len(X)))
-        score_kernel(XT, coef[:d], coef[d], terms, gradient)
+        mixture_kernels(d)[1](XT, coef[:d], coef[d], terms, gradient)
         return log_p, -2.0 * gradient.T
+
+    def _component_terms(self, X, p):
+        """The per-component log-terms of one numpy float64 block of rows ``X``, compiled.
+
+        Returns ``(XT, terms, top)``: the points relative to the centre, coordinate-major
+        (d, rows); ``terms[k, i] = log w_k + log N(x_i; mu_k, Sigma_k)`` (K, rows); their
+        maximum over the components (rows,). Full and tied mixtures in few dimensions and
+        diagonal and spherical ones in up to
+        :data:`gendist._numba.DIAGONAL_DIRECT_MAX_FEATURES` take the compiled kernels (see
+        :meth:`_compiled_block`), others the product of :meth:`_block_components`.
+        """
+        from .._numba import (  # numba is imported where it is used
+            DIAGONAL_DIRECT_MAX_FEATURES,
+            UNROLLED_MAX_FEATURES,
+            centred_transpose,
+        )
+
+        d = self.n_features
+        diagonal = self.covariance_type in ("diag", "spherical")
+        if d > (DIAGONAL_DIRECT_MAX_FEATURES if diagonal else UNROLLED_MAX_FEATURES):
+            Xc, _, terms = self._block_components(X, _NUMPY, p)
+            return Xc.T, terms, terms.max(axis=0)
+        XT = np.empty((d, len(X)))
+        centred_transpose(X, p["_center"], XT)
+        return (XT, *self._centred_terms(XT, p))
+
+    def _centred_terms(self, XT, p):
+        """``(terms, top)`` of :meth:`_component_terms` from the centred, coordinate-major
+        points ``XT`` (d, rows), by the compiled kernels (so where they apply)."""
+        from .._numba import diagonal_mixture_terms, mixture_kernels  # imported where used
+
+        d, n, coef = self.n_features, XT.shape[1], p["_coef"]
+        terms, top = np.empty((self.n_components, n)), np.empty(n)
+        if self.covariance_type in ("diag", "spherical"):
+            diagonal_mixture_terms(XT, *self._direct_form(), p["_log_norm"], terms, top)
+        else:
+            mixture_kernels(d)[0](XT, coef[:d], coef[d], p["_log_norm"], terms, top)
+        return terms, top
+
+    def _half_squares(self, delta, p):
+        """``delta_i^T Sigma_k^-1 delta_i / 2`` (K, rows) for a numpy float64 block of
+        differences ``delta`` (rows, d): the components' Mahalanobis forms without their
+        means, by the kernels and products of :meth:`_component_terms`."""
+        from .._numba import UNROLLED_MAX_FEATURES, log_norm_minus_squares, mixture_kernels
+
+        d, K, coef, ct = self.n_features, self.n_components, p["_coef"], self.covariance_type
+        if ct == "spherical":
+            return np.outer(0.5 / self.covariances, np.einsum("ij,ij->i", delta, delta))
+        if ct == "diag":
+            return self._direct_form()[1] @ (delta * delta).T
+        out, zeros = np.empty((K, len(delta))), np.zeros(d * K)
+        if d <= UNROLLED_MAX_FEATURES:  # the terms of a mixture without means or norms
+            mixture_kernels(d)[0](np.ascontiguousarray(delta.T), coef[:d], zeros, zeros[:K],
+                                  out, np.empty(len(delta)))
+        else:
+            log_norm_minus_squares((coef[:d].T @ delta.T).reshape(d, K, -1), zeros[:K], out)
+        return np.negative(out, out=out)
+
+    def log_prob_on_segments(self, A, B, t):
+        """Natural log-density at the points ``A[e] + t[j] (B[e] - A[e])`` of straight
+        segments, from the ends alone.
+
+        Every component's log-term ``c_k - q_k(x) / 2`` is a concave quadratic in ``x``, so
+        along a segment, exactly, ``term_k((1 - t) a + t b) = (1 - t) term_k(a) +
+        t term_k(b) + t (1 - t) q_k(b - a) / 2``: the terms at the two ends and one
+        Mahalanobis form of ``b - a`` per segment replace the evaluation at every node
+        (:func:`gendist._numba.mixture_log_prob_on_segments`); the logsumexp over the
+        components remains per node. Six interior nodes (``n_quad = 8``), 10 full-covariance
+        components, one thread: see ``benchmarks/peers_density.md``.
+
+        The identity rounds at the scale of the ends' terms, not of the node's: where its
+        bound on that (responsibility-weighted) exceeds ``1e-9`` nats at some node (points
+        hundreds of thousands of standard deviations from the components, or beyond
+        float64's squares) the segment's nodes are evaluated directly. A subclass that
+        changes :meth:`log_prob` gets the direct evaluation; so do torch tensors (use
+        :meth:`log_prob`). Parameters and returns as :meth:`Density.log_prob_on_segments`.
+        """
+        from .._numba import (  # numba is imported where it is used
+            centred_segment_nodes,
+            mixture_log_prob_on_segments,
+            mixture_logsumexp,
+        )
+
+        if type(self).log_prob is not GaussianMixtureDensity.log_prob:
+            return super().log_prob_on_segments(A, B, t)
+        A, B = np.asarray(A, dtype=np.float64), np.asarray(B, dtype=np.float64)
+        t = np.asarray(t, dtype=np.float64).reshape(-1)
+        d = self.n_features
+        if A.ndim != 2 or A.shape[1] != d or B.shape != A.shape:
+            raise ValueError(
+                f"A and B have shapes {A.shape} and {B.shape}; this mixture expects two arrays "
+                f"of shape (E, {d})."
+            )
+        p = self._params(_NUMPY, A, np.dtype(np.float64))
+        T, log_p = len(t), np.empty((len(t), len(A)))
+        if d < _SEGMENT_IDENTITY_MIN_FEATURES:  # the nodes, built where the kernels read them
+
+            def nodes(start: int, stop: int):
+                XT, values = np.empty((d, T * (stop - start))), np.empty(T * (stop - start))
+                centred_segment_nodes(A[start:stop], B[start:stop], p["_center"], t, XT)
+                mixture_logsumexp(*self._centred_terms(XT, p), values, False)
+                return values.reshape(T, stop - start)
+
+            blocks = iter_chunks(nodes, len(A), T * self._row_bytes(),
+                                 max_rows=max(1, self._block_rows() // T))
+            for start, stop, values in blocks:
+                log_p[:, start:stop] = values
+            return log_p
+
+        def block(start: int, stop: int):
+            a, b = A[start:stop], B[start:stop]
+            error = np.empty((len(t), stop - start))
+            with np.errstate(over="ignore", invalid="ignore"):  # such segments: evaluated below
+                mixture_log_prob_on_segments(
+                    self._component_terms(a, p)[1], self._component_terms(b, p)[1],
+                    self._half_squares(b - a, p), t, log_p[:, start:stop], error,
+                )
+            return error
+
+        blocks = iter_chunks(
+            block, len(A), 3 * self._row_bytes() + 16 * len(t), max_rows=self._block_rows()
+        )
+        for start, _, error in blocks:
+            direct = start + np.flatnonzero(~(error <= _SEGMENT_TOLERANCE).all(axis=0))
+            if direct.size:
+                log_p[:, direct] = super().log_prob_on_segments(A[direct], B[direct], t)
+        return log_p
 
     def _unrolled(self) -> bool:
         """Whether numpy blocks take the unrolled kernels of :meth:`_compiled_block` (full or
