@@ -597,3 +597,16 @@ def test_log_density_along_segments_follows_the_model_that_is_evaluated(rng):
     callable_density = as_density(lambda P: -np.sum(P**2, axis=1))
     np.testing.assert_allclose(callable_density.log_prob_on_segments(A, B, t),
                                -np.sum(_segment_nodes_reference(A, B, t) ** 2, axis=2))
+
+
+def test_log_density_along_segments_refuses_mismatched_shapes(rng):
+    density, _ = _random_mixture("full", 4, 3, rng)
+    A = rng.normal(size=(5, 4))
+    t = np.array([0.5])
+    for adapter in (density, as_density(lambda P: -np.sum(P**2, axis=1))):
+        with pytest.raises(ValueError, match="segment ends"):
+            adapter.log_prob_on_segments(A, A[:4], t)
+        with pytest.raises(ValueError, match="segment ends"):
+            adapter.log_prob_on_segments(A, A, t[:, None])
+    with pytest.raises(ValueError, match=r"\(E, 4\)"):
+        density.log_prob_on_segments(A[:, :3], A[:, :3], t)

@@ -10,6 +10,21 @@ from .._validation import check_log_density_values
 __all__ = ["Density", "evaluate_log_density"]
 
 
+def check_segments(A, B, t, n_features: int | None = None):
+    """Segment ends ``A``, ``B`` (E, d) and positions ``t`` (T,) as float64 arrays, checked
+    for matching shapes (and ``n_features`` columns where given)."""
+    A, B = np.asarray(A, dtype=np.float64), np.asarray(B, dtype=np.float64)
+    t = np.asarray(t, dtype=np.float64)
+    columns = "d" if n_features is None else n_features
+    if (A.ndim != 2 or B.shape != A.shape or t.ndim != 1
+            or (n_features is not None and A.shape[1] != n_features)):
+        raise ValueError(
+            f"segment ends of shapes {A.shape} and {B.shape} and positions of shape {t.shape}; "
+            f"expected two arrays of shape (E, {columns}) and one of shape (T,)."
+        )
+    return A, B, t
+
+
 class Density:
     """Base class of the density adapters.
 
@@ -91,6 +106,7 @@ class Density:
         log_p : ndarray of shape (T, E)
             Node-major: row ``j`` holds the ``t[j]`` node of every segment.
         """
+        A, B, t = check_segments(A, B, t)
         E, T = len(A), len(t)
         nodes = segment_nodes(A, B, t, node_major=True).reshape(T * E, -1)
         source = f"density ({type(self).__name__})"

@@ -11,7 +11,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._compute import get_namespace, iter_chunks
 from .._validation import check_int, check_points, check_positive
-from ._base import Density
+from ._base import Density, check_segments
 
 __all__ = ["GaussianMixtureDensity"]
 
@@ -508,14 +508,8 @@ class GaussianMixtureDensity(Density):
 
         if type(self).log_prob is not GaussianMixtureDensity.log_prob:
             return super().log_prob_on_segments(A, B, t)
-        A, B = np.asarray(A, dtype=np.float64), np.asarray(B, dtype=np.float64)
-        t = np.asarray(t, dtype=np.float64).reshape(-1)
         d = self.n_features
-        if A.ndim != 2 or A.shape[1] != d or B.shape != A.shape:
-            raise ValueError(
-                f"A and B have shapes {A.shape} and {B.shape}; this mixture expects two arrays "
-                f"of shape (E, {d})."
-            )
+        A, B, t = check_segments(A, B, t, d)
         p = self._params(_NUMPY, A, np.dtype(np.float64))
         T, log_p = len(t), np.empty((len(t), len(A)))
         if d < _SEGMENT_IDENTITY_MIN_FEATURES:  # the nodes, built where the kernels read them
