@@ -553,10 +553,12 @@ def mixture_logsumexp(terms, top, log_p, responsibilities):  # pragma: no cover 
 #: a bound on the rounding of ``(1 - t) a + t b + t (1 - t) q`` relative to ``|a| + |b| + q``
 #: (three products and two sums, each rounded once, and rounding in t (1 - t))
 SEGMENT_ROUNDING = 8.0 * 2.0**-52
+_EPSILON = 2.0**-52
 
 
 @compiled(fastmath={"contract"}, error_model="numpy")  # vectorised division (log_in_place)
-def mixture_log_prob_on_segments(term_a, term_b, half_square, t, log_p, error):
+def mixture_log_prob_on_segments(term_a, term_b, half_square, t, log_norm, spread, offset,
+                                 reach_a, reach_b, n_features, expanded, log_p, error):
     # pragma: no cover - compiled
     """A Gaussian mixture's ``log p`` at the points ``(1 - t_j) a_e + t_j b_e`` of segments,
     from the per-component log-terms at their ends: each term is a concave quadratic
@@ -565,10 +567,19 @@ def mixture_log_prob_on_segments(term_a, term_b, half_square, t, log_p, error):
     ``q_k`` the component's Mahalanobis form without its mean; the logsumexp over the
     components follows, one component at a time as in :func:`mixture_logsumexp`.
 
-    ``error`` bounds the rounding of the identity at each node (what the direct evaluation
-    does not have): :data:`SEGMENT_ROUNDING` times ``|term(a)| + |term(b)| + q / 2`` averaged
-    with the components' responsibilities there; NaN or +inf where an input is not finite
-    (points beyond float64's squares), so that callers evaluate such nodes directly.
+    ``error[e]`` bounds what segment ``e``'s nodes may be off by beyond direct evaluation:
+    the largest bound of a component that may weigh somewhere on the segment (its largest
+    term there, at most ``max(term(a), term(b)) + q / 8``, plus its bound within
+    ``40 + log K`` nats of the smallest largest term of a node). A component's bound is
+    :data:`SEGMENT_ROUNDING` times ``|term(a)| + |term(b)| + q / 2`` (the identity's
+    cancellation) plus ``d`` roundings of ``q / 2`` and of the ends' terms: an end's
+    whitened coordinates ``w`` (``|w|^2 = c_k - term``) come from the point relative to the
+    centre ``c``, so they round by about ``r = s_k (|x - c| + |mu_k - c|)`` (``s_k`` the
+    whitening's largest gain), and its term by ``2 |w| r`` (``r^2`` in the ``expanded``
+    quadratic form), which the identity carries to every node where direct evaluation at a
+    node near the mean would not. ``error`` is +inf for a segment with a non-finite input
+    (points beyond float64's squares) or a node where ``log_p`` is not finite, so that
+    callers evaluate those directly.
 
     Parameters
     ----------
@@ -578,8 +589,22 @@ def mixture_log_prob_on_segments(term_a, term_b, half_square, t, log_p, error):
         ``(b - a)^T Sigma_k^-1 (b - a) / 2``.
     t : ndarray of shape (T,)
         Positions along the segments.
-    log_p, error : ndarray of shape (T, E)
-        Outputs (``log_p`` may be a column block of a wider array).
+    log_norm : ndarray of shape (K,)
+        ``log w_k - log((2 pi)^(d/2) |Sigma_k|^(1/2))``, the terms' largest values.
+    spread : ndarray of shape (K,)
+        ``s_k``, the largest singular value of the whitening (in the terms' convention,
+        ``|w|^2 = q / 2``).
+    offset : ndarray of shape (K,)
+        ``|mu_k - c|``.
+    reach_a, reach_b : ndarray of shape (E,)
+        ``|a - c|`` and ``|b - c|``.
+    n_features : int
+    expanded : bool
+        Whether the ends' terms come from the expanded quadratic form.
+    log_p : ndarray of shape (T, E)
+        Output (may be a column block of a wider array).
+    error : ndarray of shape (E,)
+        Output.
     """
     K, E = term_a.shape
     T = t.size
@@ -590,15 +615,30 @@ def mixture_log_prob_on_segments(term_a, term_b, half_square, t, log_p, error):
             for e in range(E):
                 x = u * term_a[k, e] + v * term_b[k, e] + w * half_square[k, e]
                 top[j, e] = x if x > top[j, e] else top[j, e]
-    total = np.zeros((T, E))
+    low = np.full(E, np.inf)  # the smallest of a segment's largest terms, less the margin
     for j in range(T):
         for e in range(E):
+            low[e] = min(low[e], top[j, e])
             top[j, e] = top[j, e] if top[j, e] > -np.inf else 0.0  # all -inf: log gives -inf
-            error[j, e] = 0.0
-    row, scratch, scale = np.empty(E), np.empty(E), np.empty(E)
+    cut = 40.0 + np.log(K)  # weaker components add less than exp(-40) of p together
+    for e in range(E):
+        low[e] -= cut
+        error[e] = 0.0
+    total = np.zeros((T, E))
+    row, scratch = np.empty(E), np.empty(E)
     for k in range(K):  # one component at a time, as mixture_logsumexp
         for e in range(E):
-            scale[e] = abs(term_a[k, e]) + abs(term_b[k, e]) + half_square[k, e]
+            a, b, q = term_a[k, e], term_b[k, e], half_square[k, e]
+            ra = spread[k] * (reach_a[e] + offset[k])
+            rb = spread[k] * (reach_b[e] + offset[k])
+            ends = 2.0 * (np.sqrt(max(log_norm[k] - a, 0.0)) * ra
+                          + np.sqrt(max(log_norm[k] - b, 0.0)) * rb)
+            ends = ends + (ra * ra + rb * rb if expanded else 0.0)
+            bound = SEGMENT_ROUNDING * (abs(a) + abs(b) + q) + _EPSILON * n_features * (q + ends)
+            highest = (a if a > b else b) + 0.25 * q + bound
+            weighs = not highest <= low[e]  # NaN weighs
+            error[e] = max(error[e], bound) if weighs and bound < np.inf else error[e]
+            error[e] = np.inf if weighs and not bound < np.inf else error[e]
         for j in range(T):
             u, v, w = 1.0 - t[j], t[j], t[j] * (1.0 - t[j])
             for e in range(E):
@@ -606,11 +646,9 @@ def mixture_log_prob_on_segments(term_a, term_b, half_square, t, log_p, error):
             exp_in_place(row, scratch)
             for e in range(E):
                 total[j, e] += row[e]
-                error[j, e] += row[e] * scale[e]
     for j in range(T):
         for e in range(E):
-            s = total[j, e]
-            error[j, e] = SEGMENT_ROUNDING * error[j, e] / s if s > 0.0 else np.inf
+            error[e] = error[e] if total[j, e] > 0.0 and total[j, e] < np.inf else np.inf
     log_in_place(total.reshape(T * E), np.empty(T * E), np.empty(T * E))
     for j in range(T):
         for e in range(E):

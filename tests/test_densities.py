@@ -610,3 +610,100 @@ def test_log_density_along_segments_refuses_mismatched_shapes(rng):
             adapter.log_prob_on_segments(A, A, t[:, None])
     with pytest.raises(ValueError, match=r"\(E, 4\)"):
         density.log_prob_on_segments(A[:, :3], A[:, :3], t)
+
+
+def test_a_narrow_component_among_wide_ones_keeps_its_peak_on_long_segments(rng):
+    """A collapsed component (variance 1e-6, scikit-learn's reg_covar) among two of variance
+    1e12, segments of length about 1e6 through it: the identity's rounding at the ends'
+    scale would hide the narrow peak (about 100 nats at the node on it), so those segments
+    are evaluated directly and every node keeps scipy's value."""
+    d = 5
+    means = np.vstack([np.zeros(d), rng.normal(size=(2, d)) * 1e6])
+    full = np.stack([np.eye(d) * 1e-6, np.eye(d) * 1e12, np.eye(d) * 1e12])
+    density = GaussianMixtureDensity([1.0, 1.0, 1.0], means, full, "full")
+    t = np.linspace(0.0, 1.0, 8)[1:-1]
+    D = rng.normal(size=(400, d)) * 1e6
+    A = -t[rng.integers(0, len(t), 400)][:, None] * D  # some node on the narrow mean
+    got = density.log_prob_on_segments(A, A + D, t)
+    nodes = _segment_nodes_reference(A, A + D, t).reshape(-1, d)
+    reference = mixture_log_prob_reference(nodes, density.weights, density.means, full)
+    assert reference.max() > 20.0  # the narrow peak is reached
+    np.testing.assert_allclose(got.ravel(), reference, rtol=1e-12, atol=1e-9)
+
+
+def test_only_segments_beyond_the_identitys_accuracy_are_evaluated_node_by_node(
+    rng, monkeypatch
+):
+    """Ordinary segments take the identity (no node evaluated); a segment whose ends lie 1e5
+    standard deviations out is evaluated at its nodes, alone."""
+    d = 6
+    density, _ = _random_mixture("full", d, 4, rng)
+    evaluated = []
+    direct = GaussianMixtureDensity._float64_log_prob
+
+    def counting(self, X):
+        evaluated.append(len(X))
+        return direct(self, X)
+
+    monkeypatch.setattr(GaussianMixtureDensity, "_float64_log_prob", counting)
+    A = rng.normal(size=(500, d)) * 2.0
+    B = A + rng.normal(size=(500, d))
+    t = np.linspace(0.0, 1.0, 8)[1:-1]
+    density.log_prob_on_segments(A, B, t)
+    assert evaluated == []
+    A[7], B[7] = density.means[0] - 1e5, density.means[0] + 1e5
+    density.log_prob_on_segments(A, B, t)
+    assert evaluated == [len(t)]
+
+
+@pytest.mark.parametrize("d", [3, 6])
+def test_log_density_along_segments_edge_cases(d, rng):
+    """float32 mixtures answer in float64; no segment or no position gives an empty
+    answer; NaN in an end gives NaN at that segment's nodes only, as log_prob does; torch
+    tensors are refused; an instance's own log_prob is the one evaluated."""
+    density, _ = _random_mixture("full", d, 3, rng)
+    single = GaussianMixtureDensity(density.weights, density.means, density.covariances,
+                                    dtype="float32")
+    A, B = rng.normal(size=(40, d)), rng.normal(size=(40, d))
+    t = np.array([0.25, 0.5])
+    np.testing.assert_allclose(single.log_prob_on_segments(A, B, t),
+                               density.log_prob_on_segments(A, B, t), rtol=1e-13)
+    assert density.log_prob_on_segments(A, B, t[:0]).shape == (0, 40)
+    assert density.log_prob_on_segments(A[:0], B[:0], t).shape == (2, 0)
+    A[3, 0] = np.nan
+    got = density.log_prob_on_segments(A, B, t)
+    nodes = _segment_nodes_reference(A, B, t).reshape(-1, d)
+    np.testing.assert_array_equal(np.isnan(got).ravel(), np.isnan(density.log_prob(nodes)))
+    assert np.isnan(got[:, 3]).all() and np.isfinite(np.delete(got, 3, axis=1)).all()
+    with pytest.raises(TypeError, match="numpy arrays"):
+        density.log_prob_on_segments(torch.tensor(B), torch.tensor(B), t)
+    density.log_prob = lambda X: np.zeros(len(X))
+    np.testing.assert_array_equal(density.log_prob_on_segments(B, B, t), np.zeros((2, 40)))
+
+
+@pytest.mark.parametrize("d", [4, 13])
+@pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
+def test_a_narrow_component_far_from_the_centre_keeps_its_closed_form(covariance_type, d):
+    """A component of variance 1e-16 at 1e4 from a unit one: its ends' terms, computed from
+    points 5e3 from the centre, round by about 1e-8 of their whitened coordinates, which the
+    identity would carry to the node on the mean (a few thousandths of a nat); such segments
+    are evaluated directly: no node further from the closed form than direct evaluation
+    (which rounds so too off the mean) by more than 1e-6 nats, the node on the mean within
+    1e-6 of it."""
+    variance = 1e-16
+    means = np.zeros((2, d))
+    means[1, 0] = 1e4
+    cov = {"full": np.stack([np.eye(d), np.eye(d) * variance]),
+           "diag": np.stack([np.ones(d), np.ones(d) * variance]),
+           "spherical": np.array([1.0, variance])}[covariance_type]
+    density = GaussianMixtureDensity([1.0, 1.0], means, cov, covariance_type)
+    half = 300 * np.sqrt(variance) * np.eye(d)[0]
+    A, B = (means[1] - half)[None], (means[1] + half)[None]
+    t = np.array([0.25, 0.5])
+    nodes = _segment_nodes_reference(A, B, t).reshape(-1, d)
+    offset = (nodes[:, 0] - 1e4) / np.sqrt(variance)
+    closed_form = np.log(0.5) - offset**2 / 2 - d / 2 * np.log(2 * np.pi * variance)
+    got = density.log_prob_on_segments(A, B, t).ravel()
+    direct = density.log_prob(nodes)
+    assert np.all(np.abs(got - closed_form) <= np.abs(direct - closed_form) + 1e-6)
+    assert abs(got[1] - closed_form[1]) <= 1e-6  # t = 0.5: the mean

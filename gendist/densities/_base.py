@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._compute import progress_bar, segment_nodes
+from .._compute import is_torch_tensor, progress_bar, segment_nodes
 from .._validation import check_log_density_values
 
 __all__ = ["Density", "evaluate_log_density"]
@@ -12,7 +12,11 @@ __all__ = ["Density", "evaluate_log_density"]
 
 def check_segments(A, B, t, n_features: int | None = None):
     """Segment ends ``A``, ``B`` (E, d) and positions ``t`` (T,) as float64 arrays, checked
-    for matching shapes (and ``n_features`` columns where given)."""
+    for matching shapes (and ``n_features`` columns where given); torch tensors are refused."""
+    if any(is_torch_tensor(x) for x in (A, B, t)):
+        raise TypeError(
+            "log_prob_on_segments takes numpy arrays; evaluate torch tensors with log_prob."
+        )
     A, B = np.asarray(A, dtype=np.float64), np.asarray(B, dtype=np.float64)
     t = np.asarray(t, dtype=np.float64)
     columns = "d" if n_features is None else n_features
@@ -92,7 +96,8 @@ class Density:
         """Natural log-density at the points ``A[e] + t[j] (B[e] - A[e])`` of straight segments.
 
         The metric's quadrature asks for these nodes. This default evaluates them with
-        :meth:`log_prob`; Gaussian mixtures compute them from the segments' ends instead.
+        :meth:`log_prob` (its output checked); Gaussian mixtures compute them from the
+        segments' ends instead, from 4-D on.
 
         Parameters
         ----------

@@ -9,7 +9,7 @@ from scipy.linalg import solve_triangular
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from .._compute import get_namespace, iter_chunks
+from .._compute import get_namespace, iter_chunks, segment_nodes
 from .._validation import check_int, check_points, check_positive
 from ._base import Density, check_segments
 
@@ -20,8 +20,9 @@ _COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 _NUMPY = get_namespace(np.empty(0))
 _SYMMETRY_RTOL = 1e-10  # largest |C - C^T| allowed, relative to the largest |C|
 #: largest rounding (nats) of :meth:`GaussianMixtureDensity.log_prob_on_segments`' identity
-#: at a node; nodes beyond it are evaluated directly
-_SEGMENT_TOLERANCE = 1e-9
+#: at a node beyond direct evaluation (a relative 1e-7 of the metric's length factor, far
+#: below any quadrature's error); segments beyond it are evaluated directly
+_SEGMENT_TOLERANCE = 1e-7
 #: fewest features where that identity is faster than evaluating the nodes (one thread, 10
 #: full, diagonal or spherical components: 0.99 / 0.90 / 0.90 of the time in 4-5-D, 0.7 in
 #: 10-D, 0.3-0.45 in 50-D; 1.05-1.1 in 2-3-D)
@@ -481,37 +482,70 @@ class GaussianMixtureDensity(Density):
             log_norm_minus_squares((coef[:d].T @ delta.T).reshape(d, K, -1), zeros[:K], out)
         return np.negative(out, out=out)
 
+    def _segment_constants(self):
+        """Per component, the whitening's largest gain ``s_k`` and ``|mu_k - c|``, for the
+        rounding bound of :func:`gendist._numba.mixture_log_prob_on_segments` (cached)."""
+        if "segment" not in self._cache:
+            d, K, ct = self.n_features, self.n_components, self.covariance_type
+            if ct in ("full", "tied"):  # P_k[l, j] = coefficient [l, j * K + k]
+                blocks = self._coef[:d].reshape(d, d, K).transpose(2, 0, 1)
+                spread = np.linalg.svd(blocks, compute_uv=False)[:, 0]
+            else:
+                spread = np.sqrt(self._direct_form()[1].max(axis=1))
+            offset = np.linalg.norm(self.means - self._center, axis=1)
+            self._cache["segment"] = (spread, offset)
+        return self._cache["segment"]
+
+    def _float64_log_prob(self, X):
+        """``log p`` of numpy rows ``X`` in float64 whatever ``dtype`` (the compiled
+        blocks of :meth:`_compiled_block`)."""
+        p = self._params(_NUMPY, X, np.dtype(np.float64))
+        out = np.empty(len(X))
+        blocks = iter_chunks(lambda start, stop: self._compiled_block(X[start:stop], p, False),
+                             len(X), self._row_bytes(), max_rows=self._block_rows())
+        for start, stop, (log_p, _) in blocks:
+            out[start:stop] = log_p
+        return out
+
     def log_prob_on_segments(self, A, B, t):
         """Natural log-density at the points ``A[e] + t[j] (B[e] - A[e])`` of straight
-        segments, from the ends alone.
+        segments, in float64 whatever ``dtype``; from 4-D on from the ends alone.
 
         Every component's log-term ``c_k - q_k(x) / 2`` is a concave quadratic in ``x``, so
         along a segment, exactly, ``term_k((1 - t) a + t b) = (1 - t) term_k(a) +
         t term_k(b) + t (1 - t) q_k(b - a) / 2``: the terms at the two ends and one
         Mahalanobis form of ``b - a`` per segment replace the evaluation at every node
         (:func:`gendist._numba.mixture_log_prob_on_segments`); the logsumexp over the
-        components remains per node. Six interior nodes (``n_quad = 8``), 10 full-covariance
-        components, one thread: see ``benchmarks/peers_density.md``.
+        components remains per node. Below 4-D, where that is not faster, the nodes are
+        built where the compiled kernels read them. Six interior nodes (``n_quad = 8``), 10
+        full-covariance components, one thread: see ``benchmarks/peers_density.md``.
 
-        The identity rounds at the scale of the ends' terms, not of the node's: where its
-        bound on that (responsibility-weighted) exceeds ``1e-9`` nats at some node (points
-        hundreds of thousands of standard deviations from the components, or beyond
-        float64's squares) the segment's nodes are evaluated directly. A subclass that
-        changes :meth:`log_prob` gets the direct evaluation; so do torch tensors (use
-        :meth:`log_prob`). Parameters and returns as :meth:`Density.log_prob_on_segments`.
+        The identity rounds at the scale of the ends' terms, not of the node's. Where its
+        bound (see the kernel) exceeds ``1e-9`` nats at a node, the segment's nodes are
+        evaluated directly: ends or segments about a thousand standard deviations of a
+        component long or more, a component far narrower than the data's spread, points
+        beyond float64's squares. A subclass that changes :meth:`log_prob` (or an instance
+        whose ``log_prob`` was replaced) gets its nodes evaluated by that ``log_prob``.
+        NaN in an end gives NaN at its segment's nodes, as :meth:`log_prob` does.
+        Parameters and returns as :meth:`Density.log_prob_on_segments`; torch tensors are
+        refused (evaluate them with :meth:`log_prob`).
         """
         from .._numba import (  # numba is imported where it is used
+            DIAGONAL_DIRECT_MAX_FEATURES,
             centred_segment_nodes,
             mixture_log_prob_on_segments,
             mixture_logsumexp,
+            squared_distances,
         )
 
-        if type(self).log_prob is not GaussianMixtureDensity.log_prob:
+        if type(self).log_prob is not GaussianMixtureDensity.log_prob or "log_prob" in vars(self):
             return super().log_prob_on_segments(A, B, t)
         d = self.n_features
         A, B, t = check_segments(A, B, t, d)
         p = self._params(_NUMPY, A, np.dtype(np.float64))
         T, log_p = len(t), np.empty((len(t), len(A)))
+        if T == 0 or len(A) == 0:
+            return log_p
         if d < _SEGMENT_IDENTITY_MIN_FEATURES:  # the nodes, built where the kernels read them
 
             def nodes(start: int, stop: int):
@@ -525,24 +559,36 @@ class GaussianMixtureDensity(Density):
             for start, stop, values in blocks:
                 log_p[:, start:stop] = values
             return log_p
+        spread, offset = self._segment_constants()
+
+        expanded = d > (DIAGONAL_DIRECT_MAX_FEATURES
+                        if self.covariance_type in ("diag", "spherical") else np.inf)
+
+        reach = [np.empty(len(A)), np.empty(len(A))]  # |a - c| and |b - c|
+        for x, out in zip((A, B), reach):
+            squared_distances(x, np.broadcast_to(p["_center"], x.shape), out)
+            np.sqrt(out, out=out)
 
         def block(start: int, stop: int):
             a, b = A[start:stop], B[start:stop]
-            error = np.empty((len(t), stop - start))
-            with np.errstate(over="ignore", invalid="ignore"):  # such segments: evaluated below
-                mixture_log_prob_on_segments(
-                    self._component_terms(a, p)[1], self._component_terms(b, p)[1],
-                    self._half_squares(b - a, p), t, log_p[:, start:stop], error,
-                )
+            error = np.empty(stop - start)
+            mixture_log_prob_on_segments(
+                self._component_terms(a, p)[1], self._component_terms(b, p)[1],
+                self._half_squares(b - a, p), t, p["_log_norm"], spread, offset,
+                reach[0][start:stop], reach[1][start:stop], d, expanded, log_p[:, start:stop],
+                error,
+            )
             return error
 
         blocks = iter_chunks(
-            block, len(A), 3 * self._row_bytes() + 16 * len(t), max_rows=self._block_rows()
+            block, len(A), 3 * self._row_bytes() + 16 * T, max_rows=self._block_rows()
         )
-        for start, _, error in blocks:
-            direct = start + np.flatnonzero(~(error <= _SEGMENT_TOLERANCE).all(axis=0))
-            if direct.size:
-                log_p[:, direct] = super().log_prob_on_segments(A[direct], B[direct], t)
+        with np.errstate(over="ignore", invalid="ignore"):  # such segments: evaluated directly
+            for start, _, error in blocks:
+                direct = start + np.flatnonzero(~(error <= _SEGMENT_TOLERANCE))
+                if direct.size:
+                    nodes = segment_nodes(A[direct], B[direct], t, node_major=True)
+                    log_p[:, direct] = self._float64_log_prob(nodes.reshape(-1, d)).reshape(T, -1)
         return log_p
 
     def _unrolled(self) -> bool:
