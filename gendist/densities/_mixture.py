@@ -521,7 +521,7 @@ class GaussianMixtureDensity(Density):
         full-covariance components, one thread: see ``benchmarks/peers_density.md``.
 
         The identity rounds at the scale of the ends' terms, not of the node's. Where its
-        bound (see the kernel) exceeds ``1e-9`` nats at a node, the segment's nodes are
+        bound (see the kernel) exceeds ``1e-7`` nats at a node, the segment's nodes are
         evaluated directly: ends or segments about a thousand standard deviations of a
         component long or more, a component far narrower than the data's spread, points
         beyond float64's squares. A subclass that changes :meth:`log_prob` (or an instance
