@@ -660,8 +660,9 @@ def test_only_segments_beyond_the_identitys_accuracy_are_evaluated_node_by_node(
 def test_log_density_along_segments_edge_cases(d, rng):
     """float32 mixtures answer in float64; no segment or no position gives an empty
     answer; NaN in an end gives NaN at that segment's nodes only, as log_prob does; torch
-    tensors are refused; an instance's own log_prob is the one evaluated."""
-    density, _ = _random_mixture("full", d, 3, rng)
+    tensors are refused; positions outside [0, 1] (beyond the identity's bound) keep scipy's
+    values; an instance's own log_prob is the one evaluated."""
+    density, full = _random_mixture("full", d, 3, rng)
     single = GaussianMixtureDensity(density.weights, density.means, density.covariances,
                                     dtype="float32")
     A, B = rng.normal(size=(40, d)), rng.normal(size=(40, d))
@@ -677,6 +678,12 @@ def test_log_density_along_segments_edge_cases(d, rng):
     assert np.isnan(got[:, 3]).all() and np.isfinite(np.delete(got, 3, axis=1)).all()
     with pytest.raises(TypeError, match="numpy arrays"):
         density.log_prob_on_segments(torch.tensor(B), torch.tensor(B), t)
+    beyond = np.array([-0.5, 1.5])  # points on the segments' lines, outside them
+    outside = _segment_nodes_reference(B, B[::-1], beyond).reshape(-1, d)
+    np.testing.assert_allclose(
+        density.log_prob_on_segments(B, B[::-1], beyond).ravel(),
+        mixture_log_prob_reference(outside, density.weights, density.means, full), rtol=1e-10
+    )
     density.log_prob = lambda X: np.zeros(len(X))
     np.testing.assert_array_equal(density.log_prob_on_segments(B, B, t), np.zeros((2, 40)))
 

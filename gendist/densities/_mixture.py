@@ -525,7 +525,8 @@ class GaussianMixtureDensity(Density):
         evaluated directly: ends or segments about a thousand standard deviations of a
         component long or more, a component far narrower than the data's spread, points
         beyond float64's squares. A subclass that changes :meth:`log_prob` (or an instance
-        whose ``log_prob`` was replaced) gets its nodes evaluated by that ``log_prob``.
+        whose ``log_prob`` was replaced) gets its nodes evaluated by that ``log_prob``; so do
+        positions outside [0, 1], where the bound does not hold.
         NaN in an end gives NaN at its segment's nodes, as :meth:`log_prob` does.
         Parameters and returns as :meth:`Density.log_prob_on_segments`; torch tensors are
         refused (evaluate them with :meth:`log_prob`).
@@ -538,10 +539,12 @@ class GaussianMixtureDensity(Density):
             squared_distances,
         )
 
-        if type(self).log_prob is not GaussianMixtureDensity.log_prob or "log_prob" in vars(self):
-            return super().log_prob_on_segments(A, B, t)
         d = self.n_features
         A, B, t = check_segments(A, B, t, d)
+        own_log_prob = type(self).log_prob is not GaussianMixtureDensity.log_prob
+        if own_log_prob or "log_prob" in vars(self) or not np.all((t >= 0.0) & (t <= 1.0)):
+            # the identity's bound holds within the segment only
+            return super().log_prob_on_segments(A, B, t)
         p = self._params(_NUMPY, A, np.dtype(np.float64))
         T, log_p = len(t), np.empty((len(t), len(A)))
         if T == 0 or len(A) == 0:
