@@ -765,15 +765,23 @@ def _batched_lbfgs(fun, x0, max_iter: int, history: int = 8, gtol: float = 1e-5,
     inverse Hessian, and ``initial`` is its scale before a row has curvature pairs: the first
     step is then ``-initial * precondition(g)`` at full length, not at most 1 long.
 
+    The line search's trial points and bookkeeping run in compiled passes
+    (:func:`gendist._numba.lbfgs_trial_points`, :func:`gendist._numba.lbfgs_accept`), where
+    numpy's gathers and scatters of (b, n) arrays took a fifth of the samples of the default
+    model's refinement (10-D, 300 points; thread time 6.5-7.0 -> 6.2-6.5 s for 40 rows).
+
     Returns
     -------
     x : ndarray of shape (B, n)
     g : ndarray of shape (B, n)
         The gradients there.
     """
+    from ._numba import lbfgs_accept, lbfgs_trial_points  # numba is imported where it is used
+
     x = x0.copy()
     B, n = x.shape
     f, g = fun(x, np.arange(B))
+    f, g = np.array(f, dtype=np.float64), np.array(g, dtype=np.float64)  # updated in place
     # each row's curvature pairs in a ring of ``history`` slots, the newest at ``head``: a
     # new pair overwrites one slot instead of shifting the row's history
     S, Y = np.zeros((B, history, n)), np.zeros((B, history, n))
@@ -800,22 +808,13 @@ def _batched_lbfgs(fun, x0, max_iter: int, history: int = 8, gtol: float = 1e-5,
         pending, moved = np.arange(len(active)), np.zeros(len(active), dtype=bool)
         for _ in range(30):  # backtracking: halve the step of each row that did not descend
             rows = active[pending]
-            xt = x[rows] + t[pending, None] * d[pending]
+            xt = np.empty((len(rows), n))
+            lbfgs_trial_points(x, d, t, rows, pending, xt)
             ft, gt = fun(xt, rows)
-            ok = ft <= f[rows] + 1e-4 * t[pending] * slope[pending]
-            done_rows, p = rows[ok], pending[ok]
-            s_new, y_new = xt[ok] - x[done_rows], gt[ok] - g[done_rows]
-            sy = np.einsum("bn,bn->b", s_new, y_new)
-            keep = sy > 1e-10 * np.linalg.norm(s_new, axis=1) * np.linalg.norm(y_new, axis=1)
-            r = done_rows[keep]
-            head[r] = (head[r] + 1) % history
-            S[r, head[r]], Y[r, head[r]], rho[r, head[r]] = s_new[keep], y_new[keep], 1 / sy[keep]
-            count[r] = np.minimum(count[r] + 1, history)
-            decrease = f[done_rows] - ft[ok]
-            scale = np.maximum(np.maximum(np.abs(f[done_rows]), np.abs(ft[ok])), 1.0)
-            small = decrease <= ftol * scale
-            x[done_rows], f[done_rows], g[done_rows] = xt[ok], ft[ok], gt[ok]
-            moved[p] = ~(small | (np.abs(gt[ok]).max(axis=1) <= gtol))
+            ok = np.empty(len(rows), dtype=bool)
+            lbfgs_accept(x, f, g, xt, np.asarray(ft, dtype=np.float64),
+                         np.ascontiguousarray(gt, dtype=np.float64), rows, pending, t, slope,
+                         S, Y, rho, head, count, ftol, gtol, moved, ok)
             pending = pending[~ok]
             t[pending] *= 0.5
             if not pending.size:
