@@ -521,7 +521,7 @@ class GaussianMixtureDensity(Density):
         full-covariance components, one thread: see ``benchmarks/peers_density.md``.
 
         The identity rounds at the scale of the ends' terms, not of the node's. Where its
-        bound (see the kernel) exceeds ``1e-7`` nats at a node, the segment's nodes are
+        bound (see the kernel) exceeds ``1e-7`` nats on a segment, its nodes are
         evaluated directly: ends or segments about a thousand standard deviations of a
         component long or more, a component far narrower than the data's spread, points
         beyond float64's squares. A subclass that changes :meth:`log_prob` (or an instance
@@ -531,42 +531,51 @@ class GaussianMixtureDensity(Density):
         Parameters and returns as :meth:`Density.log_prob_on_segments`; torch tensors are
         refused (evaluate them with :meth:`log_prob`).
         """
-        from .._numba import (  # numba is imported where it is used
-            DIAGONAL_DIRECT_MAX_FEATURES,
-            centred_segment_nodes,
-            mixture_log_prob_on_segments,
-            mixture_logsumexp,
-            squared_distances,
-        )
-
         d = self.n_features
         A, B, t = check_segments(A, B, t, d)
         own_log_prob = type(self).log_prob is not GaussianMixtureDensity.log_prob
         if own_log_prob or "log_prob" in vars(self) or not np.all((t >= 0.0) & (t <= 1.0)):
             # the identity's bound holds within the segment only
             return super().log_prob_on_segments(A, B, t)
-        p = self._params(_NUMPY, A, np.dtype(np.float64))
-        T, log_p = len(t), np.empty((len(t), len(A)))
-        if T == 0 or len(A) == 0:
-            return log_p
-        if d < _SEGMENT_IDENTITY_MIN_FEATURES:  # the nodes, built where the kernels read them
+        log_p = np.empty((len(t), len(A)))
+        if len(t) and len(A):
+            if d < _SEGMENT_IDENTITY_MIN_FEATURES:
+                self._segment_nodes_log_prob(A, B, t, log_p)
+            else:
+                self._segment_identity_log_prob(A, B, t, log_p)
+        return log_p
 
-            def nodes(start: int, stop: int):
-                XT, values = np.empty((d, T * (stop - start))), np.empty(T * (stop - start))
-                centred_segment_nodes(A[start:stop], B[start:stop], p["_center"], t, XT)
-                mixture_logsumexp(*self._centred_terms(XT, p), values, False)
-                return values.reshape(T, stop - start)
+    def _segment_nodes_log_prob(self, A, B, t, log_p):
+        """:meth:`log_prob_on_segments` node by node, the nodes built centred and
+        coordinate-major where the compiled kernels read them; into ``log_p`` (T, E)."""
+        from .._numba import centred_segment_nodes, mixture_logsumexp  # imported where used
 
-            blocks = iter_chunks(nodes, len(A), T * self._row_bytes(),
-                                 max_rows=max(1, self._block_rows() // T))
-            for start, stop, values in blocks:
-                log_p[:, start:stop] = values
-            return log_p
+        d, T, p = self.n_features, len(t), self._params(_NUMPY, A, np.dtype(np.float64))
+
+        def nodes(start: int, stop: int):
+            XT, values = np.empty((d, T * (stop - start))), np.empty(T * (stop - start))
+            centred_segment_nodes(A[start:stop], B[start:stop], p["_center"], t, XT)
+            mixture_logsumexp(*self._centred_terms(XT, p), values, False)
+            return values.reshape(T, stop - start)
+
+        blocks = iter_chunks(nodes, len(A), T * self._row_bytes(),
+                             max_rows=max(1, self._block_rows() // T))
+        for start, stop, values in blocks:
+            log_p[:, start:stop] = values
+
+    def _segment_identity_log_prob(self, A, B, t, log_p):
+        """:meth:`log_prob_on_segments` from the ends' terms, segments beyond the identity's
+        tolerance evaluated node by node in float64; into ``log_p`` (T, E)."""
+        from .._numba import (  # numba is imported where it is used
+            DIAGONAL_DIRECT_MAX_FEATURES,
+            mixture_log_prob_on_segments,
+            squared_distances,
+        )
+
+        d, T, p = self.n_features, len(t), self._params(_NUMPY, A, np.dtype(np.float64))
         spread, offset = self._segment_constants()
-
-        expanded = d > (DIAGONAL_DIRECT_MAX_FEATURES
-                        if self.covariance_type in ("diag", "spherical") else np.inf)
-
+        diagonal = self.covariance_type in ("diag", "spherical")
+        expanded = diagonal and d > DIAGONAL_DIRECT_MAX_FEATURES
         reach = [np.empty(len(A)), np.empty(len(A))]  # |a - c| and |b - c|
         for x, out in zip((A, B), reach):
             squared_distances(x, np.broadcast_to(p["_center"], x.shape), out)
@@ -592,7 +601,6 @@ class GaussianMixtureDensity(Density):
                 if direct.size:
                     nodes = segment_nodes(A[direct], B[direct], t, node_major=True)
                     log_p[:, direct] = self._float64_log_prob(nodes.reshape(-1, d)).reshape(T, -1)
-        return log_p
 
     def _unrolled(self) -> bool:
         """Whether numpy blocks take the unrolled kernels of :meth:`_compiled_block` (full or
