@@ -28,7 +28,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._compute import chunk_rows, default_memory_limit, progress_bar, resolve_device, row_norms
-from ._validation import check_points
+from ._validation import check_int, check_points
 from .curves import NEURAL_CURVE_OPTIONS, neural_curve
 from .graph import (
     DEFAULT_NEIGHBORS,
@@ -74,6 +74,7 @@ from .refine import (
     REFINE_GAIN,
     REFINE_LATE_FALLBACK,
     REFINE_LATE_FALLBACK_COST,
+    REFINE_NEAREST_MIN,
     REFINE_WARN,
     _gradient_function,
     _gradient_method,
@@ -112,6 +113,14 @@ def _all_pairs_seconds(seconds: list, sizes: list) -> float:
     if len(seconds) < 2 or sizes[-1] < 2 * sizes[-2]:
         return average
     return max((seconds[-1] - seconds[-2]) / (sizes[-1] - sizes[-2]), 0.1 * average)
+
+
+def _nearest_bound(rows: np.ndarray, nearest: int) -> np.ndarray:
+    """The ``nearest``-th smallest finite, positive entry of each row of ``rows`` (inf where
+    a row has fewer): entries up to it are the row's ``nearest`` shortest (ties too)."""
+    rows = np.where(np.isfinite(rows) & (rows > 0), rows, np.inf)
+    k = min(nearest, rows.shape[1]) - 1
+    return np.partition(rows, k, axis=1)[:, k] if rows.size else np.full(len(rows), np.inf)
 
 
 class GraphDistanceBase(TransformerMixin, BaseEstimator):
@@ -322,7 +331,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         )
         curved = V.shape[1] >= 3 and self._density_varies()
         self.refine_gain_ = self.refine_seconds_ = self._seconds_without_late = np.nan
-        self._auto_options = None
+        self._auto_options = self.refine_nearest_ = None
         setting = self._refine_setting()
         if (self.shortcuts_ or stretched or curved) and self.graph_.nnz and setting is not False:
             self._check_refinement_gain()
@@ -386,10 +395,16 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
                 self.refine_seconds_ = self._seconds_without_late + seconds
                 self._auto_options = {"late_points": points}
                 return True
-        if not gain > REFINE_WARN:  # the few percent of a zig-zag in 2-D or 3-D: recorded
-            return False
         N = self.graph_.shape[0]
         pairs = self._pairs_within()
+        # each row's nearest pairs within the budget (at most N of them a row: their union
+        # holds N/2 to N per row), where they are enough to matter for neighbourhoods
+        nearest = int(REFINE_AUTO_SECONDS / self.refine_seconds_ * pairs / N)
+        if nearest >= REFINE_NEAREST_MIN:
+            self.refine_nearest_ = nearest
+            self._auto_options = {"nearest": nearest}
+        if not gain > REFINE_WARN:  # the few percent of a zig-zag in 2-D or 3-D: recorded
+            return self.refine_nearest_ is not None
         how = {
             "closed-form": "closed-form gradients",
             "autograd": "autograd",
@@ -397,11 +412,18 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         }[_gradient_method(self.metric_, "auto", self.device_)]
         workers = self._refine_workers({})
         where = f"in {workers} workers" if workers > 1 else "(n_jobs shares them among workers)"
+        chosen = (
+            f"refine='auto' refines only each row's {nearest} nearest pairs "
+            "(refine_nearest_; their union in fit_transform), so farther distances keep that "
+            "excess"
+            if self.refine_nearest_ is not None
+            else "refine='auto' leaves refinement off"
+        )
         warnings.warn(
             f"the distances measure a median {gain - 1:.1%} longer than the refined curves "
             "between the same ends, on a sample of pairs (refine_gain_): the graph's paths "
             "zig-zag between the vertices, or the metric's geodesics bend between them. "
-            f"refine='auto' leaves refinement off: the {pairs:,} pairs of the {N:,} vertices "
+            f"{chosen}: the {pairs:,} pairs of the {N:,} vertices "
             f"(within components) would take about {self.refine_seconds_ / 60:.1f} min here "
             f"{where} (refine_seconds_, {how}; the budget is {REFINE_AUTO_SECONDS:g} s). "
             "Refine what "
@@ -410,7 +432,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             UserWarning,
             stacklevel=4,
         )
-        return False
+        return self.refine_nearest_ is not None
 
     def _resolve_refine(self, refine):
         """A query's ``refine``: None follows the estimator as fitted (``refine_``, with the
@@ -437,6 +459,11 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             return
         graph_paths = self._graph_geodesics(a, b)
         _gradient_function(self.metric_, "auto", self.device_)  # torch's import: not timed
+        # nor the first call's loading of compiled kernels (0.3 s, more than 16 pairs take)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            self._refined_geodesics(a[:1], b[:1], {"curve": "polyline", **ALL_PAIRS_REFINE},
+                                    progress=False, graph_paths=graph_paths[:1])
         refined, seconds, sizes, without_late = [], [], [], []
 
         def timed_batch(a, b, graph_paths):
@@ -459,13 +486,13 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         share = pairs / max(1, min(self._refine_workers({}), pairs // PATHS_PER_WORKER))
         self.refine_seconds_ = _all_pairs_seconds(seconds, sizes) * share
         self._seconds_without_late = _all_pairs_seconds(without_late, sizes) * share
-        # over the budget by no more than the slope errs long, and a third batch affordable
-        if (REFINE_AUTO_SECONDS < self.refine_seconds_ <= REFINE_CHECK_OVER * REFINE_AUTO_SECONDS
+        # near or over the budget (where auto then sizes each row's nearest pairs by it), and
+        # a third batch affordable
+        if (self.refine_seconds_ > REFINE_AUTO_SECONDS / REFINE_CHECK_OVER
                 and self._refine_setting() == "auto" and len(seconds) == 2
-                and self.refine_seconds_ / share * REFINE_CHECK_MORE <= REFINE_CHECK_MORE_SECONDS
-                and pairs > 4 * REFINE_CHECK_MORE):
-            more = self._sample_pairs(np.random.default_rng(1),
-                                      REFINE_CHECK_MORE // per_source, per_source)
+                and self.refine_seconds_ / share * np.prod(REFINE_CHECK_MORE)
+                <= REFINE_CHECK_MORE_SECONDS and pairs > 4 * np.prod(REFINE_CHECK_MORE)):
+            more = self._sample_pairs(np.random.default_rng(1), *REFINE_CHECK_MORE)
             if more[0].size >= 2 * sizes[-1]:  # few pairs (small components): no better rate
                 timed_batch(*more, self._graph_geodesics(*more))
                 self.refine_seconds_ = seconds[-1] / sizes[-1] * share
@@ -831,52 +858,66 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         """Replace each finite, positive entry of the rows ``D`` (from ``sources`` to
         ``columns``, default every vertex) by its refined length where shorter, in place, in
         blocks of rows (``D`` may be a memory map or a zarr array). ``square`` (the sources
-        are the columns, in order): each pair i < j is refined once, from the shorter of its
-        two rows, and written to both entries. ``joined``: as in :meth:`_graph_geodesics`
-        (the sources are new points)."""
+        are the columns, in order): each pair is refined once, from the shorter of its two
+        rows (the lower index's on a tie), in that row's block, so that a block searches
+        from its own sources only, and written to both entries; the matrix is then
+        symmetric. ``options["nearest"]``: only the pairs among each row's that many
+        shortest (square: either row's). ``joined``: as in :meth:`_graph_geodesics` (the
+        sources are new points)."""
         columns = np.arange(self.graph_.shape[0]) if columns is None else columns
         N = len(columns)
         step = max(1, PAIRS_PER_BATCH * self._refine_workers(options) // N)
+        nearest = options.get("nearest")
+        if nearest is not None:  # each row's nearest-th shortest positive entry, unrefined
+            bound = np.concatenate([
+                _nearest_bound(np.array(D[r0 : r0 + step]), nearest)
+                for r0 in range(0, len(sources), step)
+            ])
         # paths not converged, paths refined, largest last gain of those, late-round seconds
         late = np.zeros(4)
         for r0 in progress_bar(range(0, len(sources), step), desc="refining pairs",
                                progress=self._progress()):
             r1 = min(r0 + step, len(sources))
-            first = r0 if square else 0  # square: the block's upper triangle and beyond
-            block = np.array(D[r0:r1, first:])
-            a, b = sources[r0:r1, None], columns[first:][None, :]
+            block = np.array(D[r0:r1])
+            wanted = np.isfinite(block) & (block > 0)
             if square:
-                # the rows below, read before any block writes them (each block writes
-                # only its own rows and its own columns): each pair from its shorter row
-                lower = np.array(D[r0:, r0:r1]).T
-                backward = lower < block
-                block = np.minimum(block, lower)
-                a, b = np.where(backward, b, a), np.where(backward, a, b)
-            rows, cols = np.nonzero(np.isfinite(block) & (block > 0))
-            if square:
-                upper = cols + first > rows + r0
-                rows, cols = rows[upper], cols[upper]
+                # a pair of an earlier row refined there holds equal entries; the others
+                # are as measured, so each pair goes to its shorter row once
+                mirror = np.array(D[:, r0:r1]).T  # mirror[x, c] = D[c, r0 + x]
+                here, there = np.arange(r0, r1)[:, None], np.arange(N)[None, :]
+                wanted &= np.where(there > here, block <= mirror, block < mirror)
+                value = np.minimum(block, mirror)
+            if nearest is not None:  # among the row's nearest (square: or the column's)
+                limit = bound[r0:r1, None]
+                if square:
+                    wanted &= value <= np.maximum(limit, bound[None, :])
+                else:
+                    wanted &= block <= limit
+            rows, cols = np.nonzero(wanted)
             if rows.size:
-                a, b = np.broadcast_arrays(a, b)
                 found = []
-                a_, b_ = a[rows, cols], b[rows, cols]
+                a, b = sources[r0 + rows], columns[cols]
                 paths = self._refined_geodesics(
-                    a_, b_, {"curve": "polyline", **options}, progress=False, late=found,
-                    graph_paths=self._graph_geodesics(a_, b_, joined),
+                    a, b, {"curve": "polyline", **options}, progress=False, late=found,
+                    graph_paths=self._graph_geodesics(a, b, joined),
                 )
-                refined = np.array([g.length for g in paths])
-                block[rows, cols] = np.minimum(block[rows, cols], refined)
+                refined = np.minimum(block[rows, cols], [g.length for g in paths])
+                block[rows, cols] = refined
+                if square:  # both entries; those within the block in both copies
+                    mirror[rows, cols] = refined
+                    inner = (cols >= r0) & (cols < r1)
+                    block[cols[inner] - r0, rows[inner] + r0] = refined[inner]
+                    mirror[cols[inner] - r0, rows[inner] + r0] = refined[inner]
                 for unconverged, gain, seconds in found:
                     late[0] += unconverged.sum()
                     late[1] += len(unconverged)
                     late[2] = max(late[2], np.abs(gain[unconverged]).max(initial=0.0))
                     late[3] += seconds
-            if square:  # the diagonal block's lower triangle from its upper one
-                low = np.tril_indices(r1 - r0, -1)
-                diagonal = block[:, : r1 - r0]
-                diagonal[low] = diagonal.T[low]
-                D[r0:, r0:r1] = block.T
-            D[r0:r1, first:] = block
+            D[r0:r1] = block
+            if square:
+                D[:, r0:r1] = mirror.T
+        if square:  # the pairs left as measured: the shorter direction
+            minimum_with_transpose(D)
         _warn_unconverged(
             "distances(refine=...)", int(late[0]), int(late[1]), late[2],
             options["n_rounds"], options["tol"], stacklevel=4,
@@ -928,6 +969,8 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         if options is None:
             return dist, ind
         found = np.isfinite(dist)
+        if options.get("nearest") is not None:  # the first found, as all-pairs queries
+            found[:, options["nearest"] :] = False
         rows = np.broadcast_to(sources[:, None], dist.shape)[found]
         refined = self._refined_geodesics(rows, ind[found], options)
         dist[found] = [g.length for g in refined]
@@ -1145,19 +1188,22 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         if not isinstance(refine, dict):
             raise TypeError(f"refine must be a bool or a dict of curve options, got {refine!r}.")
         options = {"curve": "polyline", **refine}
+        if options.get("nearest") is not None:
+            check_int(options["nearest"], "refine['nearest']", minimum=1)
         if options["curve"] not in ("polyline", "neural"):
             raise ValueError(
                 f"refine['curve'] must be 'polyline' or 'neural', got {options['curve']!r}."
             )
         if options["curve"] == "neural":
-            unknown = sorted(set(options) - {"curve", *NEURAL_CURVE_OPTIONS})
+            unknown = sorted(set(options) - {"curve", "nearest", *NEURAL_CURVE_OPTIONS})
             if unknown:
                 raise ValueError(
                     f"refine has unknown options {unknown} for curve='neural'; expected "
                     f"{list(NEURAL_CURVE_OPTIONS)}."
                 )
         else:  # before any work, as refine_paths would check them
-            check_refine_options({k: v for k, v in options.items() if k != "curve"})
+            check_refine_options({k: v for k, v in options.items()
+                                  if k not in ("curve", "nearest")})
         return options
 
     def _graph_geodesics(self, a: np.ndarray, b: np.ndarray, joined=None) -> list[Geodesic]:
@@ -1210,6 +1256,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         if not moving:
             return graph_paths
         options = dict(options)
+        options.pop("nearest", None)  # which pairs: the caller's choice, made already
         if options.pop("curve") == "neural":
             curves = [
                 neural_curve(self.metric_, g.points[0], g.points[-1], **options)

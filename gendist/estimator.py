@@ -111,11 +111,21 @@ class GenerativeDistance(DistanceFeaturesOutMixin, GraphDistanceBase):
         an 8-component mixture (closed-form gradients from its score, also for
         scikit-learn's ``GaussianMixture``), 560 with ``n_jobs=-1``. A time,
         so a slower or busier machine may choose differently; pass True or False for a fixed
-        choice. Otherwise ``fit`` warns with the gain where it exceeds 5 %
-        (:data:`gendist.refine.REFINE_WARN`) and the estimated time; refine the pairs you
-        need. A dict turns it on with those
+        choice. Where all pairs are over the budget, ``"auto"`` refines each row's nearest
+        pairs, as many as the budget holds at the measured rate (``refine_nearest_``, at
+        least :data:`gendist.refine.REFINE_NEAREST_MIN`): the neighbourhoods that
+        clustering, t-SNE and kNN read come out refined, the farther distances keep the
+        measured excess, and ``fit`` says so where it exceeds 5 %
+        (:data:`gendist.refine.REFINE_WARN`); fewer leave refinement off, with that warning
+        and the estimated time. A dict turns it on with those
         options (of :func:`gendist.refine.refine_paths`; all pairs start from
-        :data:`gendist.refine.ALL_PAIRS_REFINE`). ``refine_`` says what is in use.
+        :data:`gendist.refine.ALL_PAIRS_REFINE`), plus ``"nearest": k``: the all-pairs
+        queries (:meth:`fit_transform`, :meth:`distances`, :meth:`transform`) refine only
+        the pairs among each row's k shortest unrefined entries (in a square matrix, either
+        row's; each pair once), :meth:`kneighbors` only its first k, before the closure
+        under the triangle inequality; pairs asked for by name (:meth:`geodesic`,
+        :meth:`geodesics`, :meth:`distance`) are always refined. ``refine_`` says what is
+        in use.
     vertices : {"data", "samples", "both"}, default="data"
         Graph vertices: the training points, ``n_vertex_samples`` points drawn from the
         density (the training points then join the sample graph through their neighbours),
@@ -210,8 +220,7 @@ class GenerativeDistance(DistanceFeaturesOutMixin, GraphDistanceBase):
         (``shortcuts_off_data_``), or where the density's factor ``h`` varies by more than
         2 % over the vertices (5th to 95th percentile) in 3 or more dimensions: the median,
         over a sample of 128 pairs (8 from each of 16 random sources,
-        :data:`gendist.refine.REFINE_CHECK_PAIRS`; 512 more where those put all pairs over
-        the time budget, :data:`gendist.refine.REFINE_CHECK_MORE`), of their distance in the rows of
+        :data:`gendist.refine.REFINE_CHECK_PAIRS`), of their distance in the rows of
         :meth:`distances` over the length of the curve that
         refinement (:data:`gendist.refine.ALL_PAIRS_REFINE`) finds between the same ends
         (>= 1): how much too long the unrefined distances still are where the metric's
@@ -220,17 +229,24 @@ class GenerativeDistance(DistanceFeaturesOutMixin, GraphDistanceBase):
         long, ``fit`` warns. nan otherwise, or with ``refine=False``.
     refine_seconds_ : float
         With ``refine_gain_``: the estimated seconds to refine every pair of vertices on this
-        machine, the sampled pairs' time per pair (the slope between two batches of 16 and
-        112 pairs, as a batch carries fixed costs; over the budget by at most 6 times, which
-        the slope errs long by, the average of a third batch of 512, since the per-pair cost
-        keeps falling with the batch) times the number
-        of vertex pairs within components, divided among the ``n_jobs`` workers; the whole
-        fit_transform took 0.3-1.7 times it. It includes the ``late_points`` round of
+        machine, the sampled pairs' time per pair (after one untimed pair, the slope between
+        two batches of 16 and 112 pairs, as a batch carries fixed costs; where that puts all
+        pairs over a sixth of the budget, the average of a third batch of 2 048,
+        :data:`gendist.refine.REFINE_CHECK_MORE`, as the slope of small batches is noisy and
+        the per-pair cost still changes with the batch) times the number
+        of vertex pairs within components, divided among the ``n_jobs`` workers. Under the
+        10-D inversion metric all pairs took 1.5-1.6 times the slope's estimate at n = 800
+        and 0.7-0.85 times the third batch's at n = 1 200. It includes the ``late_points`` round of
         :data:`gendist.refine.ALL_PAIRS_REFINE`, timed apart on the sample, unless that round
         alone puts all pairs over the budget of ``refine="auto"``, which then refines without
-        it. nan where not measured.
+        it (where both are over, it stays the estimate of all pairs with the round, from
+        which ``refine_nearest_`` is sized). nan where not measured.
     refine_ : bool
         Whether queries refine by default (see ``refine``).
+    refine_nearest_ : int or None
+        Where ``refine="auto"`` found all pairs over its budget: how many of each row's
+        nearest pairs the all-pairs queries refine (the ``"nearest"`` option of
+        ``refine``); None otherwise (all pairs, or none).
     device_ : None or torch.device
         The checked ``device``.
 

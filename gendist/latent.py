@@ -657,7 +657,7 @@ class LatentDistance(DistanceFeaturesOutMixin, GraphDistanceBase):
     radius_ : float or None
         The radius in use.
     log_distance_unit_, quadrature_error_, shortcuts_, graph_stretch_, shortcut_cost_,
-    shortcuts_off_data_, refine_gain_, refine_seconds_, refine_, device_
+    shortcuts_off_data_, refine_gain_, refine_seconds_, refine_, refine_nearest_, device_
         As in :class:`gendist.GenerativeDistance`.
     """
 

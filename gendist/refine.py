@@ -115,25 +115,23 @@ REFINE_CHECK_FIRST = 16
 #: See :data:`REFINE_CHECK_FIRST`.
 REFINE_CHECK_SECONDS = 2.0
 
-#: Where the two batches put all pairs over :data:`REFINE_AUTO_SECONDS`, but at most
-#: :data:`REFINE_CHECK_OVER` times over, and this batch would take at most
+#: Where the two batches put all pairs over a sixth of :data:`REFINE_AUTO_SECONDS`
+#: (:data:`REFINE_CHECK_OVER`), and this batch would take at most
 #: :data:`REFINE_CHECK_MORE_SECONDS` at their rate, a third batch of this many more pairs
-#: (sources drawn anew, :data:`REFINE_CHECK_PAIRS`' targets per source; only under
-#: ``refine="auto"``, with over 4 times this many pairs within components, and where the
-#: sample finds at least twice the second batch) is refined, and its own time per pair is
-#: the estimate (``refine_gain_`` stays the first 128 pairs').
-#: The per-pair cost falls with the batch (8-component mixture at n = 200, ms per pair at 16 / 112 /
-#: 512 / 8 192 pairs: 13.6 / 6.0 / 2.4 / 1.0 in 5-D, 29 / 7.7 / 3.6 / 2.2 in 10-D), so the slope
-#: between 16 and 112 pairs put all pairs at 2-5 times their time; the slope between 112 and 512
-#: pairs put them at 0.55 times (10-D, n = 400: 94 s estimated, 171 s taken), while 512 pairs' own
-#: average errs long.
-REFINE_CHECK_MORE = 512
+#: (sources drawn anew, targets per source; only under ``refine="auto"``, with over 4 times
+#: this many pairs within components, and where the sample finds at least twice the second
+#: batch) is refined, and its own time per pair is the estimate (``refine_gain_`` stays the
+#: first 128 pairs'). Two small batches measure the time of a large one poorly: 16 and 112
+#: pairs take 12-13 ms and 18-44 ms, so a few ms of noise move their slope by half, and the
+#: time per pair of a batch still changes up to about 2 000 pairs (ms per pair at 16 / 112 /
+#: 512 / 2 048 / 16 000 pairs: 0.75 / 0.16 / 0.093 / 0.080 / 0.088 under the 10-D inversion
+#: metric at n = 2 000, closed-form torch density; 0.79 / 0.40 / 0.42 / 0.50 / 0.52 with the
+#: 8-component default mixture in 10-D at n = 400). The slope put all pairs at 0.4-1.7 times
+#: their time in three fits of the same 800 points; 2 048 pairs' average at 0.9-1.1 times.
+REFINE_CHECK_MORE = (64, 32)
 
-#: See :data:`REFINE_CHECK_MORE`: the slope between the first two batches errs long by 2-5
-#: times, so an estimate up to this many times the budget may still fit it. (The third batch
-#: once ran only where the first two took under :data:`REFINE_CHECK_SECONDS`: the 10-D
-#: default model at n = 420 took about that, and ``refine="auto"`` turned refinement on or
-#: off from one run to the next, 112 s or 375 s estimated.)
+#: See :data:`REFINE_CHECK_MORE`: the slope between the first two batches may err by a few
+#: times either way, so an estimate down to a sixth of the budget is measured again.
 REFINE_CHECK_OVER = 6.0
 
 #: See :data:`REFINE_CHECK_MORE`.
@@ -153,6 +151,11 @@ REFINE_GAIN = 1.02
 #: so a slower or busier machine may choose differently: pass ``refine=True`` or ``False``
 #: for a fixed choice.
 REFINE_AUTO_SECONDS = 120.0
+
+#: Where all pairs exceed the budget, ``refine="auto"`` refines each row's nearest pairs, as
+#: many as fit it (``refine_nearest_``), if that is at least this many: the neighbourhoods
+#: that clustering, t-SNE and kNN read. Fewer leave refinement off, with a warning.
+REFINE_NEAREST_MIN = 10
 
 #: The fewest paths that :func:`refine_paths` gives each of its ``n_jobs`` workers. A batch
 #: carries costs per L-BFGS step whatever its size: in 10-D, under a torch density, the time

@@ -529,6 +529,87 @@ def test_refined_rows_are_each_rows_own_pairs(curved_pairs):
     assert np.median(R[off] / truth[rows][off]) < np.median(R0[off] / truth[rows][off]) - 0.03
 
 
+def _nearest_pairs(R0: np.ndarray, k: int) -> set:
+    """The unordered pairs {i, j} whose shorter entry of the one-sided rows ``R0`` is among
+    row i's or row j's ``k`` smallest positive entries (ties included), by sorting."""
+    positive = np.where(R0 > 0, R0, np.inf)
+    kth = np.sort(positive, axis=1)[:, k - 1]
+    value = np.minimum(R0, R0.T)
+    i, j = np.nonzero((value <= np.maximum(kth[:, None], kth[None, :])) & (value > 0))
+    return {(a, b) for a, b in zip(i, j) if a < b}
+
+
+def test_refining_each_rows_nearest_pairs_only(curved_pairs, monkeypatch):
+    """refine={"nearest": k}: all pairs refines only the pairs among either row's k shortest
+    entries, each once, from its shorter row (a spy records the searches: each block
+    searches from its own rows only). Those come within 0.5 % of the closed form (median),
+    where the rows are 2-20 % long; the matrix is closed under the triangle inequality,
+    never below the truth, never longer than unrefined, and never shorter than with every
+    pair refined (up to rounding). Rows of other sources refine their own k shortest and
+    keep the rest; kneighbors refines its first k candidates only."""
+    import gendist._engine as engine
+
+    est, truth = curved_pairs
+    k = 6
+    R0 = est.distances()  # one-sided rows, unrefined
+    expected = _nearest_pairs(R0, k)
+    refined_pairs, searched = [], []
+    base = engine.GraphDistanceBase
+    refine, search = base._refined_geodesics, base._graph_geodesics
+
+    def spy_refine(self, a, b, *args, **kwargs):
+        refined_pairs.extend(zip(np.minimum(a, b), np.maximum(a, b)))
+        return refine(self, a, b, *args, **kwargs)
+
+    def spy_search(self, a, b, *args, **kwargs):
+        searched.append(np.unique(a))
+        return search(self, a, b, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "PAIRS_PER_BATCH", 9 * len(R0))  # blocks of 9 rows
+    monkeypatch.setattr(engine.GraphDistanceBase, "_refined_geodesics", spy_refine)
+    monkeypatch.setattr(engine.GraphDistanceBase, "_graph_geodesics", spy_search)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        D = est.distances(refine={"nearest": k})
+    assert len(refined_pairs) == len(set(refined_pairs))  # each pair once
+    assert set(map(tuple, np.array(refined_pairs).tolist())) == expected
+    assert all(s.max() - s.min() < 9 for s in searched)  # a block's own rows
+    monkeypatch.undo()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        full = est.distances(refine=True)
+    graph = est.fit_transform(est.vertices_)
+    i, j = np.array(sorted(expected)).T
+    before, after = np.median(R0[i, j] / truth[i, j]), np.median(D[i, j] / truth[i, j])
+    assert before > 1.015 and after <= 1.005
+    off = truth > 0
+    assert (D[off] / truth[off]).min() >= 1 - 1e-3
+    assert np.all(D <= graph * (1 + 1e-12)) and np.all(D >= full * (1 - 1e-9))
+    np.testing.assert_array_equal(D, D.T)
+    assert np.all(np.diag(D) == 0)
+    assert np.all(D <= (D[:, :, None] + D[None, :, :]).min(axis=1) * (1 + 1e-12))
+    # rows of some sources: each its own k shortest entries
+    rows = np.array([3, 50, 7])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        R = est.distances(rows, refine={"nearest": k})
+    near = R0[rows] <= np.sort(np.where(R0[rows] > 0, R0[rows], np.inf), axis=1)[:, [k - 1]]
+    near &= R0[rows] > 0
+    np.testing.assert_array_equal(R[~near], R0[rows][~near])
+    assert np.all(R[near] < R0[rows][near]) and (R[near] / truth[rows][near]).min() >= 1 - 1e-3
+    # kneighbors: its first k candidates refined, the rest as searched
+    d0, i0 = est.kneighbors(rows, 2 * k, refine=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        d1, i1 = est.kneighbors(rows, 2 * k, refine={"nearest": k})
+    for r in range(len(rows)):
+        assert set(i1[r]) == set(i0[r])
+        before = dict(zip(i0[r], d0[r]))
+        after = dict(zip(i1[r], d1[r]))
+        assert all(after[v] < before[v] for v in i0[r][:k])
+        assert all(after[v] == before[v] for v in i0[r][k:])
+
+
 def test_all_pairs_refinement_in_many_blocks_is_the_one_block_answer(curved_pairs,
                                                                      monkeypatch):
     """Blocks of 7 rows (the strip writes, the diagonal blocks beyond the first, a last
@@ -983,16 +1064,16 @@ def test_all_pairs_refinement_takes_late_points(curved_pairs):
     assert est.kneighbors([7], 3, refine=option)[0].shape == (1, 3)
 
 
-def test_the_time_estimate_refines_more_pairs_only_over_the_budget(monkeypatch):
-    """fit's sample: 16 then 112 pairs; only where those put all pairs over the budget, but
-    by no more than REFINE_CHECK_OVER, and 512 pairs would take at most
-    REFINE_CHECK_MORE_SECONDS, 512 more (a larger batch, whose own time per pair is the
-    estimate, since the per-pair cost falls with the batch); an expensive model's first 16
+def test_the_time_estimate_refines_more_pairs_only_near_or_over_the_budget(monkeypatch):
+    """fit's sample: one pair untimed (the compiled kernels' first call), then 16 and 112
+    pairs; only where those put all pairs over a sixth of the budget (REFINE_CHECK_OVER),
+    and 64 x 32 pairs would take at most REFINE_CHECK_MORE_SECONDS, those 2 048 more (a
+    larger batch, whose own time per pair is the estimate); an expensive model's first 16
     pairs alone. refine_gain_ is the first sample's."""
     import gendist._engine as engine
 
     model = Inversion(5).double()
-    X = np.random.default_rng(5).uniform(size=(120, 5))
+    X = np.random.default_rng(5).uniform(size=(150, 5))  # 11 175 pairs: over 4 x 2 048
     keywords = dict(density=TorchDensity(model), lam=model.lam, beta=1.0, p0=0.0)
     sizes = []
     refine = engine.GraphDistanceBase._refined_geodesics
@@ -1004,27 +1085,23 @@ def test_the_time_estimate_refines_more_pairs_only_over_the_budget(monkeypatch):
     monkeypatch.setattr(engine.GraphDistanceBase, "_refined_geodesics", spy)
     monkeypatch.setattr(engine, "REFINE_AUTO_SECONDS", 1e6)
     est = GenerativeDistance(**keywords).fit(X)
-    assert sizes == [16, 112] and est.refine_
+    assert sizes == [1, 16, 112] and est.refine_
     sizes.clear()
     monkeypatch.setattr(engine, "REFINE_AUTO_SECONDS", 1e-6)
-    monkeypatch.setattr(engine, "REFINE_CHECK_OVER", np.inf)
     with pytest.warns(UserWarning, match="leaves refinement off"):
         est = GenerativeDistance(**keywords).fit(X)
-    assert sizes == [16, 112, 512] and not est.refine_
+    assert sizes == [1, 16, 112, 2048] and not est.refine_
     assert 1.0 < est.refine_gain_ and est.refine_seconds_ > 0
-    # far over the budget (more than the slope errs long), or a third batch too long itself
-    for over, more_seconds in [(1.0, np.inf), (np.inf, 0.0)]:
-        sizes.clear()
-        monkeypatch.setattr(engine, "REFINE_CHECK_OVER", over)
-        monkeypatch.setattr(engine, "REFINE_CHECK_MORE_SECONDS", more_seconds)
-        with pytest.warns(UserWarning, match="leaves refinement off"):
-            est = GenerativeDistance(**keywords).fit(X)
-        assert sizes == [16, 112] and not est.refine_
+    sizes.clear()  # a third batch too long itself
+    monkeypatch.setattr(engine, "REFINE_CHECK_MORE_SECONDS", 0.0)
+    with pytest.warns(UserWarning, match="leaves refinement off"):
+        est = GenerativeDistance(**keywords).fit(X)
+    assert sizes == [1, 16, 112] and not est.refine_
     sizes.clear()  # an expensive model: its first 16 pairs alone measure it
     monkeypatch.setattr(engine, "REFINE_CHECK_SECONDS", 0.0)
     with pytest.warns(UserWarning, match="leaves refinement off"):
         est = GenerativeDistance(**keywords).fit(X)
-    assert sizes == [16] and 1.0 < est.refine_gain_ and est.refine_seconds_ > 0
+    assert sizes == [1, 16] and 1.0 < est.refine_gain_ and est.refine_seconds_ > 0
 
 
 def test_auto_drops_the_late_round_only_where_it_alone_is_over_the_budget(monkeypatch):
@@ -1048,7 +1125,8 @@ def test_auto_drops_the_late_round_only_where_it_alone_is_over_the_budget(monkey
     pairs = 60 * 59 // 2
     outcomes = {}
     # the budget: 1000 s / 1770 pairs = 0.565 s a pair
-    for with_late, without in [(0.1, 0.05), (0.7, 0.2), (1.0, 0.1), (1.0, 0.9)]:
+    # the last: each row's nearest pairs would not fit either (1000 s / 10 s / 60 rows)
+    for with_late, without in [(0.1, 0.05), (0.7, 0.2), (1.0, 0.1), (10.0, 9.0)]:
         per_pair = iter([with_late, without])
         est = GenerativeDistance(random_state=0)
         with warnings.catch_warnings(record=True) as caught:
@@ -1061,7 +1139,8 @@ def test_auto_drops_the_late_round_only_where_it_alone_is_over_the_budget(monkey
     assert late[:2] == (True, pytest.approx(0.1))
     assert fewer[:2] == (True, pytest.approx(0.2 + 0.5 * REFINE_LATE_FALLBACK_COST))
     assert budget_cut[:2] == (True, pytest.approx(0.1))  # the estimate without the round
-    assert off[:2] == (False, pytest.approx(1.0))
+    assert off[:2] == (False, pytest.approx(10.0))
+    assert off[2].refine_nearest_ is None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         D_late = late[2].distances()
@@ -1074,3 +1153,45 @@ def test_auto_drops_the_late_round_only_where_it_alone_is_over_the_budget(monkey
     assert np.all(D_late <= D_cut * (1 + 1e-12))
     assert np.median(D_cut[D_late > 0] / D_late[D_late > 0]) > 1.001
     assert np.median(D_fewer[D_late > 0] / D_late[D_late > 0]) >= 1.0
+
+
+def test_auto_refines_each_rows_nearest_pairs_where_all_pairs_are_over_the_budget(
+        monkeypatch):
+    """Where every pair, with or without the late round, is over the budget, "auto" refines
+    each row's nearest pairs, as many as the budget holds at the measured time per pair
+    (1000 s / (1 s x 60 rows) = 16 of them: refine_nearest_), and warns that the farther
+    distances keep the measured excess; all-pairs queries then refine exactly the pairs
+    among either row's 16 nearest, and fit_transform with refine={"nearest": 16} gives the
+    same matrix."""
+    import gendist._engine as engine
+
+    X = make_blobs(60, n_features=5, centers=1, random_state=0)[0]
+    monkeypatch.setattr(engine, "_all_pairs_seconds", lambda seconds, sizes: 1.0)
+    monkeypatch.setattr(engine, "REFINE_AUTO_SECONDS", 1000.0)
+    est = GenerativeDistance(random_state=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est.fit(X)
+    assert est.refine_ is True and est.refine_nearest_ == 16
+    assert est.refine_gain_ > 1.05
+    assert any("16 nearest pairs" in str(w.message) for w in caught)
+    R0 = est.distances(refine=False)
+    refined_pairs = []
+    refine = engine.GraphDistanceBase._refined_geodesics
+
+    def spy(self, a, b, *args, **kwargs):
+        refined_pairs.extend(zip(np.minimum(a, b), np.maximum(a, b)))
+        return refine(self, a, b, *args, **kwargs)
+
+    monkeypatch.setattr(engine.GraphDistanceBase, "_refined_geodesics", spy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        D = est.distances()  # the queries' default: refine_ as fitted
+    assert set(map(tuple, np.array(refined_pairs).tolist())) == _nearest_pairs(R0, 16)
+    assert len(refined_pairs) < 60 * 59 // 2
+    monkeypatch.undo()
+    explicit = GenerativeDistance(random_state=0, refine={"nearest": 16})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        np.testing.assert_allclose(explicit.fit_transform(X), D, rtol=1e-12)
+    assert explicit.refine_ is True and explicit.refine_nearest_ is None
