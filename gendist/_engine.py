@@ -399,8 +399,9 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         pairs = self._pairs_within()
         # each row's nearest pairs within the budget (at most N of them a row: their union
         # holds N/2 to N per row), where they are enough to matter for neighbourhoods
-        nearest = int(REFINE_AUTO_SECONDS / self.refine_seconds_ * pairs / N)
-        if nearest >= REFINE_NEAREST_MIN:
+        nearest = REFINE_AUTO_SECONDS / self.refine_seconds_ * pairs / N
+        if nearest >= REFINE_NEAREST_MIN:  # nan: not measured, nothing refined
+            nearest = int(nearest)
             self.refine_nearest_ = nearest
             self._auto_options = {"nearest": nearest}
         if not gain > REFINE_WARN:  # the few percent of a zig-zag in 2-D or 3-D: recorded
@@ -775,14 +776,16 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             length. This is the accurate answer where the metric's geodesics bend between the
             vertices (curved metrics in 5 or more dimensions, where even shortcut paths stay several
             percent long): every entry is still the length of an actual curve, never longer than
-            without ``refine``. It costs a few hundred model evaluations per pair (about 0.13-0.2 ms
-            per pair on two CPU cores with a closed-form density in 5-10-D;
-            ``benchmarks/refined_pairs.md``), so refine the pairs you need (:meth:`geodesics`,
-            :meth:`kneighbors`) when the matrix is large. With all vertices as sources each pair is
-            refined once (from the shorter of its two rows), and the matrix is then closed under the
-            triangle inequality (:func:`gendist.paths.triangle_closure`, in memory): exactly
-            symmetric, and no entry longer than a chain of others (entries beyond ``limit`` stay
-            inf). For other sources, each row's pairs are refined from that row, without closure.
+            without ``refine``. It costs a few hundred model evaluations per pair (about 0.09 ms
+            per pair on one CPU core with a closed-form torch density in 10-D, 0.5 ms with an
+            8-component mixture; ``benchmarks/refined_pairs.md``), so refine the pairs you need
+            (:meth:`geodesics`, :meth:`kneighbors`, ``{"nearest": k}``: only the pairs among
+            each row's k shortest unrefined entries) when the matrix is large. With all vertices
+            as sources each pair is refined once (from the shorter of its two rows), and the
+            matrix is then closed under the triangle inequality
+            (:func:`gendist.paths.triangle_closure`, in memory): exactly symmetric, and no entry
+            longer than a chain of others (entries beyond ``limit`` stay inf). For other
+            sources, each row's pairs are refined from that row, without closure.
 
         Returns
         -------
@@ -869,7 +872,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         step = max(1, PAIRS_PER_BATCH * self._refine_workers(options) // N)
         nearest = options.get("nearest")
         if nearest is not None:  # each row's nearest-th shortest positive entry, unrefined
-            bound = np.concatenate([
+            bound = np.concatenate([np.zeros(0)] + [
                 _nearest_bound(np.array(D[r0 : r0 + step]), nearest)
                 for r0 in range(0, len(sources), step)
             ])
@@ -1160,6 +1163,7 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         options = self._refine_options(self._resolve_refine(refine))
         if options is not None and len(points) > 1:
             options = dict(options)
+            options.pop("nearest", None)  # a pair asked for by name is always refined
             if options.pop("curve") == "neural":
                 refined, metric_length = neural_curve(
                     self.metric_, points[0], points[-1], **options

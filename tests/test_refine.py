@@ -597,6 +597,15 @@ def test_refining_each_rows_nearest_pairs_only(curved_pairs, monkeypatch):
     near &= R0[rows] > 0
     np.testing.assert_array_equal(R[~near], R0[rows][~near])
     assert np.all(R[near] < R0[rows][near]) and (R[near] / truth[rows][near]).min() >= 1 - 1e-3
+    # pairs asked for by name are refined whatever "nearest" says; no rows, no matrix
+    far = int(np.argmax(R0[3]))
+    plain = GenerativeDistance(**{**est.get_params(), "refine": True}).fit(est.vertices_)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        assert est.distance(3, far) > est.geodesic(3, far, refine={"nearest": 1}).length
+        assert est.geodesic(3, far, refine={"nearest": 1}).length == pytest.approx(
+            plain.geodesic(3, far).length, rel=1e-12)
+    assert est.distances([], refine={"nearest": k}).shape == (0, len(R0))
     # kneighbors: its first k candidates refined, the rest as searched
     d0, i0 = est.kneighbors(rows, 2 * k, refine=False)
     with warnings.catch_warnings():
@@ -1176,6 +1185,11 @@ def test_auto_refines_each_rows_nearest_pairs_where_all_pairs_are_over_the_budge
     assert est.refine_gain_ > 1.05
     assert any("16 nearest pairs" in str(w.message) for w in caught)
     R0 = est.distances(refine=False)
+    with warnings.catch_warnings():  # a pair by name: refined
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        g = est.geodesic(0, 5)
+    assert g.length < R0[0, 5] and np.all(g.indices[1:-1] == -1)
+    assert est.distance(0, 5) == pytest.approx(g.length, rel=1e-12)
     refined_pairs = []
     refine = engine.GraphDistanceBase._refined_geodesics
 
