@@ -107,9 +107,10 @@ class GenerativeDistance(DistanceFeaturesOutMixin, GraphDistanceBase):
         longer than refined curves (``refine_gain_``) and refining every pair of vertices is
         estimated, from the time the sample took, to take at most
         :data:`gendist.refine.REFINE_AUTO_SECONDS` (two minutes; ``refine_seconds_``): on two
-        CPU cores n up to about 500 with a closed-form torch density, about 400 in 10-D with
-        an 8-component mixture (closed-form gradients from its score, also for
-        scikit-learn's ``GaussianMixture``), 560 with ``n_jobs=-1``. A time,
+        CPU cores n up to about 1 500 in 10-D and 2 000 in 5-D with a closed-form torch
+        density, about 700 in 10-D with an 8-component mixture (closed-form gradients from
+        its score, also for scikit-learn's ``GaussianMixture``; benchmarks/refined_pairs.md
+        and benchmarks/default_model.md). A time,
         so a slower or busier machine may choose differently; pass True or False for a fixed
         choice. Where all pairs are over the budget, ``"auto"`` refines each row's nearest
         pairs, as many as the budget holds at the measured rate (``refine_nearest_``, at

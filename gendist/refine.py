@@ -143,11 +143,12 @@ REFINE_CHECK_MORE_SECONDS = 15.0
 REFINE_GAIN = 1.02
 
 #: ... and every pair of vertices is estimated to take at most this many seconds (the sampled pairs'
-#: time per pair times the pairs, ``refine_seconds_``; the whole ``fit_transform`` took 0.3-1.7
-#: times it with an 8-component mixture in 3-10-D). On two CPU cores all pairs cost about 0.25-0.35
-#: ms each with a closed-form torch density in 5-10-D (n up to about 500 within the budget), 1.2-2.5
-#: ms with an 8-component mixture and its closed-form score (n up to about 400 in 10-D; autograd
-#: took 1.75 times as long), 1-3 ms by finite differences of a cheap numpy callable. A time,
+#: time per pair times the pairs, ``refine_seconds_``; all pairs took 0.7-0.85 times it at n = 1 200
+#: and 2 000 in 10-D under the inversion metric). On two CPU cores all pairs cost about 0.06-0.09
+#: ms each with a closed-form torch density in 5-10-D (n up to about 1 500-2 000 within the
+#: budget), 0.16 / 0.25 / 0.5 ms in 3 / 5 / 10-D with an 8-component mixture and its closed-form
+#: score (n up to about 700 in 10-D; autograd took 1.75 times as long), 1-3 ms by finite
+#: differences of a cheap numpy callable. A time,
 #: so a slower or busier machine may choose differently: pass ``refine=True`` or ``False``
 #: for a fixed choice.
 REFINE_AUTO_SECONDS = 120.0
