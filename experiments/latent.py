@@ -176,8 +176,9 @@ def data_space_distances(images, components, validation, cfg):
     k = cfg["n_neighbors"]
     kth = NearestNeighbors(n_neighbors=k).fit(images).kneighbors()[0][:, -1]
     radius = float(np.quantile(kth, cfg["radius_quantile"]))
-    est = GenerativeDistance(
-        density, radius=radius, n_neighbors=k, lam=cfg["lam"], beta=beta, n_quad=cfg["n_quad"]
+    est = GenerativeDistance(  # the graph's distances, as the pullback matrices compared
+        density, radius=radius, n_neighbors=k, lam=cfg["lam"], beta=beta, n_quad=cfg["n_quad"],
+        refine=False,
     )
     return est.fit_transform(images), {
         "variance": variance,
@@ -233,7 +234,10 @@ def run(out: Path, config: dict | None = None) -> dict:
         if name == "VAE":
             distances["latent Euclidean"] = cdist(Z, Z)
         t0 = time.perf_counter()
-        est = LatentDistance(decoder, n_neighbors=cfg["n_neighbors"], n_quad=cfg["n_quad"])
+        # the matrices compared are the graph's (with shortcuts where auto takes them); the
+        # geodesics below are refined one by one
+        est = LatentDistance(decoder, n_neighbors=cfg["n_neighbors"], n_quad=cfg["n_quad"],
+                             refine=False)
         distances[f"pullback {metric_name}"] = est.fit_transform(Z)
         timings[f"pullback {metric_name}"] = time.perf_counter() - t0
         latent[metric_name] = est

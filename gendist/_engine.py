@@ -460,11 +460,14 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             return
         graph_paths = self._graph_geodesics(a, b)
         _gradient_function(self.metric_, "auto", self.device_)  # torch's import: not timed
-        # nor the first call's loading of compiled kernels (0.3 s, more than 16 pairs take)
+        # nor the first call's loading of compiled kernels (0.3 s, more than 16 pairs take):
+        # one pair, one iteration (a few model calls: an expensive model's batches dwarf it)
+        warm_up = {"curve": "polyline", **ALL_PAIRS_REFINE, "n_rounds": 1, "max_iter": 1,
+                   "late_points": ALL_PAIRS_REFINE["n_points"]}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            self._refined_geodesics(a[:1], b[:1], {"curve": "polyline", **ALL_PAIRS_REFINE},
-                                    progress=False, graph_paths=graph_paths[:1])
+            self._refined_geodesics(a[:1], b[:1], warm_up, progress=False,
+                                    graph_paths=graph_paths[:1])
         refined, seconds, sizes, without_late = [], [], [], []
 
         def timed_batch(a, b, graph_paths):
@@ -487,9 +490,17 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         share = pairs / max(1, min(self._refine_workers({}), pairs // PATHS_PER_WORKER))
         self.refine_seconds_ = _all_pairs_seconds(seconds, sizes) * share
         self._seconds_without_late = _all_pairs_seconds(without_late, sizes) * share
-        # near or over the budget (where auto then sizes each row's nearest pairs by it), and
-        # a third batch affordable
-        if (self.refine_seconds_ > REFINE_AUTO_SECONDS / REFINE_CHECK_OVER
+        before = np.array([g.length for g in graph_paths[: len(refined)]])
+        after = np.array([g.length for g in refined])
+        keep = np.isfinite(before) & (after > 0)
+        if not keep.any():
+            return
+        # the first sample's pairs only (an expensive model: its first batch)
+        self.refine_gain_ = float(np.median(before[keep] / after[keep]))
+        # where auto would refine (the gain), near or over the budget (where it then sizes
+        # each row's nearest pairs by it), and a third batch affordable
+        if (self.refine_gain_ > REFINE_GAIN
+                and self.refine_seconds_ > REFINE_AUTO_SECONDS / REFINE_CHECK_OVER
                 and self._refine_setting() == "auto" and len(seconds) == 2
                 and self.refine_seconds_ / share * np.prod(REFINE_CHECK_MORE)
                 <= REFINE_CHECK_MORE_SECONDS and pairs > 4 * np.prod(REFINE_CHECK_MORE)):
@@ -498,15 +509,6 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
                 timed_batch(*more, self._graph_geodesics(*more))
                 self.refine_seconds_ = seconds[-1] / sizes[-1] * share
                 self._seconds_without_late = without_late[-1] / sizes[-1] * share
-        # the first sample's pairs only (an expensive model: its first batch): the third
-        # batch runs or not by a time
-        k = min(len(refined), a.size)
-        before = np.array([g.length for g in graph_paths[:k]])
-        after = np.array([g.length for g in refined[:k]])
-        keep = np.isfinite(before) & (after > 0)
-        if not keep.any():
-            return
-        self.refine_gain_ = float(np.median(before[keep] / after[keep]))
 
     def _sample_pairs(self, rng, n_sources: int, per_source: int):
         """Up to ``per_source`` random targets from each of ``n_sources`` random sources, in

@@ -231,8 +231,9 @@ class GenerativeDistance(DistanceFeaturesOutMixin, GraphDistanceBase):
     refine_seconds_ : float
         With ``refine_gain_``: the estimated seconds to refine every pair of vertices on this
         machine, the sampled pairs' time per pair (after one untimed pair, the slope between
-        two batches of 16 and 112 pairs, as a batch carries fixed costs; where that puts all
-        pairs over a sixth of the budget, the average of a third batch of 2 048,
+        two batches of 16 and 112 pairs, as a batch carries fixed costs; where the sample gains
+        and that puts all pairs over a sixth of the budget, the average of a third batch of
+        2 048,
         :data:`gendist.refine.REFINE_CHECK_MORE`, as the slope of small batches is noisy and
         the per-pair cost still changes with the batch) times the number
         of vertex pairs within components, divided among the ``n_jobs`` workers. Under the

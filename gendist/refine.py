@@ -115,8 +115,9 @@ REFINE_CHECK_FIRST = 16
 #: See :data:`REFINE_CHECK_FIRST`.
 REFINE_CHECK_SECONDS = 2.0
 
-#: Where the two batches put all pairs over a sixth of :data:`REFINE_AUTO_SECONDS`
-#: (:data:`REFINE_CHECK_OVER`), and this batch would take at most
+#: Where the sampled pairs gain more than :data:`REFINE_GAIN` (else ``"auto"`` refines
+#: nothing, whatever the time), the two batches put all pairs over a sixth of
+#: :data:`REFINE_AUTO_SECONDS` (:data:`REFINE_CHECK_OVER`), and this batch would take at most
 #: :data:`REFINE_CHECK_MORE_SECONDS` at their rate, a third batch of this many more pairs
 #: (sources drawn anew, targets per source; only under ``refine="auto"``, with over 4 times
 #: this many pairs within components, and where the sample finds at least twice the second

@@ -1075,7 +1075,8 @@ def test_all_pairs_refinement_takes_late_points(curved_pairs):
 
 def test_the_time_estimate_refines_more_pairs_only_near_or_over_the_budget(monkeypatch):
     """fit's sample: one pair untimed (the compiled kernels' first call), then 16 and 112
-    pairs; only where those put all pairs over a sixth of the budget (REFINE_CHECK_OVER),
+    pairs; only where those gain (not under a constant density) and put all pairs over a
+    sixth of the budget (REFINE_CHECK_OVER),
     and 64 x 32 pairs would take at most REFINE_CHECK_MORE_SECONDS, those 2 048 more (a
     larger batch, whose own time per pair is the estimate); an expensive model's first 16
     pairs alone. refine_gain_ is the first sample's."""
@@ -1101,6 +1102,9 @@ def test_the_time_estimate_refines_more_pairs_only_near_or_over_the_budget(monke
         est = GenerativeDistance(**keywords).fit(X)
     assert sizes == [1, 16, 112, 2048] and not est.refine_
     assert 1.0 < est.refine_gain_ and est.refine_seconds_ > 0
+    sizes.clear()  # nothing to gain (a constant density): no third batch, whatever the time
+    flat = GenerativeDistance(lambda Z: np.zeros(len(Z)), lam=1e12, n_quad=2).fit(X)
+    assert sizes == [1, 16, 112] and flat.refine_gain_ == pytest.approx(1.0, abs=1e-3)
     sizes.clear()  # a third batch too long itself
     monkeypatch.setattr(engine, "REFINE_CHECK_MORE_SECONDS", 0.0)
     with pytest.warns(UserWarning, match="leaves refinement off"):
