@@ -231,14 +231,14 @@ class GenerativeDistance(DistanceFeaturesOutMixin, GraphDistanceBase):
     refine_seconds_ : float
         With ``refine_gain_``: the estimated seconds to refine every pair of vertices on this
         machine, the sampled pairs' time per pair (after one untimed pair, the slope between
-        two batches of 16 and 112 pairs, as a batch carries fixed costs; where the sample gains
-        and that puts all pairs over a sixth of the budget, the average of a third batch of
-        2 048,
-        :data:`gendist.refine.REFINE_CHECK_MORE`, as the slope of small batches is noisy and
-        the per-pair cost still changes with the batch) times the number
+        two batches of 16 and 112 pairs, as a batch carries fixed costs; where the sample
+        gains and that puts all pairs over a sixth of the budget, the average of a third
+        batch of 2 048, :data:`gendist.refine.REFINE_CHECK_MORE`, as the slope of small
+        batches is noisy and the per-pair cost still changes with the batch) times the number
         of vertex pairs within components, divided among the ``n_jobs`` workers. Under the
         10-D inversion metric all pairs took 1.5-1.6 times the slope's estimate at n = 800
-        and 0.7-0.85 times the third batch's at n = 1 200. It includes the ``late_points`` round of
+        and 0.7-0.85 times the third batch's at n = 1 200 and 2 000. It includes the
+        ``late_points`` round of
         :data:`gendist.refine.ALL_PAIRS_REFINE`, timed apart on the sample, unless that round
         alone puts all pairs over the budget of ``refine="auto"``, which then refines without
         it (where both are over, it stays the estimate of all pairs with the round, from
