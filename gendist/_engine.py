@@ -858,7 +858,8 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         return effective_n_jobs(self.n_jobs)
 
     def _refine_rows(
-        self, D, sources: np.ndarray, options: dict, square: bool, columns=None, joined=None
+        self, D, sources: np.ndarray, options: dict, square: bool, columns=None, joined=None,
+        upper: bool = False,
     ) -> None:
         """Replace each finite, positive entry of the rows ``D`` (from ``sources`` to
         ``columns``, default every vertex) by its refined length where shorter, in place, in
@@ -868,7 +869,8 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         from its own sources only, and written to both entries; the matrix is then
         symmetric. ``options["nearest"]``: only the pairs among each row's that many
         shortest (square: either row's). ``joined``: as in :meth:`_graph_geodesics` (the
-        sources are new points)."""
+        sources are new points). ``upper``: only the pairs to later vertices (rows of
+        vertices, each pair from its lower index)."""
         columns = np.arange(self.graph_.shape[0]) if columns is None else columns
         N = len(columns)
         step = max(1, PAIRS_PER_BATCH * self._refine_workers(options) // N)
@@ -885,6 +887,8 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
             r1 = min(r0 + step, len(sources))
             block = np.array(D[r0:r1])
             wanted = np.isfinite(block) & (block > 0)
+            if upper:
+                wanted &= columns[None, :] > sources[r0:r1, None]
             if square:
                 # a pair of an earlier row refined there holds equal entries; the others
                 # are as measured, so each pair goes to its shorter row once

@@ -147,10 +147,10 @@ def sparse_cost_matrix(estimator, limit: float, dtype=np.float64):
 
     For solvers that take a sparse cost (POT's ``ot.emd`` / ``ot.emd2`` on a scipy sparse
     ``M``: a missing entry is a pair that may not exchange mass). Each pair is measured from
-    its lower index (refined there where the estimator refines, ``refine_``), so the matrix is
-    exactly symmetric; the diagonal holds explicit zeros, and so do duplicate points. The
-    searches stop at ``limit`` and go in memory-bounded blocks of rows, so the dense matrix
-    is never held.
+    its lower index (refined there, once, where the estimator refines, ``refine_``; with
+    its ``"nearest"`` option, among that row's nearest), so the matrix is exactly symmetric;
+    the diagonal holds explicit zeros, and so do duplicate points. The searches stop at
+    ``limit`` and go in memory-bounded blocks of rows, so the dense matrix is never held.
 
     Parameters
     ----------
@@ -168,11 +168,14 @@ def sparse_cost_matrix(estimator, limit: float, dtype=np.float64):
     if not limit > 0:
         raise ValueError(f"limit must be > 0, got {limit!r}.")
     N = estimator.graph_.shape[0]
+    options = estimator._all_pairs_options(estimator._resolve_refine(None))
     rows, cols, vals = [], [], []
     step = chunk_rows(8 * N)
     for s in range(0, N, step):
         block = np.arange(s, min(N, s + step))
-        D = estimator.distances(block, limit=limit, dtype="float64")
+        D = estimator.distances(block, limit=limit, dtype="float64", refine=False)
+        if options is not None:  # each pair refined once, from its lower index
+            estimator._refine_rows(D, block, options, False, upper=True)
         r, c = np.nonzero(np.isfinite(D) & (D <= limit))
         upper = block[r] < c
         rows.append(block[r[upper]])

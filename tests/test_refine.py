@@ -1245,3 +1245,37 @@ def test_nearest_pairs_of_a_graph_on_samples_and_data_and_of_a_latent_space():
     assert np.all(near <= none * (1 + 1e-12)) and np.all(near >= full * (1 - 1e-4))
     np.testing.assert_array_equal(near, near.T)
     assert np.mean(near[none > 0] < none[none > 0] * (1 - 1e-6)) > 0.2
+
+
+def test_sparse_cost_matrix_refines_each_pair_once_from_its_lower_index(curved_pairs,
+                                                                        monkeypatch):
+    """With refinement on, the sparse cost matrix refines each pair within the limit once,
+    from its lower index (a spy counts the pairs: none twice, none from the higher index),
+    and its entries are those rows' refined values (rows of distances(refine=True), up to
+    the stopping tolerance: other batches), at least the closed form up to quadrature."""
+    import gendist._engine as engine
+
+    est, truth = curved_pairs
+    refined = GenerativeDistance(**{**est.get_params(), "refine": True}).fit(est.vertices_)
+    N = len(truth)
+    rows = refined.distances(np.arange(N)[::-1])[::-1]  # not square: each row its own
+    limit = float(np.quantile(rows, 0.3))
+    pairs = []
+    refine = engine.GraphDistanceBase._refined_geodesics
+
+    def spy(self, a, b, *args, **kwargs):
+        pairs.extend(zip(a.tolist(), b.tolist()))
+        return refine(self, a, b, *args, **kwargs)
+
+    monkeypatch.setattr(engine.GraphDistanceBase, "_refined_geodesics", spy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        C = refined.sparse_cost_matrix(limit).toarray()
+    assert len(pairs) == len(set(pairs)) and all(a < b for a, b in pairs)
+    unrefined = refined.distances(refine=False)
+    within = np.triu(np.isfinite(unrefined) & (unrefined <= limit), 1)
+    assert len(pairs) == within.sum()
+    i, j = np.nonzero(within)
+    np.testing.assert_allclose(C[i, j], rows[i, j], rtol=1e-4)
+    assert (C[i, j] / truth[i, j]).min() >= 1 - 1e-3
+    assert np.median(C[i, j] / unrefined[i, j]) < 0.995
