@@ -978,8 +978,11 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         if options is None:
             return dist, ind
         found = np.isfinite(dist)
-        if options.get("nearest") is not None:  # the first found, as all-pairs queries
-            found[:, options["nearest"] :] = False
+        if options.get("nearest") is not None:  # the first found, as all-pairs queries do,
+            found[:, options["nearest"] :] = False  # with their settings (many pairs)
+            if options["curve"] == "polyline":
+                given = {key: value for key, value in options.items() if value is not None}
+                options = {**ALL_PAIRS_REFINE, **given}
         rows = np.broadcast_to(sources[:, None], dist.shape)[found]
         refined = self._refined_geodesics(rows, ind[found], options)
         dist[found] = [g.length for g in refined]

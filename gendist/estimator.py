@@ -123,7 +123,8 @@ class GenerativeDistance(DistanceFeaturesOutMixin, GraphDistanceBase):
         :data:`gendist.refine.ALL_PAIRS_REFINE`), plus ``"nearest": k``: the all-pairs
         queries (:meth:`fit_transform`, :meth:`distances`, :meth:`transform`) refine only
         the pairs among each row's k shortest unrefined entries (in a square matrix, either
-        row's; each pair once), :meth:`kneighbors` only its first k, before the closure
+        row's; each pair once), :meth:`kneighbors` only its first k (with the same
+        settings), before the closure
         under the triangle inequality; pairs asked for by name (:meth:`geodesic`,
         :meth:`geodesics`, :meth:`distance`) are always refined. ``refine_`` says what is
         in use.

@@ -617,6 +617,8 @@ def test_refining_each_rows_nearest_pairs_only(curved_pairs, monkeypatch):
         after = dict(zip(i1[r], d1[r]))
         assert all(after[v] < before[v] for v in i0[r][:k])
         assert all(after[v] == before[v] for v in i0[r][k:])
+        # the all-pairs settings: the rows' own refined values (up to the stopping tolerance)
+        np.testing.assert_allclose([after[v] for v in i0[r][:k]], R[r, i0[r][:k]], rtol=1e-4)
 
 
 def test_all_pairs_refinement_in_many_blocks_is_the_one_block_answer(curved_pairs,
