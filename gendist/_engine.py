@@ -981,8 +981,8 @@ class GraphDistanceBase(TransformerMixin, BaseEstimator):
         if options.get("nearest") is not None:  # the first found, as all-pairs queries do,
             found[:, options["nearest"] :] = False  # with their settings (many pairs)
             if options["curve"] == "polyline":
-                given = {key: value for key, value in options.items() if value is not None}
-                options = {**ALL_PAIRS_REFINE, **given}
+                refine = self._resolve_refine(refine)
+                options = {"curve": "polyline", **self._all_pairs_options(refine)}
         rows = np.broadcast_to(sources[:, None], dist.shape)[found]
         refined = self._refined_geodesics(rows, ind[found], options)
         dist[found] = [g.length for g in refined]
